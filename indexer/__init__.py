@@ -1,0 +1,7 @@
+"""Indexes over sparse vectors: Seismic (approximate) and exact, with on-disk persistence."""
+from .exact import ExactIndex
+from .seismic.config import SeismicParams
+from .seismic.index import SeismicIndex
+from .storage import IndexFormatError
+
+__all__ = ["ExactIndex", "IndexFormatError", "SeismicIndex", "SeismicParams"]

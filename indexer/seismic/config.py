@@ -1,0 +1,64 @@
+"""Build parameters of a Seismic index, in one typed, documented object."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+
+@dataclass(frozen=True)
+class SeismicParams:
+    """How a Seismic index is built (Bruch et al., SIGIR 2024, section 4).
+
+    pruning:            "global" keeps the n_postings * dim largest postings of the whole
+                        collection, each list capped at max_fraction * n_postings (the paper's
+                        global-threshold variant, pyseismic-lsr's default); "fixed" keeps the
+                        top n_postings of every list; "none" keeps everything.
+    n_postings:         λ, the posting budget per term.
+    max_fraction:       per-list cap of the global variant, as a multiple of n_postings.
+    centroid_fraction:  blocks per list = centroid_fraction * list length (random centroids).
+    min_cluster_size:   clusters with at most this many documents are dissolved and their
+                        documents re-assigned to the remaining centroids.
+    doc_cut:            documents are assigned to centroids using only their doc_cut largest terms.
+    summary_energy:     α: a block summary keeps its largest per-term maxima until they hold
+                        this fraction of the summary's L1 mass (1.0 keeps every term).
+    forward_dtype:      "float16" or "float32" values in the forward index.
+    seed:               seed of the centroid sampling; builds are deterministic.
+    """
+
+    pruning: str = "global"
+    n_postings: int = 3500
+    max_fraction: float = 1.5
+    centroid_fraction: float = 0.1
+    min_cluster_size: int = 2
+    doc_cut: int = 15
+    summary_energy: float = 0.4
+    forward_dtype: str = "float16"
+    seed: int = 42
+
+    def __post_init__(self):
+        if self.pruning not in ("global", "fixed", "none"):
+            raise ValueError(f"pruning must be 'global', 'fixed' or 'none', got {self.pruning!r}")
+        if self.n_postings <= 0:
+            raise ValueError(f"n_postings must be positive, got {self.n_postings}")
+        if self.max_fraction <= 0:
+            raise ValueError(f"max_fraction must be positive, got {self.max_fraction}")
+        if not 0 < self.centroid_fraction <= 1:
+            raise ValueError(f"centroid_fraction must be in (0, 1], got {self.centroid_fraction}")
+        if self.min_cluster_size < 0:
+            raise ValueError(f"min_cluster_size must be >= 0, got {self.min_cluster_size}")
+        if self.doc_cut <= 0:
+            raise ValueError(f"doc_cut must be positive, got {self.doc_cut}")
+        if not 0 < self.summary_energy <= 1:
+            raise ValueError(f"summary_energy must be in (0, 1], got {self.summary_energy}")
+        if self.forward_dtype not in ("float16", "float32"):
+            raise ValueError(f"forward_dtype must be 'float16' or 'float32', got {self.forward_dtype!r}")
+
+    @classmethod
+    def from_dict(cls, params: dict) -> "SeismicParams":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(params) - known)
+        if unknown:
+            raise ValueError(f"unknown Seismic parameter(s) {unknown}; known: {sorted(known)}")
+        return cls(**params)
+
+    def to_dict(self) -> dict:
+        return asdict(self)

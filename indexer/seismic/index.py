@@ -1,0 +1,171 @@
+"""SeismicIndex: build (Numba), search (C++ kernel, Numba fallback), save/load."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from ..exact import default_threads
+from ..native import native_module, resolve_backend
+from ..storage import load_arrays, save_arrays
+from ..validation import as_document_csr, as_query, as_query_csr, check_k, check_search_params
+from . import search_numba
+from .blocking import block_lists, compact_block_sizes, top_terms
+from .config import SeismicParams
+from .pruning import prune_postings
+from .summaries import count_summaries, fill_summaries
+
+# Arrays that make up an index, in the order the Numba kernel takes them.
+_KERNEL_ARRAYS = ("fwd_ptr", "fwd_terms", "fwd_vals", "list_block_ptr", "block_doc_ptr",
+                  "block_docs", "block_scale", "list_comp_ptr", "sum_comps", "comp_entry_end",
+                  "list_entry_ptr", "entry_block", "entry_value")
+
+
+class SeismicIndex:
+    """Approximate top-k by dot product over non-negative sparse vectors (Seismic).
+
+    >>> idx = SeismicIndex.build(csr, n_postings=1000, summary_energy=0.4)
+    >>> ids, scores = idx.search(q_indices, q_values, k=10, query_cut=10, heap_factor=0.7)
+    """
+
+    KIND = "seismic"
+
+    def __init__(self, arrays: dict[str, np.ndarray], n_docs: int, dim: int, params: SeismicParams,
+                 build_seconds: float | None = None):
+        self.arrays = arrays
+        self.n_docs = int(n_docs)
+        self.dim = int(dim)
+        self.params = params
+        self.build_seconds = build_seconds
+        nblocks = np.diff(arrays["list_block_ptr"])
+        self.max_blocks_per_list = int(nblocks.max()) if nblocks.size else 0
+        self._kernel = None
+        self._f32_values = None
+
+    # ---------------------------------------------------------------- build
+    @classmethod
+    def build(cls, csr, **params) -> "SeismicIndex":
+        """Build from a CSR matrix (rows = documents, non-negative float values)."""
+        p = SeismicParams.from_dict(params)
+        t0 = time.perf_counter()
+        docs = as_document_csr(csr)
+        n_docs, dim = docs.shape
+        fwd_ptr = docs.indptr.astype(np.int64)
+        fwd_terms = docs.indices.astype(np.int32)
+        fwd_vals = docs.data
+        # Build-time structures use the f32 values; summaries are maxima of the stored values
+        # so they bound the scores the kernel computes from the (possibly f16) forward index.
+        stored_vals = fwd_vals.astype(p.forward_dtype)
+        build_vals = stored_vals.astype(np.float32)
+
+        list_ptr, list_docs = prune_postings(docs.tocsc(), p)
+        cut_t, cut_v = top_terms(fwd_ptr, fwd_terms, build_vals, p.doc_cut)
+        block_docs, n_blocks, sizes = block_lists(list_ptr, list_docs, fwd_ptr, fwd_terms, build_vals,
+                                                  cut_t, cut_v, dim, p.centroid_fraction,
+                                                  p.min_cluster_size, p.seed)
+        del cut_t, cut_v
+        list_block_ptr, block_doc_ptr = compact_block_sizes(list_ptr, n_blocks, sizes)
+        n_entries, n_comps = count_summaries(list_block_ptr, block_doc_ptr, block_docs, fwd_ptr,
+                                             fwd_terms, build_vals, dim, p.summary_energy)
+        list_entry_ptr = np.concatenate(([0], np.cumsum(n_entries))).astype(np.int64)
+        list_comp_ptr = np.concatenate(([0], np.cumsum(n_comps))).astype(np.int64)
+        block_scale, sum_comps, comp_entry_end, entry_block, entry_value = fill_summaries(
+            list_block_ptr, block_doc_ptr, block_docs, fwd_ptr, fwd_terms, build_vals, dim,
+            p.summary_energy, list_entry_ptr, list_comp_ptr)
+
+        term_dtype = np.uint16 if dim <= 65536 else np.uint32
+        arrays = {
+            "fwd_ptr": fwd_ptr, "fwd_terms": fwd_terms.astype(term_dtype), "fwd_vals": stored_vals,
+            "list_block_ptr": list_block_ptr, "block_doc_ptr": block_doc_ptr,
+            "block_docs": block_docs, "block_scale": block_scale,
+            "list_comp_ptr": list_comp_ptr, "sum_comps": sum_comps.astype(term_dtype),
+            "comp_entry_end": comp_entry_end, "list_entry_ptr": list_entry_ptr,
+            "entry_block": entry_block, "entry_value": entry_value,
+        }
+        return cls(arrays, n_docs, dim, p, build_seconds=time.perf_counter() - t0)
+
+    # ---------------------------------------------------------------- info
+    def __len__(self) -> int:
+        return self.n_docs
+
+    @property
+    def nbytes(self) -> int:
+        return int(sum(a.nbytes for a in self.arrays.values()))
+
+    def space_usage(self) -> dict[str, int]:
+        """Bytes per component: forward index, posting lists (blocks), summaries."""
+        a = self.arrays
+        groups = {"forward": ("fwd_ptr", "fwd_terms", "fwd_vals"),
+                  "postings": ("list_block_ptr", "block_doc_ptr", "block_docs"),
+                  "summaries": ("block_scale", "list_comp_ptr", "sum_comps", "comp_entry_end",
+                                "list_entry_ptr", "entry_block", "entry_value")}
+        out = {f"{g}_bytes": int(sum(a[n].nbytes for n in names)) for g, names in groups.items()}
+        out["total_bytes"] = sum(out.values())
+        return out
+
+    def stats(self) -> dict:
+        a = self.arrays
+        return {"documents": self.n_docs, "dim": self.dim, "postings": int(a["block_docs"].shape[0]),
+                "blocks": int(a["block_scale"].shape[0]),
+                "summary_entries": int(a["entry_value"].shape[0]), **self.space_usage()}
+
+    # ---------------------------------------------------------------- search
+    def _native(self):
+        if self._kernel is None:
+            self._kernel = native_module().SeismicKernel(
+                {n: self.arrays[n] for n in _KERNEL_ARRAYS}, self.n_docs, self.dim,
+                self.max_blocks_per_list)
+        return self._kernel
+
+    def _numba_arrays(self):
+        # The Numba kernel reads f32 values (f16 -> f32 is exact, so scores are unchanged).
+        if self._f32_values is None:
+            self._f32_values = np.asarray(self.arrays["fwd_vals"], dtype=np.float32)
+        return tuple(self._f32_values if n == "fwd_vals" else self.arrays[n] for n in _KERNEL_ARRAYS)
+
+    def search(self, q_indices, q_values, k: int = 10, query_cut: int = 10,
+               heap_factor: float = 0.7, backend: str = "auto") -> tuple[np.ndarray, np.ndarray]:
+        """Approximate top-k: (ids int64, scores float32), sorted by score descending."""
+        k = check_k(k)
+        query_cut, heap_factor = check_search_params(query_cut, heap_factor)
+        qi, qv = as_query(q_indices, q_values, self.dim)
+        if resolve_backend(backend) == "native":
+            ids, scores = self._native().search(qi, qv, k, query_cut, heap_factor)
+        else:
+            q_dense = np.zeros(self.dim, np.float32)
+            visited = np.zeros(self.n_docs, np.bool_)
+            dots = np.empty(max(1, self.max_blocks_per_list), np.float32)
+            ids, scores = search_numba.search_one(qi, qv, k, query_cut, np.float32(heap_factor),
+                                                  q_dense, visited, dots, *self._numba_arrays())
+        return ids.astype(np.int64), scores
+
+    def search_batch(self, queries, k: int = 10, query_cut: int = 10, heap_factor: float = 0.7,
+                     n_threads: int | None = None, backend: str = "auto"):
+        """Queries as CSR rows -> (ids [nq, k] padded with -1, scores [nq, k] padded with -inf)."""
+        k = check_k(k)
+        query_cut, heap_factor = check_search_params(query_cut, heap_factor)
+        q = as_query_csr(queries, self.dim)
+        ptr, terms, vals = q.indptr.astype(np.int64), q.indices.astype(np.int32), q.data
+        if resolve_backend(backend) == "native":
+            ids, scores = self._native().search_batch(ptr, terms, vals, k, query_cut, heap_factor,
+                                                      n_threads or default_threads())
+        else:
+            ids, scores = search_numba.search_batch(
+                ptr, terms, vals, k, query_cut, np.float32(heap_factor), self.dim, self.n_docs,
+                self.max_blocks_per_list, *self._numba_arrays())
+        return ids.astype(np.int64), scores
+
+    # ---------------------------------------------------------------- persistence
+    def save(self, path) -> None:
+        save_arrays(path, self.KIND, self.arrays,
+                    {"n_docs": self.n_docs, "dim": self.dim, "params": self.params.to_dict()})
+
+    @classmethod
+    def load(cls, path, mmap: bool = True) -> "SeismicIndex":
+        arrays, manifest = load_arrays(path, cls.KIND, mmap=mmap)
+        missing = set(_KERNEL_ARRAYS) - set(arrays)
+        if missing:
+            from ..storage import IndexFormatError
+            raise IndexFormatError(f"{path} lacks index arrays {sorted(missing)}")
+        return cls(arrays, manifest["n_docs"], manifest["dim"],
+                   SeismicParams.from_dict(manifest["params"]))

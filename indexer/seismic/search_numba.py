@@ -1,0 +1,154 @@
+"""Reference Seismic query kernel in Numba: the fallback when the C++ extension is missing.
+
+It mirrors native/seismic.hpp operation for operation (visiting order, float32 arithmetic,
+the 8-lane document scorer, tie-breaking), so both return identical ids and scores.
+"""
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+
+@nb.njit(cache=True, inline="always")
+def _better(s1, d1, s2, d2):
+    return s1 > s2 or (s1 == s2 and d1 < d2)
+
+
+@nb.njit(cache=True)
+def heap_push(hs, hd, size, k, score, doc):
+    """Min-heap (root = worst kept hit) of at most k hits; returns the new size."""
+    if size < k:
+        i = size
+        hs[i], hd[i] = score, doc
+        while i > 0:
+            p = (i - 1) // 2
+            if not _better(hs[p], hd[p], hs[i], hd[i]):
+                break
+            hs[p], hs[i] = hs[i], hs[p]
+            hd[p], hd[i] = hd[i], hd[p]
+            i = p
+        return size + 1
+    if _better(score, doc, hs[0], hd[0]):
+        hs[0], hd[0] = score, doc
+        i = 0
+        while True:
+            l, r, w = 2 * i + 1, 2 * i + 2, i
+            if l < size and _better(hs[w], hd[w], hs[l], hd[l]):
+                w = l
+            if r < size and _better(hs[w], hd[w], hs[r], hd[r]):
+                w = r
+            if w == i:
+                break
+            hs[w], hs[i] = hs[i], hs[w]
+            hd[w], hd[i] = hd[i], hd[w]
+            i = w
+    return size
+
+
+@nb.njit(cache=True)
+def heap_drain(hs, hd, size):
+    """Hits sorted best first (score descending, then doc id ascending)."""
+    by_doc = np.argsort(hd[:size], kind="mergesort")
+    order = by_doc[np.argsort(-hs[:size][by_doc], kind="mergesort")]
+    return hd[:size][order].copy(), hs[:size][order].copy()
+
+
+@nb.njit(cache=True, inline="always")
+def score_doc(q, terms, vals, a, b):
+    lanes = np.zeros(8, dtype=np.float32)
+    for i in range(b - a):
+        lanes[i & 7] += q[terms[a + i]] * vals[a + i]
+    return ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]))
+
+
+@nb.njit(cache=True)
+def _block_dots(t, b0, nb_, q_terms, q_vals, list_comp_ptr, sum_comps, comp_entry_end,
+                list_entry_ptr, entry_block, entry_value, block_scale, dots):
+    dots[:nb_] = 0.0
+    c0, c1 = list_comp_ptr[t], list_comp_ptr[t + 1]
+    e_base = list_entry_ptr[t]
+    c = c0
+    for j in range(q_terms.shape[0]):
+        if c >= c1:
+            break
+        qt = q_terms[j]
+        c = c + np.searchsorted(sum_comps[c:c1], qt)  # lower bound, as std::lower_bound
+        if c >= c1:
+            break
+        if sum_comps[c] != qt:
+            continue
+        e = 0 if c == c0 else comp_entry_end[c - 1]
+        e_end = comp_entry_end[c]
+        qv = q_vals[j]
+        for i in range(e_base + e, e_base + e_end):
+            dots[entry_block[i]] += qv * np.float32(entry_value[i])
+    for b in range(nb_):
+        dots[b] *= block_scale[b0 + b]
+
+
+@nb.njit(cache=True)
+def search_one(q_terms, q_vals, k, query_cut, heap_factor, q_dense, visited, dots,
+               fwd_ptr, fwd_terms, fwd_vals, list_block_ptr, block_doc_ptr, block_docs,
+               block_scale, list_comp_ptr, sum_comps, comp_entry_end, list_entry_ptr,
+               entry_block, entry_value):
+    hf = np.float32(heap_factor)
+    for j in range(q_terms.shape[0]):
+        q_dense[q_terms[j]] = q_vals[j]
+    cut = np.argsort(-q_vals, kind="mergesort")[:query_cut]
+    hs = np.empty(k, dtype=np.float32)
+    hd = np.empty(k, dtype=np.int32)
+    size = 0
+    seen = []
+    for li in range(cut.shape[0]):
+        t = q_terms[cut[li]]
+        b0 = list_block_ptr[t]
+        nb_ = list_block_ptr[t + 1] - b0
+        if nb_ == 0:
+            continue
+        _block_dots(t, b0, nb_, q_terms, q_vals, list_comp_ptr, sum_comps, comp_entry_end,
+                    list_entry_ptr, entry_block, entry_value, block_scale, dots)
+        if li == 0:
+            order = np.argsort(-dots[:nb_], kind="mergesort")
+        else:
+            order = np.arange(nb_)
+        for i in range(nb_):
+            b = order[i]
+            if size == k and dots[b] < hf * hs[0]:
+                continue
+            for p in range(block_doc_ptr[b0 + b], block_doc_ptr[b0 + b + 1]):
+                doc = block_docs[p]
+                if visited[doc]:
+                    continue
+                visited[doc] = True
+                seen.append(doc)
+                s = score_doc(q_dense, fwd_terms, fwd_vals, fwd_ptr[doc], fwd_ptr[doc + 1])
+                size = heap_push(hs, hd, size, k, s, doc)
+    for j in range(q_terms.shape[0]):
+        q_dense[q_terms[j]] = 0.0
+    for d in seen:
+        visited[d] = False
+    return heap_drain(hs, hd, size)
+
+
+@nb.njit(parallel=True, cache=True)
+def search_batch(q_ptr, q_terms, q_vals, k, query_cut, heap_factor, dim, n_docs, max_blocks,
+                 fwd_ptr, fwd_terms, fwd_vals, list_block_ptr, block_doc_ptr, block_docs,
+                 block_scale, list_comp_ptr, sum_comps, comp_entry_end, list_entry_ptr,
+                 entry_block, entry_value):
+    nq = q_ptr.shape[0] - 1
+    out_ids = np.full((nq, k), -1, dtype=np.int32)
+    out_scores = np.full((nq, k), -np.inf, dtype=np.float32)
+    n_workers = min(nq, nb.get_num_threads())
+    for w in nb.prange(n_workers):
+        q_dense = np.zeros(dim, dtype=np.float32)
+        visited = np.zeros(n_docs, dtype=np.bool_)
+        dots = np.empty(max(1, max_blocks), dtype=np.float32)
+        for i in range(w, nq, n_workers):
+            a, b = q_ptr[i], q_ptr[i + 1]
+            ids, sc = search_one(q_terms[a:b], q_vals[a:b], k, query_cut, heap_factor, q_dense,
+                                 visited, dots, fwd_ptr, fwd_terms, fwd_vals, list_block_ptr,
+                                 block_doc_ptr, block_docs, block_scale, list_comp_ptr, sum_comps,
+                                 comp_entry_end, list_entry_ptr, entry_block, entry_value)
+            out_ids[i, : ids.shape[0]] = ids
+            out_scores[i, : sc.shape[0]] = sc
+    return out_ids, out_scores

@@ -1,0 +1,189 @@
+// Thin nanobind bindings: validate array dtypes, pick the kernel instantiation, release the GIL.
+// All algorithmic code lives in seismic.hpp / exact.hpp.
+#include <nanobind/nanobind.h>
+#include <nanobind/ndarray.h>
+#include <nanobind/stl/string.h>
+
+#include <stdexcept>
+#include <string>
+
+#include "exact.hpp"
+#include "seismic.hpp"
+
+namespace nb = nanobind;
+using namespace nb::literals;
+using Arr = nb::ndarray<nb::numpy, nb::ro, nb::ndim<1>, nb::c_contig, nb::device::cpu>;
+
+namespace {
+
+template <class T>
+const T* ptr(const Arr& a, const char* name) {
+  if (a.dtype() != nb::dtype<T>())
+    throw std::invalid_argument(std::string("array '") + name + "' has the wrong dtype");
+  return static_cast<const T*>(a.data());
+}
+
+bool is_f16(const Arr& a) {
+  return a.dtype().code == (uint8_t)nb::dlpack::dtype_code::Float && a.dtype().bits == 16;
+}
+
+template <class T>
+nb::ndarray<nb::numpy, T> owned(T* data, std::initializer_list<size_t> shape) {
+  nb::capsule owner(data, [](void* p) noexcept { delete[] static_cast<T*>(p); });
+  return nb::ndarray<nb::numpy, T>(data, shape, owner);
+}
+
+struct SeismicBase {
+  virtual ~SeismicBase() = default;
+  virtual int search(const int32_t*, const float*, int64_t, int, int, float, int32_t*, float*) = 0;
+  virtual void search_batch(const int64_t*, const int32_t*, const float*, int64_t, int, int, float,
+                            int, int32_t*, float*) = 0;
+};
+
+template <class TermT, class ValT>
+struct SeismicImpl : SeismicBase {
+  explicit SeismicImpl(const lsr::SeismicArrays<TermT, ValT>& a) : k(a) {}
+  int search(const int32_t* t, const float* v, int64_t n, int kk, int qc, float hf, int32_t* ids,
+             float* sc) override {
+    return k.search(t, v, n, kk, qc, hf, ids, sc);
+  }
+  void search_batch(const int64_t* p, const int32_t* t, const float* v, int64_t nq, int kk, int qc,
+                    float hf, int th, int32_t* ids, float* sc) override {
+    k.search_batch(p, t, v, nq, kk, qc, hf, th, ids, sc);
+  }
+  lsr::SeismicKernel<TermT, ValT> k;
+};
+
+template <class TermT, class ValT>
+SeismicBase* make_seismic(nb::dict a, int64_t n_docs, int64_t dim, int64_t max_blocks) {
+  auto g = [&](const char* name) { return nb::cast<Arr>(a[name]); };
+  lsr::SeismicArrays<TermT, ValT> s;
+  s.n_docs = n_docs;
+  s.dim = dim;
+  s.max_blocks_per_list = max_blocks;
+  s.fwd_ptr = ptr<int64_t>(g("fwd_ptr"), "fwd_ptr");
+  s.fwd_terms = ptr<TermT>(g("fwd_terms"), "fwd_terms");
+  if constexpr (std::is_same_v<ValT, lsr::Half>)
+    s.fwd_vals = reinterpret_cast<const lsr::Half*>(g("fwd_vals").data());
+  else
+    s.fwd_vals = ptr<float>(g("fwd_vals"), "fwd_vals");
+  s.list_block_ptr = ptr<int64_t>(g("list_block_ptr"), "list_block_ptr");
+  s.block_doc_ptr = ptr<int64_t>(g("block_doc_ptr"), "block_doc_ptr");
+  s.block_docs = ptr<int32_t>(g("block_docs"), "block_docs");
+  s.block_scale = ptr<float>(g("block_scale"), "block_scale");
+  s.list_comp_ptr = ptr<int64_t>(g("list_comp_ptr"), "list_comp_ptr");
+  s.sum_comps = ptr<TermT>(g("sum_comps"), "sum_comps");
+  s.comp_entry_end = ptr<uint32_t>(g("comp_entry_end"), "comp_entry_end");
+  s.list_entry_ptr = ptr<int64_t>(g("list_entry_ptr"), "list_entry_ptr");
+  s.entry_block = ptr<uint16_t>(g("entry_block"), "entry_block");
+  s.entry_value = ptr<uint8_t>(g("entry_value"), "entry_value");
+  return new SeismicImpl<TermT, ValT>(s);
+}
+
+// Owns the kernel and keeps the numpy arrays it points into alive (they may be memory-mapped).
+class Seismic {
+ public:
+  Seismic(nb::dict arrays, int64_t n_docs, int64_t dim, int64_t max_blocks) : keep_(arrays) {
+    bool u16 = nb::cast<Arr>(arrays["fwd_terms"]).dtype() == nb::dtype<uint16_t>();
+    bool f16 = is_f16(nb::cast<Arr>(arrays["fwd_vals"]));
+    if (u16 && f16) impl_.reset(make_seismic<uint16_t, lsr::Half>(arrays, n_docs, dim, max_blocks));
+    else if (u16) impl_.reset(make_seismic<uint16_t, float>(arrays, n_docs, dim, max_blocks));
+    else if (f16) impl_.reset(make_seismic<uint32_t, lsr::Half>(arrays, n_docs, dim, max_blocks));
+    else impl_.reset(make_seismic<uint32_t, float>(arrays, n_docs, dim, max_blocks));
+  }
+
+  nb::tuple search(Arr q_terms, Arr q_vals, int k, int query_cut, float heap_factor) {
+    const int32_t* t = ptr<int32_t>(q_terms, "q_terms");
+    const float* v = ptr<float>(q_vals, "q_vals");
+    auto* ids = new int32_t[k];
+    auto* sc = new float[k];
+    int n;
+    {
+      nb::gil_scoped_release nogil;
+      n = impl_->search(t, v, (int64_t)q_terms.shape(0), k, query_cut, heap_factor, ids, sc);
+    }
+    return nb::make_tuple(owned(ids, {(size_t)n}), owned(sc, {(size_t)n}));
+  }
+
+  nb::tuple search_batch(Arr q_ptr, Arr q_terms, Arr q_vals, int k, int query_cut,
+                         float heap_factor, int n_threads) {
+    const int64_t* p = ptr<int64_t>(q_ptr, "q_ptr");
+    const int32_t* t = ptr<int32_t>(q_terms, "q_terms");
+    const float* v = ptr<float>(q_vals, "q_vals");
+    int64_t nq = (int64_t)q_ptr.shape(0) - 1;
+    auto* ids = new int32_t[nq * k];
+    auto* sc = new float[nq * k];
+    {
+      nb::gil_scoped_release nogil;
+      impl_->search_batch(p, t, v, nq, k, query_cut, heap_factor, n_threads, ids, sc);
+    }
+    return nb::make_tuple(owned(ids, {(size_t)nq, (size_t)k}), owned(sc, {(size_t)nq, (size_t)k}));
+  }
+
+ private:
+  nb::dict keep_;
+  std::unique_ptr<SeismicBase> impl_;
+};
+
+class Exact {
+ public:
+  Exact(Arr col_ptr, Arr col_docs, Arr col_vals, int64_t n_docs)
+      : keep_(nb::make_tuple(col_ptr, col_docs, col_vals)) {
+    lsr::ExactArrays a;
+    a.n_docs = n_docs;
+    a.dim = (int64_t)col_ptr.shape(0) - 1;
+    a.col_ptr = ptr<int64_t>(col_ptr, "col_ptr");
+    a.col_docs = ptr<int32_t>(col_docs, "col_docs");
+    a.col_vals = ptr<float>(col_vals, "col_vals");
+    k_ = std::make_unique<lsr::ExactKernel>(a);
+  }
+
+  nb::tuple search(Arr q_terms, Arr q_vals, int k) {
+    const int32_t* t = ptr<int32_t>(q_terms, "q_terms");
+    const float* v = ptr<float>(q_vals, "q_vals");
+    auto* ids = new int32_t[k];
+    auto* sc = new float[k];
+    int n;
+    {
+      nb::gil_scoped_release nogil;
+      n = k_->search(t, v, (int64_t)q_terms.shape(0), k, ids, sc);
+    }
+    return nb::make_tuple(owned(ids, {(size_t)n}), owned(sc, {(size_t)n}));
+  }
+
+  nb::tuple search_batch(Arr q_ptr, Arr q_terms, Arr q_vals, int k, int n_threads) {
+    const int64_t* p = ptr<int64_t>(q_ptr, "q_ptr");
+    const int32_t* t = ptr<int32_t>(q_terms, "q_terms");
+    const float* v = ptr<float>(q_vals, "q_vals");
+    int64_t nq = (int64_t)q_ptr.shape(0) - 1;
+    auto* ids = new int32_t[nq * k];
+    auto* sc = new float[nq * k];
+    {
+      nb::gil_scoped_release nogil;
+      k_->search_batch(p, t, v, nq, k, n_threads, ids, sc);
+    }
+    return nb::make_tuple(owned(ids, {(size_t)nq, (size_t)k}), owned(sc, {(size_t)nq, (size_t)k}));
+  }
+
+ private:
+  nb::tuple keep_;
+  std::unique_ptr<lsr::ExactKernel> k_;
+};
+
+}  // namespace
+
+NB_MODULE(lsr_native, m) {
+  m.doc() = "lsr-search C++ query kernels (Seismic and exact term-at-a-time).";
+  nb::class_<Seismic>(m, "SeismicKernel")
+      .def(nb::init<nb::dict, int64_t, int64_t, int64_t>(), "arrays"_a, "n_docs"_a, "dim"_a,
+           "max_blocks_per_list"_a)
+      .def("search", &Seismic::search, "q_terms"_a, "q_vals"_a, "k"_a, "query_cut"_a,
+           "heap_factor"_a)
+      .def("search_batch", &Seismic::search_batch, "q_ptr"_a, "q_terms"_a, "q_vals"_a, "k"_a,
+           "query_cut"_a, "heap_factor"_a, "n_threads"_a);
+  nb::class_<Exact>(m, "ExactKernel")
+      .def(nb::init<Arr, Arr, Arr, int64_t>(), "col_ptr"_a, "col_docs"_a, "col_vals"_a, "n_docs"_a)
+      .def("search", &Exact::search, "q_terms"_a, "q_vals"_a, "k"_a)
+      .def("search_batch", &Exact::search_batch, "q_ptr"_a, "q_terms"_a, "q_vals"_a, "k"_a,
+           "n_threads"_a);
+}

@@ -1,0 +1,192 @@
+// Shared pieces of the query kernels: top-k heap, f16 conversion, a visited bitset and the
+// 8-lane document scorer. Everything here defines the exact floating-point order that the
+// Numba reference (indexer/seismic/search_numba.py) reproduces bit for bit.
+#pragma once
+#include <algorithm>
+#include <atomic>
+#include <limits>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <vector>
+#if defined(__AVX2__) || defined(__F16C__)
+#include <immintrin.h>
+#endif
+
+namespace lsr {
+
+struct Hit {
+  float score;
+  int32_t doc;
+};
+
+// Strict total order: higher score first, then smaller doc id. Results are the top-k of the
+// evaluated documents under this order, whatever the heap's internal layout.
+inline bool better(const Hit& a, const Hit& b) {
+  return a.score > b.score || (a.score == b.score && a.doc < b.doc);
+}
+
+// Min-heap of the k best hits seen so far (root = worst kept hit).
+class TopK {
+ public:
+  explicit TopK(int k) : k_(k) { h_.reserve(k); }
+  bool full() const { return (int)h_.size() == k_; }
+  float threshold() const { return h_[0].score; }  // valid only when full()
+  void push(Hit x) {
+    if ((int)h_.size() < k_) {
+      h_.push_back(x);
+      sift_up(h_.size() - 1);
+    } else if (better(x, h_[0])) {
+      h_[0] = x;
+      sift_down(0);
+    }
+  }
+  // Sorted best-first into the output arrays; returns the number written.
+  int drain(int32_t* ids, float* scores) {
+    std::sort(h_.begin(), h_.end(), better);
+    int n = (int)h_.size();
+    for (int i = 0; i < n; ++i) {
+      ids[i] = h_[i].doc;
+      scores[i] = h_[i].score;
+    }
+    h_.clear();
+    return n;
+  }
+
+ private:
+  void sift_up(size_t i) {
+    while (i > 0) {
+      size_t p = (i - 1) / 2;
+      if (!better(h_[p], h_[i])) break;
+      std::swap(h_[p], h_[i]);
+      i = p;
+    }
+  }
+  void sift_down(size_t i) {
+    size_t n = h_.size();
+    for (;;) {
+      size_t l = 2 * i + 1, r = l + 1, w = i;
+      if (l < n && better(h_[w], h_[l])) w = l;
+      if (r < n && better(h_[w], h_[r])) w = r;
+      if (w == i) return;
+      std::swap(h_[w], h_[i]);
+      i = w;
+    }
+  }
+  int k_;
+  std::vector<Hit> h_;
+};
+
+inline float half_to_float(uint16_t h) {
+#if defined(__F16C__)
+  return _cvtsh_ss(h);
+#else
+  uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ff, bits;
+  if (exp == 0) {
+    if (man == 0) {
+      bits = sign;
+    } else {  // subnormal: normalise
+      exp = 127 - 15 + 1;
+      while (!(man & 0x400)) { man <<= 1; --exp; }
+      bits = sign | (exp << 23) | ((man & 0x3ff) << 13);
+    }
+  } else if (exp == 31) {
+    bits = sign | 0x7f800000 | (man << 13);
+  } else {
+    bits = sign | ((exp - 15 + 127) << 23) | (man << 13);
+  }
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+#endif
+}
+
+struct Half { uint16_t bits; };  // storage type of float16 forward values
+inline float to_float(float v) { return v; }
+inline float to_float(Half v) { return half_to_float(v.bits); }
+
+// Lane j accumulates the products of elements i with i % 8 == j; lanes are then summed as a
+// fixed tree. Same order with or without AVX2.
+inline float reduce8(const float* l) {
+  return ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]));
+}
+
+template <class TermT, class ValT>
+inline float score_doc(const float* q, const TermT* t, const ValT* v, int64_t n) {
+  alignas(32) float lanes[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t i = 0;
+#if defined(__AVX2__)
+  __m256 acc = _mm256_setzero_ps();
+  for (; i + 8 <= n; i += 8) {
+    __m256i idx;
+    if constexpr (sizeof(TermT) == 2) {
+      idx = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(t + i)));
+    } else {
+      idx = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(t + i));
+    }
+    __m256 qv = _mm256_i32gather_ps(q, idx, 4);
+    __m256 dv;
+    if constexpr (sizeof(ValT) == 2) {
+      dv = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(v + i)));
+    } else {
+      dv = _mm256_loadu_ps(reinterpret_cast<const float*>(v + i));
+    }
+    acc = _mm256_add_ps(acc, _mm256_mul_ps(qv, dv));
+  }
+  _mm256_store_ps(lanes, acc);
+#endif
+  for (int j = 0; i < n; ++i, j = (j + 1) & 7) lanes[j] += q[t[i]] * to_float(v[i]);
+  return reduce8(lanes);
+}
+
+// Bitset of visited documents, cleared word by word after each query.
+class Visited {
+ public:
+  explicit Visited(int64_t n) : bits_((n + 63) / 64, 0) {}
+  bool test_and_set(int64_t d) {
+    uint64_t& w = bits_[d >> 6];
+    uint64_t m = uint64_t(1) << (d & 63);
+    if (w & m) return true;
+    if (w == 0) dirty_.push_back(d >> 6);
+    w |= m;
+    return false;
+  }
+  void clear() {
+    for (int64_t w : dirty_) bits_[w] = 0;
+    dirty_.clear();
+  }
+
+ private:
+  std::vector<uint64_t> bits_;
+  std::vector<int64_t> dirty_;
+};
+
+// Per-call scratch memory, recycled across calls and threads (a search may run concurrently
+// from many Python threads once the GIL is released).
+template <class Scratch>
+class ScratchPool {
+ public:
+  template <class... Args>
+  std::unique_ptr<Scratch> acquire(Args&&... args) {
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      if (!free_.empty()) {
+        auto s = std::move(free_.back());
+        free_.pop_back();
+        return s;
+      }
+    }
+    return std::make_unique<Scratch>(std::forward<Args>(args)...);
+  }
+  void release(std::unique_ptr<Scratch> s) {
+    std::lock_guard<std::mutex> g(mu_);
+    free_.push_back(std::move(s));
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<std::unique_ptr<Scratch>> free_;
+};
+
+}  // namespace lsr

@@ -1,0 +1,138 @@
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from hypothesis import given, settings, strategies as st
+
+from indexer import ExactIndex, SeismicIndex
+from indexer.seismic.summaries import quantize_block
+
+from .conftest import random_csr
+
+EXACT_PARAMS = dict(pruning="none", summary_energy=1.0, forward_dtype="float32")
+
+
+def recall(approx, exact):
+    return np.mean([len(set(a[a >= 0]) & set(e[e >= 0])) / max(1, (e >= 0).sum())
+                    for a, e in zip(approx, exact)])
+
+
+def test_native_and_numba_kernels_return_identical_results(synthetic):
+    docs, queries = synthetic
+    idx = SeismicIndex.build(docs, n_postings=300, centroid_fraction=0.1)
+    for qc, hf in [(3, 0.5), (10, 0.8), (20, 1.0)]:
+        for i in range(queries.shape[0]):
+            q = queries[i]
+            a = idx.search(q.indices, q.data, k=10, query_cut=qc, heap_factor=hf, backend="native")
+            b = idx.search(q.indices, q.data, k=10, query_cut=qc, heap_factor=hf, backend="numba")
+            np.testing.assert_array_equal(a[0], b[0])
+            np.testing.assert_array_equal(a[1], b[1])
+        na = idx.search_batch(queries, k=10, query_cut=qc, heap_factor=hf, backend="native")
+        nb = idx.search_batch(queries, k=10, query_cut=qc, heap_factor=hf, backend="numba")
+        np.testing.assert_array_equal(na[0], nb[0])
+        np.testing.assert_array_equal(na[1], nb[1])
+
+
+@settings(max_examples=25, deadline=None)
+@given(n=st.integers(1, 120), dim=st.integers(1, 300), density=st.floats(0.01, 0.3),
+       seed=st.integers(0, 10_000), k=st.integers(1, 15))
+def test_without_pruning_seismic_is_exact(n, dim, density, seed, k):
+    docs = random_csr(n, dim, density, seed)
+    if docs.nnz == 0:
+        docs = sp.csr_matrix(([1.0], ([0], [0])), shape=(n, dim), dtype=np.float32)
+    rng = np.random.default_rng(seed)
+    idx = SeismicIndex.build(docs, centroid_fraction=0.3, min_cluster_size=1, **EXACT_PARAMS)
+    ex = ExactIndex.build(docs)
+    for _ in range(3):
+        nq = int(rng.integers(1, min(dim, 12) + 1))
+        qi = rng.choice(dim, size=nq, replace=False)
+        qv = rng.random(nq).astype(np.float32) + 0.01
+        ids, scores = idx.search(qi, qv, k=k, query_cut=dim, heap_factor=1.0)
+        eids, escores = ex.search(qi, qv, k=k)
+        # same scores; ids equal wherever the exact score is not tied with a neighbour
+        np.testing.assert_allclose(scores, escores, rtol=1e-5, atol=1e-6)
+        assert len(ids) == len(eids)
+        gaps = np.abs(np.diff(escores))
+        for j in range(len(eids)):
+            left = gaps[j - 1] if j > 0 else np.inf
+            right = gaps[j] if j < len(gaps) else np.inf
+            if min(left, right) > 1e-5:
+                assert ids[j] == eids[j]
+
+
+def test_recall_grows_with_query_cut_and_heap_factor(synthetic):
+    docs, queries = synthetic
+    idx = SeismicIndex.build(docs, n_postings=400)
+    exact, _ = ExactIndex.build(docs).search_batch(queries, k=10)
+    low = recall(idx.search_batch(queries, k=10, query_cut=2, heap_factor=0.3)[0], exact)
+    high = recall(idx.search_batch(queries, k=10, query_cut=20, heap_factor=1.0)[0], exact)
+    assert high >= 0.95
+    assert high > low
+
+
+def test_high_recall_is_reachable_with_default_pruning(synthetic):
+    docs, queries = synthetic
+    idx = SeismicIndex.build(docs)
+    exact, _ = ExactIndex.build(docs).search_batch(queries, k=10)
+    assert recall(idx.search_batch(queries, k=10, query_cut=100, heap_factor=1.0)[0], exact) >= 0.999
+
+
+def test_results_are_sorted_unique_and_consistent_with_scores(synthetic):
+    docs, queries = synthetic
+    idx = SeismicIndex.build(docs, n_postings=300)
+    dense_docs = docs.toarray()
+    for i in range(5):
+        q = queries[i]
+        ids, scores = idx.search(q.indices, q.data, k=10, query_cut=5, heap_factor=0.8)
+        assert ids.dtype == np.int64 and scores.dtype == np.float32
+        assert len(set(ids.tolist())) == len(ids)
+        assert np.all(np.diff(scores) <= 0)
+        # scores are the true dot products of the forward index (float16 values)
+        true = dense_docs[ids].astype(np.float16).astype(np.float32) @ q.toarray().ravel()
+        np.testing.assert_allclose(scores, true, rtol=1e-4, atol=1e-5)
+
+
+def test_fewer_matches_than_k_and_padding(synthetic):
+    docs = sp.csr_matrix(np.array([[1.0, 0, 0], [0, 2.0, 0], [0, 0, 3.0]], dtype=np.float32))
+    idx = SeismicIndex.build(docs)
+    ids, scores = idx.search([0, 1], [1.0, 1.0], k=5, heap_factor=1.0)
+    assert sorted(ids.tolist()) == [0, 1] and scores.tolist() == [2.0, 1.0]
+    bids, bscores = idx.search_batch(sp.csr_matrix(np.array([[1.0, 1.0, 0]], dtype=np.float32)), k=5)
+    assert bids[0].tolist() == [1, 0, -1, -1, -1]
+    assert np.isneginf(bscores[0, 2:]).all()
+
+
+def test_build_is_deterministic(synthetic):
+    docs, _ = synthetic
+    a = SeismicIndex.build(docs, n_postings=200)
+    b = SeismicIndex.build(docs, n_postings=200)
+    for name in a.arrays:
+        np.testing.assert_array_equal(a.arrays[name], b.arrays[name])
+
+
+@pytest.mark.parametrize("pruning", ["fixed", "global"])
+def test_pruning_respects_the_budget(synthetic, pruning):
+    docs, _ = synthetic
+    idx = SeismicIndex.build(docs, pruning=pruning, n_postings=50, max_fraction=1.5)
+    lens = np.diff(idx.arrays["block_doc_ptr"])
+    per_list = np.add.reduceat(lens, idx.arrays["list_block_ptr"][:-1][np.diff(idx.arrays["list_block_ptr"]) > 0])
+    cap = 50 if pruning == "fixed" else 75
+    assert per_list.max() <= cap
+    if pruning == "global":
+        assert idx.arrays["block_docs"].shape[0] <= 50 * docs.shape[1] + docs.nnz  # ties only
+
+
+def test_summary_quantisation_never_lowers_a_value():
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        vals = (rng.random(rng.integers(1, 50)) * rng.choice([1e-3, 1, 100])).astype(np.float32)
+        scale, codes = quantize_block(vals)
+        deq = codes.astype(np.float32) * scale
+        assert np.all(deq >= vals)
+        assert np.all(deq - vals <= scale * 1.0001)
+
+
+def test_summary_energy_keeps_a_fraction_of_the_mass(synthetic):
+    docs, _ = synthetic
+    full = SeismicIndex.build(docs, n_postings=200, summary_energy=1.0)
+    pruned = SeismicIndex.build(docs, n_postings=200, summary_energy=0.4)
+    assert pruned.stats()["summary_entries"] < 0.7 * full.stats()["summary_entries"]
