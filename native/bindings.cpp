@@ -71,10 +71,8 @@ SeismicBase* make_seismic(nb::dict a, int64_t n_docs, int64_t dim, int64_t max_b
   s.block_doc_ptr = ptr<int64_t>(g("block_doc_ptr"), "block_doc_ptr");
   s.block_docs = ptr<int32_t>(g("block_docs"), "block_docs");
   s.block_scale = ptr<float>(g("block_scale"), "block_scale");
-  s.list_comp_ptr = ptr<int64_t>(g("list_comp_ptr"), "list_comp_ptr");
-  s.sum_comps = ptr<TermT>(g("sum_comps"), "sum_comps");
-  s.comp_entry_end = ptr<uint32_t>(g("comp_entry_end"), "comp_entry_end");
   s.list_entry_ptr = ptr<int64_t>(g("list_entry_ptr"), "list_entry_ptr");
+  s.entry_term = ptr<TermT>(g("entry_term"), "entry_term");
   s.entry_block = ptr<uint16_t>(g("entry_block"), "entry_block");
   s.entry_value = ptr<uint8_t>(g("entry_value"), "entry_value");
   return new SeismicImpl<TermT, ValT>(s);

@@ -21,11 +21,9 @@ struct SeismicArrays {
   const int64_t* block_doc_ptr;
   const int32_t* block_docs;
   const float* block_scale;
-  // transposed quantised summaries
-  const int64_t* list_comp_ptr;
-  const TermT* sum_comps;
-  const uint32_t* comp_entry_end;
+  // transposed quantised summaries: per list, entries sorted by (term, block)
   const int64_t* list_entry_ptr;
+  const TermT* entry_term;
   const uint16_t* entry_block;
   const uint8_t* entry_value;
   int64_t max_blocks_per_list = 0;
@@ -133,21 +131,18 @@ class SeismicKernel {
   void block_dots(int64_t t, int64_t b0, int64_t nb, const int32_t* q_terms, const float* q_vals,
                   int64_t nq, float* dots) const {
     std::fill(dots, dots + nb, 0.0f);
-    const TermT* c = a_.sum_comps + a_.list_comp_ptr[t];
-    const TermT* c_end = a_.sum_comps + a_.list_comp_ptr[t + 1];
-    const TermT* c_begin = c;
-    const uint32_t* ends = a_.comp_entry_end + a_.list_comp_ptr[t];
-    const uint16_t* eb = a_.entry_block + a_.list_entry_ptr[t];
-    const uint8_t* ev = a_.entry_value + a_.list_entry_ptr[t];
-    for (int64_t j = 0; j < nq && c < c_end; ++j) {
+    int64_t base = a_.list_entry_ptr[t];
+    const TermT* et = a_.entry_term + base;
+    const TermT* e = et;
+    const TermT* e_end = a_.entry_term + a_.list_entry_ptr[t + 1];
+    const uint16_t* eb = a_.entry_block + base;
+    const uint8_t* ev = a_.entry_value + base;
+    for (int64_t j = 0; j < nq; ++j) {
       TermT qt = (TermT)q_terms[j];
-      c = std::lower_bound(c, c_end, qt);
-      if (c == c_end) break;
-      if (*c != qt) continue;
-      int64_t ci = c - c_begin;
-      uint32_t e = ci == 0 ? 0 : ends[ci - 1], e_end = ends[ci];
+      e = std::lower_bound(e, e_end, qt);
+      if (e == e_end) break;
       float qv = q_vals[j];
-      for (; e < e_end; ++e) dots[eb[e]] += qv * (float)ev[e];
+      for (; e < e_end && *e == qt; ++e) dots[eb[e - et]] += qv * (float)ev[e - et];
     }
     for (int64_t b = 0; b < nb; ++b) dots[b] *= a_.block_scale[b0 + b];
   }

@@ -17,8 +17,8 @@ from .summaries import count_summaries, fill_summaries
 
 # Arrays that make up an index, in the order the Numba kernel takes them.
 _KERNEL_ARRAYS = ("fwd_ptr", "fwd_terms", "fwd_vals", "list_block_ptr", "block_doc_ptr",
-                  "block_docs", "block_scale", "list_comp_ptr", "sum_comps", "comp_entry_end",
-                  "list_entry_ptr", "entry_block", "entry_value")
+                  "block_docs", "block_scale", "list_entry_ptr", "entry_term", "entry_block",
+                  "entry_value")
 
 
 class SeismicIndex:
@@ -65,21 +65,19 @@ class SeismicIndex:
                                                   p.min_cluster_size, p.seed)
         del cut_t, cut_v
         list_block_ptr, block_doc_ptr = compact_block_sizes(list_ptr, n_blocks, sizes)
-        n_entries, n_comps = count_summaries(list_block_ptr, block_doc_ptr, block_docs, fwd_ptr,
-                                             fwd_terms, build_vals, dim, p.summary_energy)
+        thr, ties, n_entries = count_summaries(list_block_ptr, block_doc_ptr, block_docs, fwd_ptr,
+                                               fwd_terms, build_vals, dim, p.summary_energy)
         list_entry_ptr = np.concatenate(([0], np.cumsum(n_entries))).astype(np.int64)
-        list_comp_ptr = np.concatenate(([0], np.cumsum(n_comps))).astype(np.int64)
-        block_scale, sum_comps, comp_entry_end, entry_block, entry_value = fill_summaries(
+        block_scale, entry_term, entry_block, entry_value = fill_summaries(
             list_block_ptr, block_doc_ptr, block_docs, fwd_ptr, fwd_terms, build_vals, dim,
-            p.summary_energy, list_entry_ptr, list_comp_ptr)
+            thr, ties, list_entry_ptr)
 
         term_dtype = np.uint16 if dim <= 65536 else np.uint32
         arrays = {
             "fwd_ptr": fwd_ptr, "fwd_terms": fwd_terms.astype(term_dtype), "fwd_vals": stored_vals,
             "list_block_ptr": list_block_ptr, "block_doc_ptr": block_doc_ptr,
             "block_docs": block_docs, "block_scale": block_scale,
-            "list_comp_ptr": list_comp_ptr, "sum_comps": sum_comps.astype(term_dtype),
-            "comp_entry_end": comp_entry_end, "list_entry_ptr": list_entry_ptr,
+            "list_entry_ptr": list_entry_ptr, "entry_term": entry_term.astype(term_dtype),
             "entry_block": entry_block, "entry_value": entry_value,
         }
         return cls(arrays, n_docs, dim, p, build_seconds=time.perf_counter() - t0)
@@ -97,8 +95,8 @@ class SeismicIndex:
         a = self.arrays
         groups = {"forward": ("fwd_ptr", "fwd_terms", "fwd_vals"),
                   "postings": ("list_block_ptr", "block_doc_ptr", "block_docs"),
-                  "summaries": ("block_scale", "list_comp_ptr", "sum_comps", "comp_entry_end",
-                                "list_entry_ptr", "entry_block", "entry_value")}
+                  "summaries": ("block_scale", "list_entry_ptr", "entry_term", "entry_block",
+                                "entry_value")}
         out = {f"{g}_bytes": int(sum(a[n].nbytes for n in names)) for g, names in groups.items()}
         out["total_bytes"] = sum(out.values())
         return out

@@ -62,26 +62,19 @@ def score_doc(q, terms, vals, a, b):
 
 
 @nb.njit(cache=True)
-def _block_dots(t, b0, nb_, q_terms, q_vals, list_comp_ptr, sum_comps, comp_entry_end,
-                list_entry_ptr, entry_block, entry_value, block_scale, dots):
+def _block_dots(t, b0, nb_, q_terms, q_vals, list_entry_ptr, entry_term, entry_block, entry_value,
+                block_scale, dots):
     dots[:nb_] = 0.0
-    c0, c1 = list_comp_ptr[t], list_comp_ptr[t + 1]
-    e_base = list_entry_ptr[t]
-    c = c0
+    e, e_end = list_entry_ptr[t], list_entry_ptr[t + 1]
     for j in range(q_terms.shape[0]):
-        if c >= c1:
-            break
         qt = q_terms[j]
-        c = c + np.searchsorted(sum_comps[c:c1], qt)  # lower bound, as std::lower_bound
-        if c >= c1:
+        e = e + np.searchsorted(entry_term[e:e_end], qt)  # lower bound, as std::lower_bound
+        if e >= e_end:
             break
-        if sum_comps[c] != qt:
-            continue
-        e = 0 if c == c0 else comp_entry_end[c - 1]
-        e_end = comp_entry_end[c]
         qv = q_vals[j]
-        for i in range(e_base + e, e_base + e_end):
-            dots[entry_block[i]] += qv * np.float32(entry_value[i])
+        while e < e_end and entry_term[e] == qt:
+            dots[entry_block[e]] += qv * np.float32(entry_value[e])
+            e += 1
     for b in range(nb_):
         dots[b] *= block_scale[b0 + b]
 
@@ -89,8 +82,7 @@ def _block_dots(t, b0, nb_, q_terms, q_vals, list_comp_ptr, sum_comps, comp_entr
 @nb.njit(cache=True)
 def search_one(q_terms, q_vals, k, query_cut, heap_factor, q_dense, visited, dots,
                fwd_ptr, fwd_terms, fwd_vals, list_block_ptr, block_doc_ptr, block_docs,
-               block_scale, list_comp_ptr, sum_comps, comp_entry_end, list_entry_ptr,
-               entry_block, entry_value):
+               block_scale, list_entry_ptr, entry_term, entry_block, entry_value):
     hf = np.float32(heap_factor)
     for j in range(q_terms.shape[0]):
         q_dense[q_terms[j]] = q_vals[j]
@@ -105,8 +97,8 @@ def search_one(q_terms, q_vals, k, query_cut, heap_factor, q_dense, visited, dot
         nb_ = list_block_ptr[t + 1] - b0
         if nb_ == 0:
             continue
-        _block_dots(t, b0, nb_, q_terms, q_vals, list_comp_ptr, sum_comps, comp_entry_end,
-                    list_entry_ptr, entry_block, entry_value, block_scale, dots)
+        _block_dots(t, b0, nb_, q_terms, q_vals, list_entry_ptr, entry_term, entry_block,
+                    entry_value, block_scale, dots)
         if li == 0:
             order = np.argsort(-dots[:nb_], kind="mergesort")
         else:
@@ -133,8 +125,7 @@ def search_one(q_terms, q_vals, k, query_cut, heap_factor, q_dense, visited, dot
 @nb.njit(parallel=True, cache=True)
 def search_batch(q_ptr, q_terms, q_vals, k, query_cut, heap_factor, dim, n_docs, max_blocks,
                  fwd_ptr, fwd_terms, fwd_vals, list_block_ptr, block_doc_ptr, block_docs,
-                 block_scale, list_comp_ptr, sum_comps, comp_entry_end, list_entry_ptr,
-                 entry_block, entry_value):
+                 block_scale, list_entry_ptr, entry_term, entry_block, entry_value):
     nq = q_ptr.shape[0] - 1
     out_ids = np.full((nq, k), -1, dtype=np.int32)
     out_scores = np.full((nq, k), -np.inf, dtype=np.float32)
@@ -147,8 +138,8 @@ def search_batch(q_ptr, q_terms, q_vals, k, query_cut, heap_factor, dim, n_docs,
             a, b = q_ptr[i], q_ptr[i + 1]
             ids, sc = search_one(q_terms[a:b], q_vals[a:b], k, query_cut, heap_factor, q_dense,
                                  visited, dots, fwd_ptr, fwd_terms, fwd_vals, list_block_ptr,
-                                 block_doc_ptr, block_docs, block_scale, list_comp_ptr, sum_comps,
-                                 comp_entry_end, list_entry_ptr, entry_block, entry_value)
+                                 block_doc_ptr, block_docs, block_scale, list_entry_ptr,
+                                 entry_term, entry_block, entry_value)
             out_ids[i, : ids.shape[0]] = ids
             out_scores[i, : sc.shape[0]] = sc
     return out_ids, out_scores
