@@ -1,0 +1,298 @@
+"""Seismic index benchmark: lsr-search vs pyseismic-lsr on the same data in the same run.
+
+    python -m benchmarks.index                 # synthetic 100k + SciFact SPLADE (if encoded)
+    python -m benchmarks.index --datasets synthetic-1m
+    python -m benchmarks.index --quick         # a 20k-document smoke run (make run)
+
+Each system builds and searches in its own subprocess, so peak RSS is its own. Queries run one
+at a time on one thread through each library's Python API; recall@10 is against exact top-10.
+Results go to bench-out/index-<dataset>.json, the section "index" of BENCHMARKS.md and
+benchmarks/index_recall_latency.png.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+from .report import ROOT, fmt, interpolate_latency, machine, write_section
+
+OUT = ROOT / "bench-out"
+GRID_QC = (3, 5, 8, 10, 15, 20, 30)
+GRID_HF = (0.5, 0.7, 0.8, 0.9, 1.0)
+SCIFACT_NPZ = ROOT / ".cache" / "scifact-splade-tiny.npz"
+
+
+# ----------------------------------------------------------------------------- data
+def load_dataset(name: str, quick: bool):
+    """(docs csr, queries csr, build params) for a dataset name."""
+    if name.startswith("synthetic"):
+        from .synthetic import SyntheticSplade
+        n = {"synthetic-20k": 20_000, "synthetic-100k": 100_000, "synthetic-1m": 1_000_000}[name]
+        gen = SyntheticSplade()
+        params = dict(n_postings=1000 if n <= 100_000 else 2000, centroid_fraction=0.1,
+                      summary_energy=0.4)
+        return gen.documents(n), gen.queries(300 if quick else 1000), params
+    if name == "scifact":
+        z = np.load(SCIFACT_NPZ, allow_pickle=False)
+        docs = sp.csr_matrix((z["doc_data"], z["doc_indices"], z["doc_indptr"]))
+        q = sp.csr_matrix((z["q_data"], z["q_indices"], z["q_indptr"]), shape=(len(z["q_indptr"]) - 1, docs.shape[1]))
+        return docs, q, dict(n_postings=3500, centroid_fraction=0.1, summary_energy=0.4)
+    raise ValueError(f"unknown dataset {name!r}")
+
+
+# ----------------------------------------------------------------------------- runners
+def _time_queries(search, queries) -> tuple[list[np.ndarray], np.ndarray]:
+    for i in range(min(50, len(queries))):  # warm caches and lazy initialisation
+        search(*queries[i])
+    results, lat = [], np.empty(len(queries))
+    for i, q in enumerate(queries):
+        t0 = time.perf_counter_ns()
+        results.append(search(*q))
+        lat[i] = (time.perf_counter_ns() - t0) / 1e3
+    return results, lat
+
+
+def _grid(search_fn, queries, gt, k=10):
+    rows = []
+    for qc in GRID_QC:
+        for hf in GRID_HF:
+            res, lat = _time_queries(lambda qi, qv: search_fn(qi, qv, k, qc, hf), queries)
+            rec = float(np.mean([len(set(r) & set(g)) / k for r, g in zip(res, gt)]))
+            rows.append({"query_cut": qc, "heap_factor": hf, "recall": rec,
+                         "mean_us": float(lat.mean()), "p99_us": float(np.percentile(lat, 99))})
+    return rows
+
+
+def run_lsr(docs, queries, gt, params, out):
+    from indexer import SeismicIndex
+    t0 = time.perf_counter()
+    idx = SeismicIndex.build(docs, **params)
+    build = time.perf_counter() - t0
+    qs = [(q.indices.astype(np.int32), q.data.astype(np.float32)) for q in queries]
+
+    def search(qi, qv, k, qc, hf):
+        return idx.search(qi, qv, k=k, query_cut=qc, heap_factor=hf)[0].tolist()
+    rows = _grid(search, qs, gt)
+    out.update(build_s=build, bytes=idx.nbytes, space=idx.space_usage(), stats=idx.stats(), grid=rows)
+
+
+def run_pyseismic(docs, queries, gt, params, out):
+    import seismic
+    S = seismic.get_seismic_string()
+    t0 = time.perf_counter()
+    ds = seismic.SeismicDataset()
+    ds.add_documents_by_id(np.array([str(i) for i in range(docs.shape[0])], dtype=S),
+                           docs.indices.astype(np.int64), docs.data.astype(np.float32),
+                           docs.indptr.astype(np.int64))
+    idx = seismic.SeismicIndex.build_from_dataset(ds, **params)
+    build = time.perf_counter() - t0
+    # its space report goes to the process's stdout (Rust println): capture the file descriptor
+    with tempfile.TemporaryFile(mode="w+") as f:
+        sys.stdout.flush()
+        saved = os.dup(1)
+        os.dup2(f.fileno(), 1)
+        try:
+            idx.print_space_usage_byte()
+        finally:
+            sys.stdout.flush()
+            os.dup2(saved, 1)
+            os.close(saved)
+        f.seek(0)
+        report = f.read()
+    total = next(int(l.split()[1]) for l in report.splitlines() if l.strip().startswith("Total:"))
+    summaries = next((int(l.split("summaries:")[1].split()[0]) for l in report.splitlines()
+                      if "summaries:" in l), None)
+    qs = [(np.array([str(t) for t in q.indices], dtype=S), q.data.astype(np.float32)) for q in queries]
+
+    def search(qc_, qv, k, qc, hf):
+        r = idx.search(query_id="q", query_components=qc_, query_values=qv, k=k, query_cut=qc,
+                       heap_factor=hf)
+        return [int(x[2]) for x in r]
+    rows = _grid(search, qs, gt)
+    out.update(build_s=build, bytes=total, summaries_bytes=summaries, grid=rows)
+
+
+def _child(runner, docs, queries, gt, params, conn):
+    try:
+        out = {}
+        runner(docs, queries, gt, params, out)
+        out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        conn.send(out)
+    except BaseException as exc:  # report, don't hang the parent
+        conn.send({"error": repr(exc)})
+    finally:
+        conn.close()
+
+
+def in_subprocess(runner, *args):
+    ctx = mp.get_context("spawn")  # fork is unsafe once Numba has started OpenMP threads
+    parent, child = ctx.Pipe(duplex=False)
+    p = ctx.Process(target=_child, args=(runner, *args, child))
+    p.start()
+    child.close()
+    out = parent.recv()
+    p.join()
+    if "error" in out:
+        raise RuntimeError(f"{runner.__name__} failed: {out['error']}")
+    return out
+
+
+# ----------------------------------------------------------------------------- exact
+def exact_vs_numpy(docs, queries, k=10):
+    """ExactIndex (C++ TAAT) vs numpy TAAT over the query's CSC columns, one thread, per query."""
+    from indexer import ExactIndex
+    ex = ExactIndex.build(docs)
+    csc = docs.tocsc()
+    ptr, rows, vals = csc.indptr, csc.indices, csc.data.astype(np.float32)
+    n = docs.shape[0]
+
+    def numpy_taat(qi, qv):
+        acc = np.zeros(n, np.float32)
+        for t, w in zip(qi, qv):
+            acc[rows[ptr[t]:ptr[t + 1]]] += w * vals[ptr[t]:ptr[t + 1]]
+        top = np.argpartition(-acc, k)[:k]
+        return top[np.argsort(-acc[top])]
+    qs = [(q.indices.astype(np.int32), q.data.astype(np.float32)) for q in queries]
+    _, lat_np = _time_queries(numpy_taat, qs)
+    _, lat_ex = _time_queries(lambda qi, qv: ex.search(qi, qv, k=k), qs)
+    return {"numpy_us": float(lat_np.mean()), "exact_us": float(lat_ex.mean())}
+
+
+# ----------------------------------------------------------------------------- main
+def bench(name: str, quick: bool) -> dict:
+    from indexer import ExactIndex
+    docs, queries, params = load_dataset(name, quick)
+    docs = docs.tocsr().astype(np.float32)
+    docs.sort_indices()
+    print(f"[{name}] {docs.shape[0]} docs, {docs.nnz / docs.shape[0]:.0f} nnz/doc, "
+          f"{queries.shape[0]} queries, {queries.nnz / queries.shape[0]:.0f} nnz/query", flush=True)
+    gt_ids, _ = ExactIndex.build(docs).search_batch(queries, k=10)
+    gt = [set(r[r >= 0].tolist()) for r in gt_ids]
+    res = {"dataset": name, "docs": docs.shape[0], "queries": queries.shape[0],
+           "doc_nnz": docs.nnz / docs.shape[0], "query_nnz": queries.nnz / queries.shape[0],
+           "params": params, "machine": machine()}
+    res["exact"] = exact_vs_numpy(docs, queries)
+    print(f"[{name}] exact: {res['exact']}", flush=True)
+    res["lsr"] = in_subprocess(run_lsr, docs, queries, gt, params)
+    print(f"[{name}] lsr-search: build {res['lsr']['build_s']:.1f}s, {res['lsr']['bytes'] / 1e6:.1f} MB", flush=True)
+    try:
+        res["pyseismic"] = in_subprocess(run_pyseismic, docs, queries, gt, params)
+        print(f"[{name}] pyseismic: build {res['pyseismic']['build_s']:.1f}s, "
+              f"{res['pyseismic']['bytes'] / 1e6:.1f} MB", flush=True)
+    except ImportError:
+        print("pyseismic-lsr is not installed (pip install -e '.[bench]'); skipping it", flush=True)
+    OUT.mkdir(exist_ok=True)
+    (OUT / f"index-{name}.json").write_text(json.dumps(res, indent=1))
+    return res
+
+
+def summarise(results: list[dict]) -> str:
+    lines = ["## Seismic index vs pyseismic-lsr", "",
+             f"Machine: {results[0]['machine']}. Reproduce: `make bench-index` "
+             "(`python -m benchmarks.index`). Both systems get the same vectors, the same build "
+             "parameters, and one thread per query through their Python APIs; recall@10 is against "
+             "exact top-10. Latency interpolated on each system's recall/latency frontier over the "
+             f"grid query_cut ∈ {list(GRID_QC)} × heap_factor ∈ {list(GRID_HF)}.", "",
+             "| dataset | system | build s | index MB | peak RSS MB | mean µs @R0.90 | mean µs @R0.95 | p99 µs @R0.95 | max recall |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    ratios = []
+    for r in results:
+        per = {}
+        for sysname in ("lsr", "pyseismic"):
+            s = r.get(sysname)
+            if not s:
+                continue
+            mean_pts = [(g["recall"], g["mean_us"]) for g in s["grid"]]
+            p99_pts = [(g["recall"], g["p99_us"]) for g in s["grid"]]
+            at90, at95 = interpolate_latency(mean_pts, 0.90), interpolate_latency(mean_pts, 0.95)
+            p99 = interpolate_latency(p99_pts, 0.95)
+            per[sysname] = (at90, at95, s["build_s"], s["bytes"])
+            label = "lsr-search" if sysname == "lsr" else "pyseismic-lsr 0.5.4"
+            lines.append(f"| {r['dataset']} | {label} | {s['build_s']:.1f} | {s['bytes'] / 1e6:.1f} | "
+                         f"{s['peak_rss_mb']:.0f} | {fmt(at90)} | {fmt(at95)} | {fmt(p99)} | "
+                         f"{max(g['recall'] for g in s['grid']):.4f} |")
+        if len(per) == 2:
+            a, b = per["lsr"], per["pyseismic"]
+            ratio = lambda x, y: None if x is None or y is None else x / y
+            ratios.append((r["dataset"], ratio(a[0], b[0]), ratio(a[1], b[1]), a[2] / b[2], a[3] / b[3],
+                           r["exact"]["exact_us"] / r["exact"]["numpy_us"]))
+    lines += ["", "Ratios lsr-search / pyseismic-lsr (same run; targets: latency ≤ 0.7, build ≤ 1.0, "
+              "bytes ≤ 0.5; ExactIndex / numpy term-at-a-time ≤ 0.2):", "",
+              "| dataset | latency @R0.90 | latency @R0.95 | build time | index bytes | exact / numpy TAAT |",
+              "|---|---:|---:|---:|---:|---:|"]
+    for d, l90, l95, bt, by, ex in ratios:
+        lines.append(f"| {d} | {fmt(l90, '.2f')} | {fmt(l95, '.2f')} | {bt:.2f} | {by:.2f} | {ex:.2f} |")
+    lines += ["", "![recall vs latency](benchmarks/index_recall_latency.png)"]
+    for r in results:
+        s = r.get("lsr", {}).get("space")
+        if s:
+            lines.append(f"\n{r['dataset']}: lsr-search bytes by part: " +
+                         ", ".join(f"{k.replace('_bytes', '')} {v / 1e6:.1f} MB" for k, v in s.items()) +
+                         (f"; pyseismic summaries {r['pyseismic']['summaries_bytes'] / 1e6:.1f} MB"
+                          if r.get("pyseismic", {}).get("summaries_bytes") else ""))
+    return "\n".join(lines)
+
+
+def plot(results: list[dict], path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, len(results), figsize=(6 * len(results), 4.5), squeeze=False)
+    for ax, r in zip(axes[0], results):
+        for sysname, label, color in (("lsr", "lsr-search", "tab:blue"),
+                                      ("pyseismic", "pyseismic-lsr", "tab:orange")):
+            s = r.get(sysname)
+            if not s:
+                continue
+            pts = sorted((g["mean_us"], g["recall"]) for g in s["grid"])
+            ax.scatter([p[1] for p in pts], [p[0] for p in pts], s=8, color=color, alpha=0.35)
+            front, best = [], -1
+            for lat, rec in pts:
+                if rec > best:
+                    front.append((rec, lat))
+                    best = rec
+            ax.plot([f[0] for f in front], [f[1] for f in front], "-o", ms=3, color=color, label=label)
+        ax.set_xlabel("recall@10 vs exact")
+        ax.set_ylabel("mean latency per query (µs, 1 thread)")
+        ax.set_yscale("log")
+        ax.set_xlim(left=max(0.5, ax.get_xlim()[0]))
+        ax.set_title(f"{r['dataset']} ({r['docs']:,} docs)")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--datasets", default=None,
+                    help="comma-separated: synthetic-20k, synthetic-100k, synthetic-1m, scifact")
+    ap.add_argument("--quick", action="store_true", help="small smoke run; does not touch BENCHMARKS.md")
+    args = ap.parse_args(argv)
+    if args.datasets:
+        names = args.datasets.split(",")
+    elif args.quick:
+        names = ["synthetic-20k"]
+    else:
+        names = ["synthetic-100k"] + (["scifact"] if SCIFACT_NPZ.exists() else [])
+    results = [bench(n, args.quick) for n in names]
+    if args.quick:
+        print(summarise(results))
+        return
+    plot(results, ROOT / "benchmarks" / "index_recall_latency.png")
+    write_section("index", summarise(results))
+    print(f"wrote {ROOT / 'BENCHMARKS.md'} and benchmarks/index_recall_latency.png")
+
+
+if __name__ == "__main__":
+    main()
