@@ -41,7 +41,7 @@ def _exact_one(q_terms, q_vals, k, col_ptr, col_docs, col_vals, acc, seen):
     return heap_drain(hs, hd, size)
 
 
-@nb.njit(parallel=True, cache=True)
+@nb.njit(parallel=True)  # not cached: Numba cannot cache this parallel function
 def _exact_batch(q_ptr, q_terms, q_vals, k, col_ptr, col_docs, col_vals, n_docs):
     nq = q_ptr.shape[0] - 1
     out_ids = np.full((nq, k), -1, dtype=np.int32)

@@ -38,33 +38,42 @@ def as_document_csr(csr, *, allow_negative: bool = False, dim: int | None = None
 
 
 def as_query(indices, values, dim: int, *, allow_negative: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """Canonical query: int32 term ids sorted ascending with duplicates summed, float32 values."""
-    idx = np.asarray(indices)
-    val = np.asarray(values)
+    """Canonical query: int32 term ids sorted ascending with duplicates summed, float32 values.
+
+    On the hot path (already int32/float32, sorted, unique) this costs a few numpy calls.
+    """
+    idx = indices if isinstance(indices, np.ndarray) else np.asarray(indices)
+    val = values if isinstance(values, np.ndarray) else np.asarray(values)
     if idx.ndim != 1 or val.ndim != 1:
         raise ValueError(f"query indices and values must be 1-D, got shapes {idx.shape} and {val.shape}")
-    if idx.shape[0] != val.shape[0]:
-        raise ValueError(f"query has {idx.shape[0]} indices but {val.shape[0]} values")
-    if idx.shape[0] == 0:
+    n = idx.shape[0]
+    if n != val.shape[0]:
+        raise ValueError(f"query has {n} indices but {val.shape[0]} values")
+    if n == 0:
         raise ValueError("empty query: it has no terms")
-    if idx.dtype.kind not in "iu":
-        raise ValueError(f"query indices must be integers, got dtype {idx.dtype}")
-    if val.dtype.kind not in "fiu":
-        raise ValueError(f"query values must be numeric, got dtype {val.dtype}")
-    val = val.astype(np.float32)
-    if not np.all(np.isfinite(val)):
+    if idx.dtype != np.int32:
+        if idx.dtype.kind not in "iu":
+            raise ValueError(f"query indices must be integers, got dtype {idx.dtype}")
+        if idx.min() < 0 or idx.max() >= dim:
+            raise ValueError(f"query term ids must be in [0, {dim}), got range [{idx.min()}, {idx.max()}]")
+        idx = idx.astype(np.int32)
+    if val.dtype != np.float32:
+        if val.dtype.kind not in "fiu":
+            raise ValueError(f"query values must be numeric, got dtype {val.dtype}")
+        val = val.astype(np.float32)
+    if not np.isfinite(val).all():
         raise ValueError("query values contain NaN or infinity")
-    if not allow_negative and np.any(val < 0):
+    if not allow_negative and (val < 0).any():
         raise ValueError("query values must be non-negative")
-    if idx.min() < 0 or idx.max() >= dim:
-        raise ValueError(f"query term ids must be in [0, {dim}), got range [{idx.min()}, {idx.max()}]")
-    idx = idx.astype(np.int32)
-    order = np.argsort(idx, kind="stable")
-    idx, val = idx[order], val[order]
-    if idx.shape[0] > 1 and np.any(idx[1:] == idx[:-1]):
-        uniq, start = np.unique(idx, return_index=True)
-        val = np.add.reduceat(val, start).astype(np.float32)
-        idx = uniq.astype(np.int32)
+    if n > 1 and not (idx[1:] > idx[:-1]).all():
+        order = np.argsort(idx, kind="stable")
+        idx, val = idx[order], val[order]
+        if (idx[1:] == idx[:-1]).any():
+            uniq, start = np.unique(idx, return_index=True)
+            val = np.add.reduceat(val, start).astype(np.float32)
+            idx = uniq.astype(np.int32)
+    if idx[0] < 0 or idx[-1] >= dim:
+        raise ValueError(f"query term ids must be in [0, {dim}), got range [{idx[0]}, {idx[-1]}]")
     return np.ascontiguousarray(idx), np.ascontiguousarray(val)
 
 

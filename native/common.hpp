@@ -33,6 +33,7 @@ class TopK {
   explicit TopK(int k) : k_(k) { h_.reserve(k); }
   bool full() const { return (int)h_.size() == k_; }
   float threshold() const { return h_[0].score; }  // valid only when full()
+  const Hit& top() const { return h_[0]; }          // the worst kept hit; valid when non-empty
   void push(Hit x) {
     if ((int)h_.size() < k_) {
       h_.push_back(x);

@@ -17,10 +17,9 @@ struct ExactArrays {
 };
 
 struct ExactScratch {
-  explicit ExactScratch(int64_t n_docs) : acc(n_docs, 0.0f), seen(n_docs) {}
+  explicit ExactScratch(int64_t n_docs) : acc(n_docs, 0.0f), touched((n_docs + 63) / 64, 0) {}
   std::vector<float> acc;
-  Visited seen;
-  std::vector<int32_t> touched;
+  std::vector<uint64_t> touched;  // bitset of documents with at least one matching posting
 };
 
 class ExactKernel {
@@ -63,6 +62,8 @@ class ExactKernel {
   int search_with(ExactScratch& s, const int32_t* q_terms, const float* q_vals, int64_t nq, int k,
                   int32_t* out_ids, float* out_scores) {
     float* acc = s.acc.data();
+    uint64_t* touched = s.touched.data();
+    // Scatter-add without branches: the touched bitset is set unconditionally per posting.
     for (int64_t j = 0; j < nq; ++j) {
       int64_t t = q_terms[j];
       float qv = q_vals[j];
@@ -70,17 +71,26 @@ class ExactKernel {
       const float* v = a_.col_vals + a_.col_ptr[t];
       int64_t n = a_.col_ptr[t + 1] - a_.col_ptr[t];
       for (int64_t i = 0; i < n; ++i) {
-        if (!s.seen.test_and_set(d[i])) s.touched.push_back(d[i]);
-        acc[d[i]] += qv * v[i];
+        int32_t doc = d[i];
+        touched[doc >> 6] |= uint64_t(1) << (doc & 63);
+        acc[doc] += qv * v[i];
       }
     }
+    // Select from the touched documents (in id order), resetting as we go.
     TopK heap(k);
-    for (int32_t d : s.touched) {
-      heap.push(Hit{acc[d], d});
-      acc[d] = 0.0f;
+    int64_t n_words = (int64_t)s.touched.size();
+    for (int64_t w = 0; w < n_words; ++w) {
+      uint64_t bits = touched[w];
+      if (!bits) continue;
+      touched[w] = 0;
+      do {
+        int32_t doc = (int32_t)(w * 64 + __builtin_ctzll(bits));
+        bits &= bits - 1;
+        Hit h{acc[doc], doc};
+        acc[doc] = 0.0f;
+        if (!heap.full() || better(h, heap.top())) heap.push(h);
+      } while (bits);
     }
-    s.touched.clear();
-    s.seen.clear();
     return heap.drain(out_ids, out_scores);
   }
 

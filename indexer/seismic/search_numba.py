@@ -122,7 +122,7 @@ def search_one(q_terms, q_vals, k, query_cut, heap_factor, q_dense, visited, dot
     return heap_drain(hs, hd, size)
 
 
-@nb.njit(parallel=True, cache=True)
+@nb.njit(parallel=True)  # not cached: Numba cannot cache this parallel function
 def search_batch(q_ptr, q_terms, q_vals, k, query_cut, heap_factor, dim, n_docs, max_blocks,
                  fwd_ptr, fwd_terms, fwd_vals, list_block_ptr, block_doc_ptr, block_docs,
                  block_scale, list_entry_ptr, entry_term, entry_block, entry_value):

@@ -1,0 +1,136 @@
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from indexer import ExactIndex, IndexFormatError, SeismicIndex
+
+from .conftest import random_csr
+
+
+def brute_force(docs, qi, qv, k):
+    q = np.zeros(docs.shape[1], np.float64)
+    q[qi] = qv
+    scores = docs.astype(np.float64) @ q
+    touched = np.flatnonzero(docs[:, qi].getnnz(axis=1) > 0)
+    order = touched[np.lexsort((touched, -scores[touched]))]
+    return order[:k], scores[order[:k]]
+
+
+@pytest.mark.parametrize("backend", ["native", "numba"])
+def test_exact_matches_brute_force_including_signed_values(backend):
+    rng = np.random.default_rng(1)
+    docs = random_csr(400, 300, 0.05, seed=4)
+    docs.data = (docs.data - 0.5).astype(np.float32)  # signed values are allowed here
+    idx = ExactIndex.build(docs)
+    for _ in range(20):
+        qi = rng.choice(300, size=8, replace=False)
+        qv = rng.normal(size=8).astype(np.float32)
+        ids, scores = idx.search(qi, qv, k=7, backend=backend)
+        eids, escores = brute_force(docs, qi, qv, 7)
+        np.testing.assert_allclose(scores, escores, rtol=1e-5, atol=1e-6)
+        assert set(ids.tolist()) == set(eids.tolist()) or np.allclose(np.sort(scores), np.sort(escores))
+
+
+def test_exact_native_and_numba_identical(synthetic):
+    docs, queries = synthetic
+    idx = ExactIndex.build(docs)
+    a = idx.search_batch(queries, k=10, backend="native")
+    b = idx.search_batch(queries, k=10, backend="numba")
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+
+
+def test_query_normalisation_sorts_and_sums_duplicates(synthetic):
+    docs, _ = synthetic
+    idx = ExactIndex.build(docs)
+    a = idx.search([5, 3, 5, 9], [0.5, 1.0, 0.5, 2.0], k=5)
+    b = idx.search(np.array([3, 5, 9], np.int64), np.array([1.0, 1.0, 2.0], np.float64), k=5)
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+
+
+@pytest.mark.parametrize("cls", [ExactIndex, SeismicIndex])
+@pytest.mark.parametrize("q_idx, q_val, k, match", [
+    ([], [], 10, "empty query"),
+    ([1, 2], [1.0], 10, "2 indices but 1 values"),
+    ([1, 30522], [1.0, 1.0], 10, r"in \[0, 30522\)"),
+    ([-1], [1.0], 10, r"in \[0, 30522\)"),
+    ([1], [float("nan")], 10, "NaN"),
+    ([1.5], [1.0], 10, "integers"),
+    ([1], ["a"], 10, "numeric"),
+    ([1], [1.0], 0, "k must be positive"),
+    ([1], [1.0], -3, "k must be positive"),
+    ([[1]], [[1.0]], 10, "1-D"),
+])
+def test_bad_queries_raise_clear_errors(synthetic, cls, q_idx, q_val, k, match):
+    docs, _ = synthetic
+    idx = cls.build(docs)
+    with pytest.raises(ValueError, match=match):
+        idx.search(q_idx, q_val, k=k)
+
+
+@pytest.mark.parametrize("bad, match", [
+    (sp.csr_matrix((0, 10), dtype=np.float32), "empty collection"),
+    (np.ones((3, 3), np.float32), "scipy.sparse"),
+    (sp.csr_matrix(np.array([[np.nan, 1.0]], np.float32)), "NaN"),
+    (sp.csr_matrix(np.array([[-1.0, 1.0]], np.float32)), "non-negative"),
+    (sp.csr_matrix(np.array([[1 + 2j]], dtype=np.complex64)), "numeric"),
+])
+def test_bad_documents_raise_clear_errors(bad, match):
+    with pytest.raises(ValueError, match=match):
+        SeismicIndex.build(bad)
+
+
+def test_bad_search_params_and_build_params(synthetic):
+    docs, _ = synthetic
+    idx = SeismicIndex.build(docs)
+    with pytest.raises(ValueError, match="query_cut"):
+        idx.search([1], [1.0], query_cut=0)
+    with pytest.raises(ValueError, match="heap_factor"):
+        idx.search([1], [1.0], heap_factor=1.5)
+    with pytest.raises(ValueError, match="unknown Seismic parameter"):
+        SeismicIndex.build(docs, n_posting=10)
+    with pytest.raises(ValueError, match="summary_energy"):
+        SeismicIndex.build(docs, summary_energy=0)
+    with pytest.raises(ValueError, match="empty query at row 1"):
+        idx.search_batch(sp.csr_matrix(np.array([[1.0] + [0] * 99, [0] * 100], np.float32)))
+
+
+@pytest.mark.parametrize("cls", [ExactIndex, SeismicIndex])
+@pytest.mark.parametrize("mmap", [True, False])
+def test_save_load_roundtrip(tmp_path, synthetic, cls, mmap):
+    docs, queries = synthetic
+    idx = cls.build(docs)
+    idx.save(tmp_path / "idx")
+    again = cls.load(tmp_path / "idx", mmap=mmap)
+    a = idx.search_batch(queries, k=10)
+    b = again.search_batch(queries, k=10)
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+    idx.save(tmp_path / "idx")  # overwriting an existing index is atomic too
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_load_rejects_old_versions_corruption_and_wrong_kind(tmp_path, synthetic):
+    import json
+    docs, _ = synthetic
+    SeismicIndex.build(docs).save(tmp_path / "s")
+    with pytest.raises(IndexFormatError, match="'seismic' index, not 'exact'"):
+        ExactIndex.load(tmp_path / "s")
+    victim = tmp_path / "s" / "block_docs.npy"
+    raw = bytearray(victim.read_bytes())
+    raw[-1] ^= 0xFF
+    victim.write_bytes(bytes(raw))
+    with pytest.raises(IndexFormatError, match="checksum"):
+        SeismicIndex.load(tmp_path / "s")
+    victim.write_bytes(bytes(raw[:-4]))
+    with pytest.raises(IndexFormatError, match="truncated"):
+        SeismicIndex.load(tmp_path / "s")
+    mf = tmp_path / "s" / "manifest.json"
+    m = json.loads(mf.read_text())
+    m["format_version"] = 0
+    mf.write_text(json.dumps(m))
+    with pytest.raises(IndexFormatError, match="format version 0"):
+        SeismicIndex.load(tmp_path / "s")
+    with pytest.raises(IndexFormatError, match="no manifest"):
+        SeismicIndex.load(tmp_path / "nothing")
