@@ -51,42 +51,31 @@ def load_dataset(name: str, quick: bool):
 
 
 # ----------------------------------------------------------------------------- runners
-def _time_queries(search, queries) -> tuple[list[np.ndarray], np.ndarray]:
+def _time_queries(search, queries, repeats: int = 1) -> tuple[list, np.ndarray]:
+    """Per-query latency in µs (best of `repeats` passes, to shed noise from other processes)."""
     for i in range(min(50, len(queries))):  # warm caches and lazy initialisation
         search(*queries[i])
-    results, lat = [], np.empty(len(queries))
-    for i, q in enumerate(queries):
-        t0 = time.perf_counter_ns()
-        results.append(search(*q))
-        lat[i] = (time.perf_counter_ns() - t0) / 1e3
+    results, lat = [], np.full(len(queries), np.inf)
+    for rep in range(repeats):
+        for i, q in enumerate(queries):
+            t0 = time.perf_counter_ns()
+            r = search(*q)
+            lat[i] = min(lat[i], (time.perf_counter_ns() - t0) / 1e3)
+            if rep == 0:
+                results.append(r)
     return results, lat
 
 
-def _grid(search_fn, queries, gt, k=10):
-    rows = []
-    for qc in GRID_QC:
-        for hf in GRID_HF:
-            res, lat = _time_queries(lambda qi, qv: search_fn(qi, qv, k, qc, hf), queries)
-            rec = float(np.mean([len(set(r) & set(g)) / k for r, g in zip(res, gt)]))
-            rows.append({"query_cut": qc, "heap_factor": hf, "recall": rec,
-                         "mean_us": float(lat.mean()), "p99_us": float(np.percentile(lat, 99))})
-    return rows
-
-
-def run_lsr(docs, queries, gt, params, out):
+def build_lsr(docs, params, path, out):
     from indexer import SeismicIndex
     t0 = time.perf_counter()
     idx = SeismicIndex.build(docs, **params)
-    build = time.perf_counter() - t0
-    qs = [(q.indices.astype(np.int32), q.data.astype(np.float32)) for q in queries]
-
-    def search(qi, qv, k, qc, hf):
-        return idx.search(qi, qv, k=k, query_cut=qc, heap_factor=hf)[0].tolist()
-    rows = _grid(search, qs, gt)
-    out.update(build_s=build, bytes=idx.nbytes, space=idx.space_usage(), stats=idx.stats(), grid=rows)
+    out.update(build_s=time.perf_counter() - t0, bytes=idx.nbytes, space=idx.space_usage(),
+               stats=idx.stats())
+    idx.save(path)
 
 
-def run_pyseismic(docs, queries, gt, params, out):
+def build_pyseismic(docs, params, path, out):
     import seismic
     S = seismic.get_seismic_string()
     t0 = time.perf_counter()
@@ -95,7 +84,7 @@ def run_pyseismic(docs, queries, gt, params, out):
                            docs.indices.astype(np.int64), docs.data.astype(np.float32),
                            docs.indptr.astype(np.int64))
     idx = seismic.SeismicIndex.build_from_dataset(ds, **params)
-    build = time.perf_counter() - t0
+    out["build_s"] = time.perf_counter() - t0
     # its space report goes to the process's stdout (Rust println): capture the file descriptor
     with tempfile.TemporaryFile(mode="w+") as f:
         sys.stdout.flush()
@@ -109,23 +98,16 @@ def run_pyseismic(docs, queries, gt, params, out):
             os.close(saved)
         f.seek(0)
         report = f.read()
-    total = next(int(l.split()[1]) for l in report.splitlines() if l.strip().startswith("Total:"))
-    summaries = next((int(l.split("summaries:")[1].split()[0]) for l in report.splitlines()
-                      if "summaries:" in l), None)
-    qs = [(np.array([str(t) for t in q.indices], dtype=S), q.data.astype(np.float32)) for q in queries]
-
-    def search(qc_, qv, k, qc, hf):
-        r = idx.search(query_id="q", query_components=qc_, query_values=qv, k=k, query_cut=qc,
-                       heap_factor=hf)
-        return [int(x[2]) for x in r]
-    rows = _grid(search, qs, gt)
-    out.update(build_s=build, bytes=total, summaries_bytes=summaries, grid=rows)
+    out["bytes"] = next(int(l.split()[1]) for l in report.splitlines() if l.strip().startswith("Total:"))
+    out["summaries_bytes"] = next((int(l.split("summaries:")[1].split()[0]) for l in report.splitlines()
+                                   if "summaries:" in l), None)
+    idx.save(str(path))
 
 
-def _child(runner, docs, queries, gt, params, conn):
+def _child(builder, docs, params, path, conn):
     try:
         out = {}
-        runner(docs, queries, gt, params, out)
+        builder(docs, params, path, out)
         out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         conn.send(out)
     except BaseException as exc:  # report, don't hang the parent
@@ -134,17 +116,54 @@ def _child(runner, docs, queries, gt, params, conn):
         conn.close()
 
 
-def in_subprocess(runner, *args):
+def in_subprocess(builder, *args):
+    """Run a build in a fresh process, so its peak RSS is its own."""
     ctx = mp.get_context("spawn")  # fork is unsafe once Numba has started OpenMP threads
     parent, child = ctx.Pipe(duplex=False)
-    p = ctx.Process(target=_child, args=(runner, *args, child))
+    p = ctx.Process(target=_child, args=(builder, *args, child))
     p.start()
     child.close()
     out = parent.recv()
     p.join()
     if "error" in out:
-        raise RuntimeError(f"{runner.__name__} failed: {out['error']}")
+        raise RuntimeError(f"{builder.__name__} failed: {out['error']}")
     return out
+
+
+def searchers(tmp: Path, queries, have_pyseismic: bool):
+    """Loaded indexes as name -> (search(q..., k, qc, hf) -> ids, prepared queries)."""
+    from indexer import SeismicIndex
+    idx = SeismicIndex.load(tmp / "lsr", mmap=False)
+
+    def lsr_search(qi, qv, k, qc, hf):
+        return idx.search(qi, qv, k=k, query_cut=qc, heap_factor=hf)[0].tolist()
+    out = {"lsr": (lsr_search, [(q.indices.astype(np.int32), q.data.astype(np.float32)) for q in queries])}
+    if have_pyseismic:
+        import seismic
+        S = seismic.get_seismic_string()
+        ps = seismic.SeismicIndex.load(str(tmp / "pyseismic") + ".index.seismic")
+
+        def ps_search(comps, qv, k, qc, hf):
+            r = ps.search(query_id="q", query_components=comps, query_values=qv, k=k, query_cut=qc,
+                          heap_factor=hf)
+            return [int(x[2]) for x in r]
+        out["pyseismic"] = (ps_search, [(np.array([str(t) for t in q.indices], dtype=S),
+                                         q.data.astype(np.float32)) for q in queries])
+    return out
+
+
+def interleaved_grid(systems: dict, gt, repeats: int, k: int = 10) -> dict[str, list]:
+    """Every grid point is timed for all systems back to back, so load from other processes
+    hits them alike; each query's latency is its best of `repeats` passes."""
+    rows = {name: [] for name in systems}
+    for qc in GRID_QC:
+        for hf in GRID_HF:
+            for name, (search, qs) in systems.items():
+                res, lat = _time_queries(lambda a, b: search(a, b, k, qc, hf), qs, repeats)
+                rec = float(np.mean([len(set(r) & g) / k for r, g in zip(res, gt)]))
+                rows[name].append({"query_cut": qc, "heap_factor": hf, "recall": rec,
+                                   "mean_us": float(lat.mean()), "p99_us": float(np.percentile(lat, 99))})
+    return rows
 
 
 # ----------------------------------------------------------------------------- exact
@@ -163,8 +182,10 @@ def exact_vs_numpy(docs, queries, k=10):
         top = np.argpartition(-acc, k)[:k]
         return top[np.argsort(-acc[top])]
     qs = [(q.indices.astype(np.int32), q.data.astype(np.float32)) for q in queries]
-    _, lat_np = _time_queries(numpy_taat, qs)
-    _, lat_ex = _time_queries(lambda qi, qv: ex.search(qi, qv, k=k), qs)
+    lat_np = lat_ex = np.inf
+    for _ in range(3):  # alternate passes so both see the same background load
+        lat_np = np.minimum(lat_np, _time_queries(numpy_taat, qs)[1])
+        lat_ex = np.minimum(lat_ex, _time_queries(lambda qi, qv: ex.search(qi, qv, k=k), qs)[1])
     return {"numpy_us": float(lat_np.mean()), "exact_us": float(lat_ex.mean())}
 
 
@@ -183,14 +204,24 @@ def bench(name: str, quick: bool) -> dict:
            "params": params, "machine": machine()}
     res["exact"] = exact_vs_numpy(docs, queries)
     print(f"[{name}] exact: {res['exact']}", flush=True)
-    res["lsr"] = in_subprocess(run_lsr, docs, queries, gt, params)
-    print(f"[{name}] lsr-search: build {res['lsr']['build_s']:.1f}s, {res['lsr']['bytes'] / 1e6:.1f} MB", flush=True)
-    try:
-        res["pyseismic"] = in_subprocess(run_pyseismic, docs, queries, gt, params)
-        print(f"[{name}] pyseismic: build {res['pyseismic']['build_s']:.1f}s, "
-              f"{res['pyseismic']['bytes'] / 1e6:.1f} MB", flush=True)
-    except ImportError:
-        print("pyseismic-lsr is not installed (pip install -e '.[bench]'); skipping it", flush=True)
+    with tempfile.TemporaryDirectory(prefix="lsr-bench-") as tmp:
+        tmp = Path(tmp)
+        res["lsr"] = in_subprocess(build_lsr, docs, params, tmp / "lsr")
+        print(f"[{name}] lsr-search: build {res['lsr']['build_s']:.1f}s, "
+              f"{res['lsr']['bytes'] / 1e6:.1f} MB", flush=True)
+        try:
+            import seismic  # noqa: F401
+            have_ps = True
+        except ImportError:
+            have_ps = False
+            print("pyseismic-lsr is not installed (pip install -e '.[bench]'); skipping it", flush=True)
+        if have_ps:
+            res["pyseismic"] = in_subprocess(build_pyseismic, docs, params, tmp / "pyseismic")
+            print(f"[{name}] pyseismic: build {res['pyseismic']['build_s']:.1f}s, "
+                  f"{res['pyseismic']['bytes'] / 1e6:.1f} MB", flush=True)
+        grids = interleaved_grid(searchers(tmp, queries, have_ps), gt, repeats=1 if quick else 3)
+        for sysname, rows in grids.items():
+            res[sysname]["grid"] = rows
     OUT.mkdir(exist_ok=True)
     (OUT / f"index-{name}.json").write_text(json.dumps(res, indent=1))
     return res

@@ -138,6 +138,7 @@ inline float score_doc(const float* q, const TermT* t, const ValT* v, int64_t n)
 class Visited {
  public:
   explicit Visited(int64_t n) : bits_((n + 63) / 64, 0) {}
+  bool test(int64_t d) const { return (bits_[d >> 6] >> (d & 63)) & 1; }
   bool test_and_set(int64_t d) {
     uint64_t& w = bits_[d >> 6];
     uint64_t m = uint64_t(1) << (d & 63);

@@ -108,10 +108,16 @@ class SeismicKernel {
         if (heap.full() && s.dots[b] < heap_factor * heap.threshold()) continue;
         const int32_t* d = a_.block_docs + a_.block_doc_ptr[b0 + b];
         const int32_t* d_end = a_.block_docs + a_.block_doc_ptr[b0 + b + 1];
-        if (d < d_end) prefetch_doc(d[0]);
-        if (d + 1 < d_end) prefetch_doc(d[1]);
+        // Scoring is bound by forward-index cache misses (perf: the first load of a document's
+        // terms is the hottest instruction): request the head of every unseen document of the
+        // block before scoring the first one, as Seismic does, so the misses overlap.
         for (const int32_t* p = d; p < d_end; ++p) {
-          if (p + 2 < d_end) prefetch_doc(p[2]);
+          if (s.visited.test(*p)) continue;
+          int64_t f = a_.fwd_ptr[*p];
+          __builtin_prefetch(a_.fwd_terms + f);
+          __builtin_prefetch(a_.fwd_vals + f);
+        }
+        for (const int32_t* p = d; p < d_end; ++p) {
           int32_t doc = *p;
           if (s.visited.test_and_set(doc)) continue;
           int64_t f0 = a_.fwd_ptr[doc];
@@ -123,17 +129,6 @@ class SeismicKernel {
     for (int64_t j = 0; j < nq; ++j) q[q_terms[j]] = 0.0f;
     s.visited.clear();
     return heap.drain(out_ids, out_scores);
-  }
-
-  // Pull a document's forward entries towards the cache two documents ahead of scoring it.
-  void prefetch_doc(int32_t doc) const {
-    int64_t a = a_.fwd_ptr[doc], b = a_.fwd_ptr[doc + 1];
-    const char* t0 = reinterpret_cast<const char*>(a_.fwd_terms + a);
-    const char* t1 = reinterpret_cast<const char*>(a_.fwd_terms + b);
-    for (const char* c = t0; c < t1; c += 64) __builtin_prefetch(c);
-    const char* v0 = reinterpret_cast<const char*>(a_.fwd_vals + a);
-    const char* v1 = reinterpret_cast<const char*>(a_.fwd_vals + b);
-    for (const char* c = v0; c < v1; c += 64) __builtin_prefetch(c);
   }
 
   // dots[b] = scale_b * sum over query terms (ascending) of q_val * code(term, b)
