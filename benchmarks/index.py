@@ -189,6 +189,28 @@ def exact_vs_numpy(docs, queries, k=10):
     return {"numpy_us": float(lat_np.mean()), "exact_us": float(lat_ex.mean())}
 
 
+def crossover(sizes=(1_000, 2_000, 5_000, 10_000, 20_000, 50_000), query_cut=10, heap_factor=0.9):
+    """Per-query latency of ExactIndex vs SeismicIndex on growing synthetic collections: below
+    the crossover a segment is cheaper to search exactly (and exact is never wrong)."""
+    from indexer import ExactIndex, SeismicIndex
+    from .synthetic import SyntheticSplade
+    gen = SyntheticSplade()
+    all_docs, queries = gen.documents(max(sizes)), gen.queries(200)
+    qs = [(q.indices.astype(np.int32), q.data.astype(np.float32)) for q in queries]
+    rows = []
+    for n in sizes:
+        docs = all_docs[:n]
+        ex, se = ExactIndex.build(docs), SeismicIndex.build(docs, n_postings=1000)
+        lat_ex = lat_se = np.inf
+        for _ in range(3):
+            lat_ex = np.minimum(lat_ex, _time_queries(lambda a, b: ex.search(a, b, k=10), qs)[1])
+            lat_se = np.minimum(lat_se, _time_queries(
+                lambda a, b: se.search(a, b, k=10, query_cut=query_cut, heap_factor=heap_factor), qs)[1])
+        rows.append({"docs": n, "exact_us": float(lat_ex.mean()), "seismic_us": float(lat_se.mean())})
+        print(f"[crossover] {rows[-1]}", flush=True)
+    return rows
+
+
 # ----------------------------------------------------------------------------- main
 def bench(name: str, quick: bool) -> dict:
     from indexer import ExactIndex
@@ -227,7 +249,7 @@ def bench(name: str, quick: bool) -> dict:
     return res
 
 
-def summarise(results: list[dict]) -> str:
+def summarise(results: list[dict], cross: list[dict] | None = None) -> str:
     lines = ["## Seismic index vs pyseismic-lsr", "",
              f"Machine: {results[0]['machine']}. Reproduce: `make bench-index` "
              "(`python -m benchmarks.index`). Both systems get the same vectors, the same build "
@@ -264,6 +286,13 @@ def summarise(results: list[dict]) -> str:
     for d, l90, l95, bt, by, ex in ratios:
         lines.append(f"| {d} | {fmt(l90, '.2f')} | {fmt(l95, '.2f')} | {bt:.2f} | {by:.2f} | {ex:.2f} |")
     lines += ["", "![recall vs latency](benchmarks/index_recall_latency.png)"]
+    if cross:
+        lines += ["", f"Exact vs Seismic on small synthetic segments (mean µs per query, one thread; "
+                  f"Seismic at query_cut=10, heap_factor=0.9):", "",
+                  "| docs | " + " | ".join(f"{r['docs']:,}" for r in cross) + " |",
+                  "|---|" + "---:|" * len(cross),
+                  "| ExactIndex | " + " | ".join(f"{r['exact_us']:.0f}" for r in cross) + " |",
+                  "| SeismicIndex | " + " | ".join(f"{r['seismic_us']:.0f}" for r in cross) + " |"]
     for r in results:
         s = r.get("lsr", {}).get("space")
         if s:
@@ -320,8 +349,10 @@ def main(argv=None) -> None:
     if args.quick:
         print(summarise(results))
         return
+    cross = crossover()
+    (OUT / "index-crossover.json").write_text(json.dumps(cross, indent=1))
     plot(results, ROOT / "benchmarks" / "index_recall_latency.png")
-    write_section("index", summarise(results))
+    write_section("index", summarise(results, cross))
     print(f"wrote {ROOT / 'BENCHMARKS.md'} and benchmarks/index_recall_latency.png")
 
 
