@@ -73,7 +73,7 @@ SeismicBase* make_seismic(nb::dict a, int64_t n_docs, int64_t dim, int64_t max_b
   s.block_scale = ptr<float>(g("block_scale"), "block_scale");
   s.list_entry_ptr = ptr<int64_t>(g("list_entry_ptr"), "list_entry_ptr");
   s.entry_term = ptr<TermT>(g("entry_term"), "entry_term");
-  s.entry_block = ptr<uint16_t>(g("entry_block"), "entry_block");
+  s.entry_block = ptr<uint8_t>(g("entry_block"), "entry_block");
   s.entry_value = ptr<uint8_t>(g("entry_value"), "entry_value");
   return new SeismicImpl<TermT, ValT>(s);
 }

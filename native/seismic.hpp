@@ -24,7 +24,7 @@ struct SeismicArrays {
   // transposed quantised summaries: per list, entries sorted by (term, block)
   const int64_t* list_entry_ptr;
   const TermT* entry_term;
-  const uint16_t* entry_block;
+  const uint8_t* entry_block;
   const uint8_t* entry_value;
   int64_t max_blocks_per_list = 0;
 };
@@ -139,7 +139,7 @@ class SeismicKernel {
     const TermT* et = a_.entry_term + base;
     const TermT* e = et;
     const TermT* e_end = a_.entry_term + a_.list_entry_ptr[t + 1];
-    const uint16_t* eb = a_.entry_block + base;
+    const uint8_t* eb = a_.entry_block + base;
     const uint8_t* ev = a_.entry_value + base;
     for (int64_t j = 0; j < nq; ++j) {
       TermT qt = (TermT)q_terms[j];

@@ -11,7 +11,6 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-MAX_BLOCKS_PER_LIST = 65535  # local block ids are stored as uint16
 _CHUNK = 64  # lists per parallel task: amortises the per-task scratch arrays
 
 
@@ -134,7 +133,7 @@ def _cluster_list(docs, n_centroids, min_size, seed, fwd_ptr, fwd_terms, fwd_val
 
 @nb.njit(parallel=True, cache=True)
 def block_lists(list_ptr, list_docs, fwd_ptr, fwd_terms, fwd_vals, cut_t, cut_v, dim,
-                centroid_fraction, min_size, seed):
+                centroid_fraction, min_size, max_blocks, seed):
     """Cluster every list in parallel.
 
     Returns (docs reordered block by block, per-list block counts, block sizes written at the
@@ -153,7 +152,7 @@ def block_lists(list_ptr, list_docs, fwd_ptr, fwd_terms, fwd_vals, cut_t, cut_v,
             m = b - a
             if m == 0:
                 continue
-            nc = min(max(1, np.int64(centroid_fraction * m)), MAX_BLOCKS_PER_LIST)
+            nc = min(max(1, np.int64(centroid_fraction * m)), max_blocks)
             if nc == 1:
                 out_docs[a:b] = list_docs[a:b]
                 sizes[a] = m

@@ -18,6 +18,8 @@ class SeismicParams:
     min_cluster_size:   clusters with at most this many documents are dissolved and their
                         documents re-assigned to the remaining centroids.
     doc_cut:            documents are assigned to centroids using only their doc_cut largest terms.
+    max_blocks_per_list: cap on the blocks of one list (at most 256, so a block id fits one byte
+                        in the summaries); lists long enough to reach it get larger blocks.
     summary_energy:     α: a block summary keeps its largest per-term maxima until they hold
                         this fraction of the summary's L1 mass (1.0 keeps every term).
     forward_dtype:      "float16" or "float32" values in the forward index.
@@ -30,6 +32,7 @@ class SeismicParams:
     centroid_fraction: float = 0.1
     min_cluster_size: int = 2
     doc_cut: int = 15
+    max_blocks_per_list: int = 256
     summary_energy: float = 0.4
     forward_dtype: str = "float16"
     seed: int = 42
@@ -47,6 +50,8 @@ class SeismicParams:
             raise ValueError(f"min_cluster_size must be >= 0, got {self.min_cluster_size}")
         if self.doc_cut <= 0:
             raise ValueError(f"doc_cut must be positive, got {self.doc_cut}")
+        if not 1 <= self.max_blocks_per_list <= 256:
+            raise ValueError(f"max_blocks_per_list must be in [1, 256], got {self.max_blocks_per_list}")
         if not 0 < self.summary_energy <= 1:
             raise ValueError(f"summary_energy must be in (0, 1], got {self.summary_energy}")
         if self.forward_dtype not in ("float16", "float32"):

@@ -62,7 +62,7 @@ class SeismicIndex:
         cut_t, cut_v = top_terms(fwd_ptr, fwd_terms, build_vals, p.doc_cut)
         block_docs, n_blocks, sizes = block_lists(list_ptr, list_docs, fwd_ptr, fwd_terms, build_vals,
                                                   cut_t, cut_v, dim, p.centroid_fraction,
-                                                  p.min_cluster_size, p.seed)
+                                                  p.min_cluster_size, p.max_blocks_per_list, p.seed)
         del cut_t, cut_v
         list_block_ptr, block_doc_ptr = compact_block_sizes(list_ptr, n_blocks, sizes)
         thr, ties, n_entries = count_summaries(list_block_ptr, block_doc_ptr, block_docs, fwd_ptr,

@@ -14,9 +14,9 @@ makes Seismic exact when nothing is pruned and heap_factor = 1.0.
 Layout, per posting list, transposed (as in Seismic's QuantizedSummary) so that a query touches
 only the summary entries of its own terms. Most terms occur in a single block of a list, so the
 term id is stored with every entry instead of in a separate per-term offsets table (measured on
-synthetic SPLADE-like data: 5 bytes an entry against 9 with per-term offsets):
+synthetic SPLADE-like data: 4 bytes an entry against 9 with per-term offsets):
     list_entry_ptr[t]..list_entry_ptr[t+1]          the list's entries, sorted by (term, block)
-    entry_term[e], entry_block[e], entry_value[e]   term id, local block id (uint16), u8 code
+    entry_term[e], entry_block[e], entry_value[e]   term id, local block id (uint8), u8 code
     block_scale[b]                                  dequantisation step of block b
 """
 from __future__ import annotations
@@ -125,7 +125,7 @@ def fill_summaries(list_block_ptr, block_doc_ptr, block_docs, fwd_ptr, fwd_terms
     n_blocks = block_doc_ptr.shape[0] - 1
     block_scale = np.zeros(n_blocks, dtype=np.float32)
     entry_term = np.empty(list_entry_ptr[-1], dtype=np.int32)
-    entry_block = np.empty(list_entry_ptr[-1], dtype=np.uint16)
+    entry_block = np.empty(list_entry_ptr[-1], dtype=np.uint8)
     entry_value = np.empty(list_entry_ptr[-1], dtype=np.uint8)
     n_chunks = (n_lists + _CHUNK - 1) // _CHUNK
     for ch in nb.prange(n_chunks):
@@ -136,7 +136,7 @@ def fill_summaries(list_block_ptr, block_doc_ptr, block_docs, fwd_ptr, fwd_terms
             if e1 == e0:
                 continue
             tri_t = np.empty(e1 - e0, dtype=np.int32)
-            tri_b = np.empty(e1 - e0, dtype=np.uint16)
+            tri_b = np.empty(e1 - e0, dtype=np.uint8)
             tri_v = np.empty(e1 - e0, dtype=np.uint8)
             o = 0
             b0 = list_block_ptr[t]

@@ -136,3 +136,12 @@ def test_summary_energy_keeps_a_fraction_of_the_mass(synthetic):
     full = SeismicIndex.build(docs, n_postings=200, summary_energy=1.0)
     pruned = SeismicIndex.build(docs, n_postings=200, summary_energy=0.4)
     assert pruned.stats()["summary_entries"] < 0.7 * full.stats()["summary_entries"]
+
+
+def test_blocks_per_list_are_capped(synthetic):
+    docs, queries = synthetic
+    idx = SeismicIndex.build(docs, n_postings=300, max_blocks_per_list=3)
+    assert np.diff(idx.arrays["list_block_ptr"]).max() <= 3
+    assert idx.arrays["entry_block"].dtype == np.uint8
+    with pytest.raises(ValueError, match="max_blocks_per_list"):
+        SeismicIndex.build(docs, max_blocks_per_list=257)
