@@ -43,9 +43,15 @@ def load_dataset(name: str, quick: bool):
                       summary_energy=0.4)
         return gen.documents(n), gen.queries(300 if quick else 1000), params
     if name == "scifact":
+        if not SCIFACT_NPZ.exists():
+            raise FileNotFoundError(
+                f"{SCIFACT_NPZ} is missing: encode SciFact first with `python -m encoders.evaluate "
+                f"../shared/data/scifact --encoder splade --export {SCIFACT_NPZ}`")
         z = np.load(SCIFACT_NPZ, allow_pickle=False)
-        docs = sp.csr_matrix((z["doc_data"], z["doc_indices"], z["doc_indptr"]))
-        q = sp.csr_matrix((z["q_data"], z["q_indices"], z["q_indptr"]), shape=(len(z["q_indptr"]) - 1, docs.shape[1]))
+        dim = int(z["dim"])
+        docs = sp.csr_matrix((z["doc_data"], z["doc_indices"], z["doc_indptr"]),
+                             shape=(len(z["doc_indptr"]) - 1, dim))
+        q = sp.csr_matrix((z["q_data"], z["q_indices"], z["q_indptr"]), shape=(len(z["q_indptr"]) - 1, dim))
         return docs, q, dict(n_postings=3500, centroid_fraction=0.1, summary_energy=0.4)
     raise ValueError(f"unknown dataset {name!r}")
 
