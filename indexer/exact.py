@@ -16,7 +16,7 @@ import scipy.sparse as sp
 from .native import native_module, resolve_backend
 from .seismic.search_numba import heap_drain, heap_push
 from .storage import load_arrays, save_arrays
-from .validation import as_document_csr, as_query, as_query_csr, check_k
+from .validation import as_document_csr, as_query, as_query_csr, check_k, native_ready
 
 
 @nb.njit(cache=True)
@@ -101,14 +101,19 @@ class ExactIndex:
                backend: str = "auto") -> tuple[np.ndarray, np.ndarray]:
         """Top-k (ids int64, scores float32), best first; fewer than k if fewer docs match."""
         k = check_k(k)
+        if resolve_backend(backend) == "native":
+            kernel = self._native()
+            if native_ready(q_indices, q_values):  # hot path: validated in C++
+                out = kernel.search(q_indices, q_values, k)
+                if out is not None:
+                    return out
+            qi, qv = as_query(q_indices, q_values, self.dim)
+            return kernel.search(qi, qv, k)
         qi, qv = as_query(q_indices, q_values, self.dim)
         a = self.arrays
-        if resolve_backend(backend) == "native":
-            ids, scores = self._native().search(qi, qv, k)
-        else:
-            # fresh accumulators per call keep concurrent callers independent
-            acc, seen = np.zeros(self.n_docs, np.float32), np.zeros(self.n_docs, np.bool_)
-            ids, scores = _exact_one(qi, qv, k, a["col_ptr"], a["col_docs"], a["col_vals"], acc, seen)
+        # fresh accumulators per call keep concurrent callers independent
+        acc, seen = np.zeros(self.n_docs, np.float32), np.zeros(self.n_docs, np.bool_)
+        ids, scores = _exact_one(qi, qv, k, a["col_ptr"], a["col_docs"], a["col_vals"], acc, seen)
         return ids.astype(np.int64), scores
 
     def search_batch(self, queries, k: int = 10, query_cut=None, heap_factor=None,

@@ -102,6 +102,8 @@ def as_query_csr(queries, dim: int) -> sp.csr_matrix:
 
 
 def check_k(k) -> int:
+    if type(k) is int and k > 0:
+        return k
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
         raise ValueError(f"k must be an integer, got {k!r}")
     if k <= 0:
@@ -112,7 +114,18 @@ def check_k(k) -> int:
 def check_search_params(query_cut, heap_factor) -> tuple[int, float]:
     if isinstance(query_cut, bool) or not isinstance(query_cut, (int, np.integer)) or query_cut <= 0:
         raise ValueError(f"query_cut must be a positive integer, got {query_cut!r}")
-    hf = float(heap_factor)
-    if not np.isfinite(hf) or hf <= 0 or hf > 1:
+    try:
+        hf = float(heap_factor)
+    except (TypeError, ValueError):
+        raise ValueError(f"heap_factor must be a number in (0, 1], got {heap_factor!r}") from None
+    if not 0 < hf <= 1:  # also false for NaN
         raise ValueError(f"heap_factor must be in (0, 1], got {heap_factor!r}")
     return int(query_cut), hf
+
+
+def native_ready(indices, values) -> bool:
+    """True when the arrays can go to the C++ kernel as they are (it validates the rest)."""
+    return (type(indices) is np.ndarray and type(values) is np.ndarray
+            and indices.dtype == np.int32 and values.dtype == np.float32
+            and indices.ndim == 1 and values.ndim == 1
+            and indices.flags.c_contiguous and values.flags.c_contiguous)

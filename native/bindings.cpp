@@ -4,6 +4,7 @@
 #include <nanobind/ndarray.h>
 #include <nanobind/stl/string.h>
 
+#include <cmath>
 #include <stdexcept>
 #include <string>
 
@@ -31,6 +32,37 @@ template <class T>
 nb::ndarray<nb::numpy, T> owned(T* data, std::initializer_list<size_t> shape) {
   nb::capsule owner(data, [](void* p) noexcept { delete[] static_cast<T*>(p); });
   return nb::ndarray<nb::numpy, T>(data, shape, owner);
+}
+
+// Validates a single query in one pass. Returns false when the query is valid but not canonical
+// (terms unsorted or repeated): the Python side then sorts and merges it and calls again.
+bool canonical_query(const Arr& q_terms, const Arr& q_vals, int64_t dim, const int32_t* t,
+                     const float* v) {
+  int64_t n = (int64_t)q_terms.shape(0);
+  if (n == 0) throw std::invalid_argument("empty query: it has no terms");
+  if ((int64_t)q_vals.shape(0) != n)
+    throw std::invalid_argument("query has " + std::to_string(n) + " indices but " +
+                                std::to_string(q_vals.shape(0)) + " values");
+  bool sorted = true;
+  for (int64_t i = 0; i < n; ++i) {
+    if (t[i] < 0 || t[i] >= dim)
+      throw std::invalid_argument("query term ids must be in [0, " + std::to_string(dim) +
+                                  "), got " + std::to_string(t[i]));
+    if (!std::isfinite(v[i])) throw std::invalid_argument("query values contain NaN or infinity");
+    if (i > 0 && t[i] <= t[i - 1]) sorted = false;
+  }
+  return sorted;
+}
+
+// Results of one query as numpy arrays (int64 ids, float32 scores) that own their memory.
+nb::tuple hits_to_numpy(const std::vector<int32_t>& ids, const std::vector<float>& sc, int n) {
+  auto* out_ids = new int64_t[n];
+  auto* out_sc = new float[n];
+  for (int i = 0; i < n; ++i) {
+    out_ids[i] = ids[i];
+    out_sc[i] = sc[i];
+  }
+  return nb::make_tuple(owned(out_ids, {(size_t)n}), owned(out_sc, {(size_t)n}));
 }
 
 struct SeismicBase {
@@ -81,7 +113,8 @@ SeismicBase* make_seismic(nb::dict a, int64_t n_docs, int64_t dim, int64_t max_b
 // Owns the kernel and keeps the numpy arrays it points into alive (they may be memory-mapped).
 class Seismic {
  public:
-  Seismic(nb::dict arrays, int64_t n_docs, int64_t dim, int64_t max_blocks) : keep_(arrays) {
+  Seismic(nb::dict arrays, int64_t n_docs, int64_t dim, int64_t max_blocks)
+      : keep_(arrays), dim_(dim) {
     bool u16 = nb::cast<Arr>(arrays["fwd_terms"]).dtype() == nb::dtype<uint16_t>();
     bool f16 = is_f16(nb::cast<Arr>(arrays["fwd_vals"]));
     if (u16 && f16) impl_.reset(make_seismic<uint16_t, lsr::Half>(arrays, n_docs, dim, max_blocks));
@@ -90,17 +123,20 @@ class Seismic {
     else impl_.reset(make_seismic<uint32_t, float>(arrays, n_docs, dim, max_blocks));
   }
 
-  nb::tuple search(Arr q_terms, Arr q_vals, int k, int query_cut, float heap_factor) {
+  // (ids, scores), or None when the query must first be sorted/merged by the caller.
+  nb::object search(Arr q_terms, Arr q_vals, int k, int query_cut, float heap_factor) {
     const int32_t* t = ptr<int32_t>(q_terms, "q_terms");
     const float* v = ptr<float>(q_vals, "q_vals");
-    auto* ids = new int32_t[k];
-    auto* sc = new float[k];
+    if (!canonical_query(q_terms, q_vals, dim_, t, v)) return nb::none();
+    std::vector<int32_t> ids(k);
+    std::vector<float> sc(k);
     int n;
     {
       nb::gil_scoped_release nogil;
-      n = impl_->search(t, v, (int64_t)q_terms.shape(0), k, query_cut, heap_factor, ids, sc);
+      n = impl_->search(t, v, (int64_t)q_terms.shape(0), k, query_cut, heap_factor, ids.data(),
+                        sc.data());
     }
-    return nb::make_tuple(owned(ids, {(size_t)n}), owned(sc, {(size_t)n}));
+    return hits_to_numpy(ids, sc, n);
   }
 
   nb::tuple search_batch(Arr q_ptr, Arr q_terms, Arr q_vals, int k, int query_cut,
@@ -120,33 +156,35 @@ class Seismic {
 
  private:
   nb::dict keep_;
+  int64_t dim_;
   std::unique_ptr<SeismicBase> impl_;
 };
 
 class Exact {
  public:
   Exact(Arr col_ptr, Arr col_docs, Arr col_vals, int64_t n_docs)
-      : keep_(nb::make_tuple(col_ptr, col_docs, col_vals)) {
+      : keep_(nb::make_tuple(col_ptr, col_docs, col_vals)), dim_((int64_t)col_ptr.shape(0) - 1) {
     lsr::ExactArrays a;
     a.n_docs = n_docs;
-    a.dim = (int64_t)col_ptr.shape(0) - 1;
+    a.dim = dim_;
     a.col_ptr = ptr<int64_t>(col_ptr, "col_ptr");
     a.col_docs = ptr<int32_t>(col_docs, "col_docs");
     a.col_vals = ptr<float>(col_vals, "col_vals");
     k_ = std::make_unique<lsr::ExactKernel>(a);
   }
 
-  nb::tuple search(Arr q_terms, Arr q_vals, int k) {
+  nb::object search(Arr q_terms, Arr q_vals, int k) {
     const int32_t* t = ptr<int32_t>(q_terms, "q_terms");
     const float* v = ptr<float>(q_vals, "q_vals");
-    auto* ids = new int32_t[k];
-    auto* sc = new float[k];
+    if (!canonical_query(q_terms, q_vals, dim_, t, v)) return nb::none();
+    std::vector<int32_t> ids(k);
+    std::vector<float> sc(k);
     int n;
     {
       nb::gil_scoped_release nogil;
-      n = k_->search(t, v, (int64_t)q_terms.shape(0), k, ids, sc);
+      n = k_->search(t, v, (int64_t)q_terms.shape(0), k, ids.data(), sc.data());
     }
-    return nb::make_tuple(owned(ids, {(size_t)n}), owned(sc, {(size_t)n}));
+    return hits_to_numpy(ids, sc, n);
   }
 
   nb::tuple search_batch(Arr q_ptr, Arr q_terms, Arr q_vals, int k, int n_threads) {
@@ -165,6 +203,7 @@ class Exact {
 
  private:
   nb::tuple keep_;
+  int64_t dim_;
   std::unique_ptr<lsr::ExactKernel> k_;
 };
 

@@ -8,7 +8,8 @@ import numpy as np
 from ..exact import default_threads
 from ..native import native_module, resolve_backend
 from ..storage import load_arrays, save_arrays
-from ..validation import as_document_csr, as_query, as_query_csr, check_k, check_search_params
+from ..validation import (as_document_csr, as_query, as_query_csr, check_k, check_search_params,
+                          native_ready)
 from . import search_numba
 from .blocking import block_lists, compact_block_sizes, top_terms
 from .config import SeismicParams
@@ -126,15 +127,21 @@ class SeismicIndex:
         """Approximate top-k: (ids int64, scores float32), sorted by score descending."""
         k = check_k(k)
         query_cut, heap_factor = check_search_params(query_cut, heap_factor)
-        qi, qv = as_query(q_indices, q_values, self.dim)
         if resolve_backend(backend) == "native":
-            ids, scores = self._native().search(qi, qv, k, query_cut, heap_factor)
-        else:
-            q_dense = np.zeros(self.dim, np.float32)
-            visited = np.zeros(self.n_docs, np.bool_)
-            dots = np.empty(max(1, self.max_blocks_per_list), np.float32)
-            ids, scores = search_numba.search_one(qi, qv, k, query_cut, np.float32(heap_factor),
-                                                  q_dense, visited, dots, *self._numba_arrays())
+            kernel = self._native()
+            # hot path: the kernel validates canonical int32/float32 queries in one C++ pass
+            if native_ready(q_indices, q_values):
+                out = kernel.search(q_indices, q_values, k, query_cut, heap_factor)
+                if out is not None:
+                    return out
+            qi, qv = as_query(q_indices, q_values, self.dim)
+            return kernel.search(qi, qv, k, query_cut, heap_factor)
+        qi, qv = as_query(q_indices, q_values, self.dim)
+        q_dense = np.zeros(self.dim, np.float32)
+        visited = np.zeros(self.n_docs, np.bool_)
+        dots = np.empty(max(1, self.max_blocks_per_list), np.float32)
+        ids, scores = search_numba.search_one(qi, qv, k, query_cut, np.float32(heap_factor),
+                                              q_dense, visited, dots, *self._numba_arrays())
         return ids.astype(np.int64), scores
 
     def search_batch(self, queries, k: int = 10, query_cut: int = 10, heap_factor: float = 0.7,
