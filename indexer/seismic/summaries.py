@@ -43,32 +43,64 @@ def _block_union(block_docs, fwd_ptr, fwd_terms, fwd_vals, maxv, touched):
     return n_t
 
 
+_BUCKETS = 64
+
+
 @nb.njit(cache=True)
-def _energy_cut(maxv, touched, n_t, alpha):
+def _energy_cut(maxv, touched, n_t, alpha, vals):
     """(threshold, kept, ties): the summary keeps the values > threshold and the first `ties`
-    values == threshold in first-seen order; `kept` entries in all."""
-    vals = np.empty(n_t, dtype=np.float32)
+    values == threshold in first-seen order; `kept` entries in all.
+
+    Equivalent to sorting the maxima and keeping the largest until they reach alpha of the
+    mass, but O(n): values are bucketed linearly under the maximum, whole buckets are taken
+    from the top, and only the bucket where the target is crossed is sorted.
+    """
     total = np.float32(0.0)
+    vmax = np.float32(0.0)
     for i in range(n_t):
-        vals[i] = maxv[touched[i]]
-        total += vals[i]
-    if alpha >= 1.0:
-        return np.float32(0.0), n_t, n_t
-    vals.sort()
+        v = maxv[touched[i]]
+        vals[i] = v
+        total += v
+        vmax = max(vmax, v)
+    if alpha >= 1.0 or n_t == 0:
+        return np.float32(0.0), n_t, 0
     until = total * np.float32(alpha)
+    scale = np.float32(_BUCKETS) / vmax
+    mass = np.zeros(_BUCKETS, dtype=np.float32)
+    count = np.zeros(_BUCKETS, dtype=np.int64)
+    for i in range(n_t):
+        b = min(_BUCKETS - 1, np.int64(vals[i] * scale))
+        mass[b] += vals[i]
+        count[b] += 1
     acc = np.float32(0.0)
-    i = n_t - 1
-    while i > 0:
-        acc += vals[i]
+    above = 0
+    b = _BUCKETS - 1
+    while b >= 0 and acc + mass[b] < until:
+        acc += mass[b]
+        above += count[b]
+        b -= 1
+    if b < 0:  # rounding never reached the target: keep everything
+        return np.float32(0.0), n_t, 0
+    sel = np.empty(count[b], dtype=np.float32)
+    j = 0
+    for i in range(n_t):
+        if min(_BUCKETS - 1, np.int64(vals[i] * scale)) == b:
+            sel[j] = vals[i]
+            j += 1
+    sel.sort()
+    kept_b = 0
+    thr = sel[-1]
+    for i in range(sel.shape[0] - 1, -1, -1):
+        acc += sel[i]
+        kept_b += 1
+        thr = sel[i]
         if acc >= until:
             break
-        i -= 1
-    thr = vals[i]
     ties = 0
-    for j in range(i, n_t):
-        if vals[j] == thr:
+    for i in range(sel.shape[0] - kept_b, sel.shape[0]):
+        if sel[i] == thr:
             ties += 1
-    return thr, n_t - i, ties
+    return thr, above + kept_b, ties
 
 
 @nb.njit(cache=True)
@@ -105,11 +137,12 @@ def count_summaries(list_block_ptr, block_doc_ptr, block_docs, fwd_ptr, fwd_term
     for ch in nb.prange(n_chunks):
         maxv = np.zeros(dim, dtype=np.float32)
         touched = np.empty(dim, dtype=np.int32)
+        vals = np.empty(dim, dtype=np.float32)
         for t in range(ch * _CHUNK, min(n_lists, (ch + 1) * _CHUNK)):
             for b in range(list_block_ptr[t], list_block_ptr[t + 1]):
                 n_t = _block_union(block_docs[block_doc_ptr[b]:block_doc_ptr[b + 1]],
                                    fwd_ptr, fwd_terms, fwd_vals, maxv, touched)
-                thr[b], kept, ties[b] = _energy_cut(maxv, touched, n_t, alpha)
+                thr[b], kept, ties[b] = _energy_cut(maxv, touched, n_t, alpha, vals)
                 n_entries[t] += kept
                 for i in range(n_t):
                     maxv[touched[i]] = 0.0
@@ -152,7 +185,7 @@ def fill_summaries(list_block_ptr, block_doc_ptr, block_docs, fwd_ptr, fwd_terms
                     v = maxv[term]
                     maxv[term] = 0.0
                     if v > thr[b] or (v == thr[b] and ties_left > 0):
-                        if v == thr[b]:
+                        if v == thr[b] and thr[b] > 0:
                             ties_left -= 1
                         kt[n_k] = term
                         kv[n_k] = v
