@@ -12,13 +12,10 @@ import uuid
 import zlib
 from pathlib import Path
 
-from .storage import IndexFormatError, _crc32, _fsync_dir
+from .storage import IndexFormatError, crc32_file, fsync_dir
 
 __all__ = ["IndexFormatError", "crc32_file", "fsync_dir", "read_json_checked", "write_json_atomic",
            "write_bytes_durable"]
-
-crc32_file = _crc32
-fsync_dir = _fsync_dir
 
 
 def _canonical(obj: dict) -> bytes:

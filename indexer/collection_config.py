@@ -70,7 +70,9 @@ class CollectionConfig:
     encoders:            free-form names of the encoders that produce each field (the service
                          fills these in; the collection stores and returns them).
     flush_docs:          the write buffer is sealed into a segment when it holds this many rows.
-    exact_segment_docs:  segments with fewer documents use ExactIndex instead of Seismic.
+    exact_segment_docs:  segments with fewer documents use ExactIndex instead of Seismic: below
+                         ~20k SPLADE-like documents exact search is also the faster one
+                         (BENCHMARKS.md, "Exact vs Seismic on small synthetic segments").
     max_segments:        after a flush leaves more segments than this, small ones are merged
                          (0 disables automatic merging).
     merge_small_docs:    merge() rewrites segments with fewer live documents than this ...
@@ -82,7 +84,7 @@ class CollectionConfig:
     fields: dict
     encoders: dict = field(default_factory=dict)
     flush_docs: int = 10_000
-    exact_segment_docs: int = 2_000
+    exact_segment_docs: int = 20_000
     max_segments: int = 16
     merge_small_docs: int = 50_000
     merge_deleted_fraction: float = 0.2

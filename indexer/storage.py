@@ -23,7 +23,7 @@ class IndexFormatError(ValueError):
     """The files on disk are not a readable index of this format version."""
 
 
-def _crc32(path: Path) -> int:
+def crc32_file(path: Path) -> int:
     crc = 0
     with open(path, "rb") as f:
         while chunk := f.read(1 << 22):
@@ -31,7 +31,7 @@ def _crc32(path: Path) -> int:
     return crc
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -53,20 +53,20 @@ def save_arrays(path, kind: str, arrays: dict[str, np.ndarray], meta: dict) -> N
                 np.save(f, np.ascontiguousarray(arr), allow_pickle=False)
                 f.flush()
                 os.fsync(f.fileno())
-            files[name] = {"bytes": fp.stat().st_size, "crc32": _crc32(fp)}
+            files[name] = {"bytes": fp.stat().st_size, "crc32": crc32_file(fp)}
         manifest = {"format": "lsr-search-index", "kind": kind, "format_version": FORMAT_VERSION,
                     "files": files, **meta}
         with open(tmp / "manifest.json", "w") as f:
             json.dump(manifest, f, indent=1)
             f.flush()
             os.fsync(f.fileno())
-        _fsync_dir(tmp)
+        fsync_dir(tmp)
         old = None
         if path.exists():
             old = path.parent / f".{path.name}.old-{uuid.uuid4().hex[:8]}"
             os.rename(path, old)
         os.rename(tmp, path)
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
     except BaseException:
@@ -99,7 +99,7 @@ def load_arrays(path, kind: str, *, mmap: bool = True,
         fp = path / f"{name}.npy"
         if not fp.is_file() or fp.stat().st_size != info["bytes"]:
             raise IndexFormatError(f"{fp} is missing or truncated")
-        if verify and _crc32(fp) != info["crc32"]:
+        if verify and crc32_file(fp) != info["crc32"]:
             raise IndexFormatError(f"{fp} is corrupted (checksum mismatch)")
         arrays[name] = np.load(fp, mmap_mode="r" if mmap else None, allow_pickle=False)
     return arrays, manifest
