@@ -1,0 +1,1 @@
+"""Text -> vectors: sparse (CSR) encoders behind one protocol, plus dense and multivector."""
