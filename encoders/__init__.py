@@ -1,1 +1,0 @@
-"""Text -> vectors: sparse (CSR) encoders behind one protocol, plus dense and multivector."""
