@@ -10,24 +10,9 @@ import torch
 from transformers import AutoModelForMaskedLM
 
 from encoders.base import check_texts, csr_from_rows, decode_row, progress, topk_indices
+from encoders.batching import length_sorted_batches, model_max_length, pad_batch
 from encoders.models import DEFAULT_SPLADE, load_model, load_tokenizer
 from encoders.sparse_head import SplitLMHead, max_pool
-
-
-def model_max_length(tokenizer: Any, config: Any, requested: int | None) -> int:
-    """The longest input the model takes: tokenizer limit, bounded by position embeddings."""
-    limit = getattr(config, "max_position_embeddings", None) or 512
-    tok_limit = getattr(tokenizer, "model_max_length", limit)
-    if not isinstance(tok_limit, int) or tok_limit > 100_000:  # HF's "unset" sentinel is huge
-        tok_limit = limit
-    cap = min(limit, tok_limit)
-    return cap if requested is None else min(requested, cap)
-
-
-def length_sorted_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
-    """Indices grouped into batches of similar length (longest first), to limit padding."""
-    order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
-    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
 
 
 class SpladeEncoder:
@@ -76,13 +61,7 @@ class SpladeEncoder:
     def weights(self, ids: list[list[int]]) -> torch.Tensor:
         """Dense SPLADE weights [len(ids), vocab] for one batch of token id lists."""
         lengths = [len(x) for x in ids]
-        width = max(lengths)
-        pad = self.tokenizer.pad_token_id or 0
-        input_ids = torch.full((len(ids), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(ids), width), dtype=torch.long)
-        for i, x in enumerate(ids):
-            input_ids[i, :len(x)] = torch.tensor(x)
-            mask[i, :len(x)] = 1
+        input_ids, mask = pad_batch(ids, self.tokenizer.pad_token_id)
         states = self.head.hidden(input_ids, mask)
         # Only unpadded positions reach the vocabulary projection.
         valid = states[mask.bool()]
@@ -91,7 +70,7 @@ class SpladeEncoder:
     def _encode(self, texts: Any, batch_size: int, max_length: int, top_k: int | None,
                 what: str) -> sp.csr_matrix:
         texts = check_texts(texts)
-        if batch_size < 1:
+        if batch_size < 1:  # checked up front, also when every text is empty
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         rows: list[tuple[np.ndarray, np.ndarray]] = [
             (np.empty(0, np.int32), np.empty(0, np.float32))] * len(texts)
