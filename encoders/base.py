@@ -53,10 +53,11 @@ def check_texts(texts: Any) -> list[str]:
     return list(texts)
 
 
-def progress(it: Iterable[T], total: int, n_texts: int, enabled: bool | None, desc: str) -> Iterable[T]:
+def progress(it: Iterable[T], total: int, n_texts: int, enabled: bool | None, desc: str,
+             unit: str = "batch") -> Iterable[T]:
     """tqdm over ``it``; ``enabled=None`` turns the bar on only for long inputs."""
     show = n_texts >= PROGRESS_MIN_TEXTS if enabled is None else enabled
-    return tqdm(it, total=total, desc=desc, disable=not show, leave=False, unit="batch")
+    return tqdm(it, total=total, desc=desc, disable=not show, leave=False, unit=unit)
 
 
 def validate_csr(m: Any, dim: int | None = None, n_rows: int | None = None) -> sp.csr_matrix:

@@ -72,7 +72,7 @@ class BM25Encoder:
         corpus = check_texts(corpus)
         df: Counter[str] = Counter()
         total_len = 0
-        for text in progress(corpus, len(corpus), len(corpus), self.progress, "BM25 fit"):
+        for text in progress(corpus, len(corpus), len(corpus), self.progress, "BM25 fit", "doc"):
             tokens = self.tokenizer(text)
             total_len += len(tokens)
             df.update(set(tokens))
@@ -100,7 +100,7 @@ class BM25Encoder:
         texts = check_texts(texts)
         self._check_fitted()
         rows = []
-        for text in progress(texts, len(texts), len(texts), self.progress, "BM25 documents"):
+        for text in progress(texts, len(texts), len(texts), self.progress, "BM25 documents", "doc"):
             ids, tf, length = self._counts(text)
             norm = self.k1 * (1.0 - self.b + self.b * length / self.avgdl)
             rows.append((ids, (self.idf[ids] * tf / (tf + norm)).astype(np.float32)))
