@@ -1,6 +1,6 @@
 """Evaluate an encoder on a BEIR-layout folder with exact retrieval.
 
-    python -m encoders.evaluate <beir-folder> --encoder bm25|splade|dense [--json out.json]
+    python -m encoders.evaluate <beir-folder> --encoder bm25|splade|inference-free|dense [--json out.json]
 
 Encodes the corpus (cached as .npz keyed by encoder, model, options and corpus SHA-256, so a
 second run does not re-encode) and the judged queries of the split, scores every document
@@ -27,7 +27,7 @@ from encoders.metrics import Run, evaluate
 from encoders.models import REPO_ROOT
 from encoders.profiling import peak_rss_mb
 
-ENCODERS = ("bm25", "splade", "dense")
+ENCODERS = ("bm25", "splade", "inference-free", "dense")
 DEFAULT_CACHE = REPO_ROOT / ".cache" / "encoded"
 
 
@@ -40,6 +40,11 @@ def build_encoder(name: str, model: str | None, top_k_documents: int | None,
         from encoders.models import DEFAULT_SPLADE
         from encoders.splade import SpladeEncoder
         return SpladeEncoder(model or DEFAULT_SPLADE, top_k_documents=top_k_documents, progress=progress)
+    if name == "inference-free":
+        from encoders.inference_free import InferenceFreeEncoder
+        from encoders.models import DEFAULT_SPLADE
+        return InferenceFreeEncoder(model or DEFAULT_SPLADE, doc_model=model or DEFAULT_SPLADE,
+                                    top_k_documents=top_k_documents, progress=progress)
     if name == "dense":
         from encoders.dense import DenseEncoder
         from encoders.models import DEFAULT_DENSE
@@ -111,8 +116,9 @@ def run_eval(folder: str | Path, encoder: str, *, model: str | None = None, spli
     ds = BeirDataset.load(folder, split)
     enc = build_encoder(encoder, model, top_k_documents, progress)
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
-    if encoder == "bm25":
-        enc.fit(ds.doc_texts)  # cheap and deterministic, so refitting keeps query ids in step
+    if encoder in ("bm25", "inference-free"):
+        # Corpus statistics (BM25 vocabulary, IDF) are cheap and deterministic to refit.
+        enc.fit(ds.doc_texts)
     path = cache_path(cache_dir, encoder, model, top_k_documents, ds.corpus_sha256) if cache_dir else None
     cached = path is not None and path.is_file()
     if cached:

@@ -86,3 +86,10 @@ def test_bm25_ndcg_on_scifact_matches_bm25s(scifact_dir, tmp_path):
            for i, q in enumerate(ds.query_ids)}
     ref_ndcg = evaluate(run, ds.qrels)["nDCG@10"]
     assert abs(ours["nDCG@10"] - ref_ndcg) < 0.01 and ours["nDCG@10"] > 0.6
+
+
+def test_inference_free_and_dense_run_through_the_same_cli(splade_tiny_path, minilm_path, mini_beir, tmp_path):
+    free = run_eval(mini_beir, "inference-free", cache_dir=tmp_path, progress=False)
+    dense = run_eval(mini_beir, "dense", cache_dir=tmp_path, progress=False)
+    assert free["nDCG@10"] > 0.2 and dense["nDCG@10"] > 0.4
+    assert {p.name.split("-")[0] for p in tmp_path.glob("*.npz")} == {"inference", "dense"}
