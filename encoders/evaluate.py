@@ -1,6 +1,6 @@
 """Evaluate an encoder on a BEIR-layout folder with exact retrieval.
 
-    python -m encoders.evaluate <beir-folder> --encoder bm25|splade|inference-free|dense [--json out.json]
+    python -m encoders.evaluate <beir-folder> --encoder bm25|splade|inference-free|csr|dense [--json out.json]
 
 Encodes the corpus (cached as .npz keyed by encoder, model, options and corpus SHA-256, so a
 second run does not re-encode) and the judged queries of the split, scores every document
@@ -22,12 +22,12 @@ import numpy as np
 import scipy.sparse as sp
 
 from encoders.base import canonical
-from encoders.beir import BeirDataset
+from encoders.beir import BeirDataset, file_hash
 from encoders.metrics import Run, evaluate
 from encoders.models import REPO_ROOT
 from encoders.profiling import peak_rss_mb
 
-ENCODERS = ("bm25", "splade", "inference-free", "dense")
+ENCODERS = ("bm25", "splade", "inference-free", "csr", "dense")
 DEFAULT_CACHE = REPO_ROOT / ".cache" / "encoded"
 
 
@@ -45,6 +45,14 @@ def build_encoder(name: str, model: str | None, top_k_documents: int | None,
         from encoders.models import DEFAULT_SPLADE
         return InferenceFreeEncoder(model or DEFAULT_SPLADE, doc_model=model or DEFAULT_SPLADE,
                                     top_k_documents=top_k_documents, progress=progress)
+    if name == "csr":
+        from encoders.csr import CSREncoder
+        from encoders.models import models_dir
+        path = Path(model) if model else models_dir() / "csr" / "csr-minilm-k8-anneal.pt"
+        if not path.is_file():
+            raise FileNotFoundError(f"no CSR checkpoint at {path}: train one with "
+                                    "`python -m encoders.train_csr <beir-folder>` or pass --model")
+        return CSREncoder.load(path, top_k_documents, progress=progress)
     if name == "dense":
         from encoders.dense import DenseEncoder
         from encoders.models import DEFAULT_DENSE
@@ -119,7 +127,11 @@ def run_eval(folder: str | Path, encoder: str, *, model: str | None = None, spli
     if encoder in ("bm25", "inference-free"):
         # Corpus statistics (BM25 vocabulary, IDF) are cheap and deterministic to refit.
         enc.fit(ds.doc_texts)
-    path = cache_path(cache_dir, encoder, model, top_k_documents, ds.corpus_sha256) if cache_dir else None
+    # A local checkpoint file can be retrained in place: key the cache by its content too.
+    model_tag = model
+    if model and Path(model).is_file():
+        model_tag = f"{Path(model).stem}-{file_hash(model)[:12]}"
+    path = cache_path(cache_dir, encoder, model_tag, top_k_documents, ds.corpus_sha256) if cache_dir else None
     cached = path is not None and path.is_file()
     if cached:
         docs, extra = load_vectors(path)
@@ -158,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--split", default="test")
     ap.add_argument("--k", type=int, default=100, help="retrieval depth and recall cut-off")
     ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--top-k-documents", type=int, help="SPLADE: keep this many terms per document")
+    ap.add_argument("--top-k-documents", type=int, help="SPLADE: keep this many terms per document; CSR: override k")
     ap.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE)
     ap.add_argument("--no-cache", action="store_true")
     ap.add_argument("--no-progress", action="store_true")

@@ -8,6 +8,8 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import pytest  # noqa: E402
 
+from encoders.beir import BeirDataset  # noqa: E402
+
 from encoders.fetch_models import fetch  # noqa: E402
 
 
@@ -42,3 +44,20 @@ def scifact_texts(scifact_dir):
             d = json.loads(line)
             texts.append(f"{d['title']} {d['text']}")
     return texts
+
+
+@pytest.fixture(scope="session")
+def mini_beir(tmp_path_factory, scifact_dir):
+    """A small BEIR folder cut from SciFact: 12 judged queries, their relevant docs + 30 others."""
+    full = BeirDataset.load(scifact_dir)
+    qids = full.query_ids[:12]
+    wanted = {d for q in qids for d in full.qrels[q]} | set(full.doc_ids[:30])
+    out = tmp_path_factory.mktemp("mini-beir")
+    with open(scifact_dir / "corpus.jsonl") as f, open(out / "corpus.jsonl", "w") as g:
+        g.writelines(line for line in f if json.loads(line)["_id"] in wanted)
+    with open(scifact_dir / "queries.jsonl") as f, open(out / "queries.jsonl", "w") as g:
+        g.writelines(line for line in f if json.loads(line)["_id"] in qids)
+    (out / "qrels").mkdir()
+    rows = [f"{q}\t{d}\t{r}\n" for q in qids for d, r in full.qrels[q].items()]
+    (out / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(rows))
+    return out

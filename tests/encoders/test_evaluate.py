@@ -12,23 +12,6 @@ from encoders.metrics import evaluate
 from encoders.splade import SpladeEncoder
 
 
-@pytest.fixture(scope="module")
-def mini_beir(tmp_path_factory, scifact_dir):
-    """A small BEIR folder cut from SciFact: 12 judged queries, their relevant docs + 30 others."""
-    full = BeirDataset.load(scifact_dir)
-    qids = full.query_ids[:12]
-    wanted = {d for q in qids for d in full.qrels[q]} | set(full.doc_ids[:30])
-    out = tmp_path_factory.mktemp("mini-beir")
-    with open(scifact_dir / "corpus.jsonl") as f, open(out / "corpus.jsonl", "w") as g:
-        g.writelines(line for line in f if json.loads(line)["_id"] in wanted)
-    with open(scifact_dir / "queries.jsonl") as f, open(out / "queries.jsonl", "w") as g:
-        g.writelines(line for line in f if json.loads(line)["_id"] in qids)
-    (out / "qrels").mkdir()
-    rows = [f"{q}\t{d}\t{r}\n" for q in qids for d, r in full.qrels[q].items()]
-    (out / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(rows))
-    return out
-
-
 @pytest.mark.parametrize("kind", ["sparse", "dense"])
 def test_exact_search_matches_full_sort(kind):
     rng = np.random.default_rng(0)
