@@ -131,7 +131,9 @@ def run_eval(folder: str | Path, encoder: str, *, model: str | None = None, spli
     model_tag = model
     if model and Path(model).is_file():
         model_tag = f"{Path(model).stem}-{file_hash(model)[:12]}"
-    path = cache_path(cache_dir, encoder, model_tag, top_k_documents, ds.corpus_sha256) if cache_dir else None
+    # Inference-free documents are plain SPLADE vectors of the same model: share the entry.
+    doc_key = "splade" if encoder == "inference-free" else encoder
+    path = cache_path(cache_dir, doc_key, model_tag, top_k_documents, ds.corpus_sha256) if cache_dir else None
     cached = path is not None and path.is_file()
     if cached:
         docs, extra = load_vectors(path)

@@ -75,4 +75,6 @@ def test_inference_free_and_dense_run_through_the_same_cli(splade_tiny_path, min
     free = run_eval(mini_beir, "inference-free", cache_dir=tmp_path, progress=False)
     dense = run_eval(mini_beir, "dense", cache_dir=tmp_path, progress=False)
     assert free["nDCG@10"] > 0.2 and dense["nDCG@10"] > 0.4
-    assert {p.name.split("-")[0] for p in tmp_path.glob("*.npz")} == {"inference", "dense"}
+    assert {p.name.split("-")[0] for p in tmp_path.glob("*.npz")} == {"splade", "dense"}
+    # Inference-free documents are SPLADE documents: the SPLADE run reuses them.
+    assert run_eval(mini_beir, "splade", cache_dir=tmp_path, progress=False)["cached"]
