@@ -1,0 +1,792 @@
+"""A collection: durable, searchable documents with one or more vector fields.
+
+    <data_dir>/<name>/
+      collection.json   configuration (fields, encoders, policy), checksummed
+      MANIFEST.json     the committed state: segment list, tombstone file, WAL checkpoint
+      segments/         sealed, immutable segments (segment.py)
+      tombstones/       deleted / superseded rows of the listed segments, one dir per manifest
+      wal/              write-ahead log of operations not yet sealed (wal.py)
+      LOCK              held (flock) by the one process that has the collection open
+
+Writes: an upsert or delete gets the next sequence number, is appended to the WAL and fsync'd,
+then applied in memory (rows appended to the write buffer, older versions marked dead) before
+the call returns. Every document version carries its sequence number, so "newest wins" is a
+comparison and replaying the WAL is idempotent.
+
+Flush seals the buffer: under the lock the buffer is frozen (still searched) and the WAL
+rotated; the segment is built without the lock; under the lock again rows killed meanwhile are
+carried over as tombstones and a new manifest is committed (temp file, fsync, rename). Merge
+works the same way on a set of segments. Only the manifest makes a segment visible, so a crash
+at any point leaves the old state plus the WAL, and open() removes unlisted directories.
+
+Searches take a snapshot under the lock (segment list, each `alive` mask, buffer length), then
+run without it: masks and buffers are replaced or appended, never changed in place.
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import threading
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import scipy.sparse as sp
+
+from .atomic import fsync_dir, read_json_checked, write_json_atomic
+from .buffer import WriteBuffer
+from .collection_config import CollectionConfig, check_name
+from .filters import Filter
+from .scoring import dense_query
+from .segment import Segment, segment_dir_name, write_segment
+from .storage import IndexFormatError, load_arrays, save_arrays
+from .validation import as_document_csr, as_query, check_k, check_search_params
+from .wal import DeleteOp, UpsertOp, WriteAheadLog, encode_op
+
+FORMAT_VERSION = 1
+MAX_ID_LENGTH = 1024
+
+
+class CollectionExistsError(ValueError):
+    """create() or restore() found a collection of that name already."""
+
+
+class CollectionNotFoundError(KeyError):
+    """open() found no collection of that name."""
+
+
+class CollectionLockedError(RuntimeError):
+    """Another Collection object (in this or another process) has the collection open."""
+
+
+class Hit(NamedTuple):
+    id: str
+    score: float
+    text: str | None
+    metadata: dict | None
+
+
+@dataclass
+class Document:
+    id: str
+    text: str | None
+    metadata: dict | None
+    vectors: dict  # field -> 1 x dim csr_matrix (sparse) or 1-D float32 array (dense)
+    seq: int
+
+
+@dataclass
+class TermStats:
+    """Corpus statistics of one sparse field over the live documents (for BM25 / IDF)."""
+    n_docs: int
+    total_length: int
+    df: np.ndarray  # int64 [dim]: live documents with a non-zero weight for each term
+
+    @property
+    def avg_length(self) -> float:
+        return self.total_length / self.n_docs if self.n_docs else 0.0
+
+
+class _Loc(NamedTuple):
+    container: object  # Segment or WriteBuffer
+    row: int
+    seq: int
+
+
+class Collection:
+    """Open with Collection.create(...) or Collection.open(...); close() when done."""
+
+    # ------------------------------------------------------------------ lifecycle
+    @classmethod
+    def create(cls, data_dir, name: str, fields: dict, *, encoders: dict | None = None,
+               **options) -> "Collection":
+        """Create an empty collection; raises CollectionExistsError if the name is taken."""
+        name = check_name(name)
+        config = CollectionConfig.from_dict({"fields": fields, "encoders": encoders or {}, **options})
+        data_dir = Path(data_dir)
+        data_dir.mkdir(parents=True, exist_ok=True)
+        final = data_dir / name
+        if final.exists():
+            raise CollectionExistsError(f"collection {name!r} already exists")
+        tmp = data_dir / f".{name}.tmp-{uuid.uuid4().hex[:8]}"
+        try:
+            for sub in ("segments", "tombstones", "wal"):
+                (tmp / sub).mkdir(parents=True)
+            write_json_atomic(tmp / "collection.json", {"format": "lsr-search-collection-config",
+                                                        "format_version": FORMAT_VERSION,
+                                                        "config": config.to_dict()})
+            write_json_atomic(tmp / "MANIFEST.json", _manifest(0, [], None, 0, 1, 1))
+            fsync_dir(tmp)
+            try:
+                os.rename(tmp, final)  # fails if a concurrent create won the race
+            except OSError as exc:
+                raise CollectionExistsError(f"collection {name!r} already exists") from exc
+            fsync_dir(data_dir)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return cls.open(data_dir, name)
+
+    @classmethod
+    def open(cls, data_dir, name: str) -> "Collection":
+        name = check_name(name)
+        path = Path(data_dir) / name
+        if not (path / "collection.json").is_file():
+            raise CollectionNotFoundError(f"no collection {name!r} in {data_dir}")
+        return cls(path)
+
+    @staticmethod
+    def list(data_dir) -> list[str]:
+        d = Path(data_dir)
+        if not d.is_dir():
+            return []
+        return sorted(p.name for p in d.iterdir()
+                      if p.is_dir() and not p.name.startswith(".") and (p / "collection.json").is_file())
+
+    @staticmethod
+    def drop(data_dir, name: str) -> None:
+        """Delete a collection that no Collection object has open."""
+        name = check_name(name)
+        path = Path(data_dir) / name
+        if not (path / "collection.json").is_file():
+            raise CollectionNotFoundError(f"no collection {name!r} in {data_dir}")
+        lock = _acquire_lock(path)
+        gone = Path(data_dir) / f".{name}.dropped-{uuid.uuid4().hex[:8]}"
+        os.rename(path, gone)  # the name disappears atomically; the files go after
+        fsync_dir(Path(data_dir))
+        os.close(lock)
+        shutil.rmtree(gone, ignore_errors=True)
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.name = self.path.name
+        self._lock_fd = _acquire_lock(self.path)
+        try:
+            self._load()
+        except BaseException:
+            os.close(self._lock_fd)
+            raise
+
+    def _load(self) -> None:
+        body = read_json_checked(self.path / "collection.json", "collection configuration")
+        if body.get("format_version") != FORMAT_VERSION:
+            raise IndexFormatError(f"{self.path} has collection format version "
+                                   f"{body.get('format_version')}, this version reads {FORMAT_VERSION}")
+        self.config = CollectionConfig.from_dict(body["config"])
+        m = read_json_checked(self.path / "MANIFEST.json", "collection manifest")
+        self._generation = m["generation"]
+        self._checkpoint = m["checkpoint_seq"]
+        self._next_seq = m["next_seq"]
+        self._next_segment_id = m["next_segment_id"]
+        self._tomb_name = m["tombstones"]
+        self._remove_unlisted(m)
+        self._lock = threading.RLock()      # guards all state below
+        self._maint = threading.RLock()     # one flush / merge / snapshot at a time
+        self._segments = [Segment(self.path / "segments" / segment_dir_name(i), self.config)
+                          for i in m["segments"]]
+        self._apply_tombstones()
+        self._live: dict[str, _Loc] = {}
+        for seg in self._segments:
+            for row in np.flatnonzero(seg.alive):
+                self._live_put(seg.ids[row], _Loc(seg, int(row), int(seg.seqs[row])))
+        self._sealing: list[WriteBuffer] = []
+        self._buffer = WriteBuffer(self.config)
+        self._init_term_stats()
+        self._wal = WriteAheadLog(self.path / "wal")
+        for op in self._wal.replay():
+            if op.seq <= self._checkpoint:
+                continue  # already sealed into a segment
+            self._apply(op)
+            self._next_seq = max(self._next_seq, op.seq + 1)
+        self._wal.open(self._next_seq)
+        self._closed = False
+
+    def _live_put(self, doc_id: str, loc: _Loc) -> None:
+        old = self._live.get(doc_id)
+        if old is not None:  # a stale duplicate the tombstones missed: keep the newest
+            keep, drop = (loc, old) if loc.seq > old.seq else (old, loc)
+            drop.container.kill([drop.row])
+            loc = keep
+        self._live[doc_id] = loc
+
+    def _remove_unlisted(self, m: dict) -> None:
+        """Leftovers of an interrupted flush/merge/commit are invisible; delete them."""
+        listed = {segment_dir_name(i) for i in m["segments"]}
+        for p in (self.path / "segments").iterdir():
+            if p.name not in listed:
+                shutil.rmtree(p, ignore_errors=True)
+        for p in (self.path / "tombstones").iterdir():
+            if p.name != m["tombstones"]:
+                shutil.rmtree(p, ignore_errors=True)
+        for p in self.path.iterdir():
+            if p.name.startswith(".MANIFEST.json.tmp"):
+                p.unlink(missing_ok=True)
+
+    def _apply_tombstones(self) -> None:
+        if self._tomb_name is None:
+            return
+        arrays, _ = load_arrays(self.path / "tombstones" / self._tomb_name, "tombstones", mmap=False)
+        by_id = {s.id: s for s in self._segments}
+        for sid in np.unique(arrays["segments"]):
+            if int(sid) not in by_id:
+                raise IndexFormatError(f"tombstones {self._tomb_name} name segment {sid}, which the "
+                                       "manifest does not list")
+            rows = arrays["rows"][arrays["segments"] == sid]
+            seg = by_id[int(sid)]
+            if rows.size and (rows.min() < 0 or rows.max() >= seg.n_rows):
+                raise IndexFormatError(f"tombstones {self._tomb_name}: row out of range for segment {sid}")
+            seg.kill(rows)
+
+    def close(self) -> None:
+        with self._maint, self._lock:
+            if not self._closed:
+                self._wal.close()
+                os.close(self._lock_fd)
+                self._closed = True
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError(f"collection {self.name!r} is closed")
+
+    # ------------------------------------------------------------------ writes
+    def upsert(self, ids, vectors, texts=None, metadata=None, lengths=None) -> int:
+        """Insert or replace documents; durable (WAL fsync'd) when this returns.
+
+        vectors: {field: matrix} with one row per id: a CSR matrix for a sparse field, an
+        [n, dim] array for a dense field (a bare matrix when the collection has one field).
+        lengths: document lengths in tokens for BM25 statistics; default: the number of
+        non-zero terms in the first sparse field. Raises ValueError on bad input, storing nothing.
+        """
+        ids = _check_ids(ids, allow_empty=False)
+        n = len(ids)
+        vecs = self._check_vectors(vectors, n)
+        texts = _check_list(texts, n, "texts", lambda t: t is None or isinstance(t, str), "a string or None")
+        metadata = _check_list(metadata, n, "metadata", lambda m: m is None or isinstance(m, dict),
+                               "a dict or None")
+        if metadata is not None:  # store what a reader after a flush or reopen would get back
+            try:
+                metadata = json.loads(json.dumps(metadata, allow_nan=False))
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"metadata must be JSON-serialisable (no NaN/infinity): {exc}") from None
+        if lengths is None:
+            sparse = self.config.sparse_fields
+            lengths = np.diff(vecs[sparse[0]].indptr) if sparse else np.zeros(n, np.int64)
+        lengths = np.asarray(lengths)
+        if lengths.shape != (n,) or lengths.dtype.kind not in "iu" or (n and lengths.min() < 0):
+            raise ValueError(f"lengths must be {n} non-negative integers")
+        flush = False
+        with self._lock:
+            self._check_open()
+            op = UpsertOp(self._next_seq, ids, vecs, texts, metadata, lengths.astype(np.int64))
+            self._wal.append(encode_op(op))  # encode_op raises ValueError before anything is written
+            self._next_seq += 1
+            self._apply(op)
+            flush = self._buffer.n_rows >= self.config.flush_docs
+        if flush:
+            self.flush()
+        return n
+
+    def delete(self, ids) -> int:
+        """Delete documents by id; returns how many existed. Durable when this returns."""
+        ids = _check_ids([ids] if isinstance(ids, str) else ids, allow_empty=True)
+        with self._lock:
+            self._check_open()
+            present = [i for i in ids if i in self._live]
+            if not present:
+                return 0
+            op = DeleteOp(self._next_seq, present)
+            self._wal.append(encode_op(op))
+            self._next_seq += 1
+            self._apply(op)
+        return len(present)
+
+    def _apply(self, op) -> None:
+        """Apply a logged operation to the in-memory state (also used by WAL replay)."""
+        kills = defaultdict(list)
+        if isinstance(op, DeleteOp):
+            for doc_id in op.ids:
+                old = self._live.get(doc_id)
+                if old is not None and old.seq < op.seq:
+                    kills[old.container].append(old.row)
+                    del self._live[doc_id]
+            self._kill(kills)
+            return
+        buf = self._buffer
+        start = buf.n_rows
+        for i, doc_id in enumerate(op.ids):
+            old = self._live.get(doc_id)
+            if old is not None:
+                kills[old.container].append(old.row)
+            self._live[doc_id] = _Loc(buf, start + i, op.seq)
+        texts = op.texts if op.texts is not None else [None] * len(op.ids)
+        meta = op.metadata if op.metadata is not None else [None] * len(op.ids)
+        self._kill(kills)
+        buf.append(op.ids, op.seq, op.vectors, texts, meta, op.lengths)
+        self._n_docs += len(op.ids)
+        self._total_length += int(op.lengths.sum())
+        for f in self.config.sparse_fields:
+            self._df[f] += np.bincount(op.vectors[f].indices, minlength=self.config.fields[f].dim)
+
+    def _kill(self, kills: dict) -> None:
+        for container, rows in kills.items():
+            rows = np.asarray(rows, dtype=np.int64)
+            container.kill(rows)
+            self._n_docs -= len(rows)
+            self._total_length -= int(container.lengths[rows].sum())
+            for f in self.config.sparse_fields:
+                terms = np.concatenate([container.row_terms(f, r) for r in rows])
+                self._df[f] -= np.bincount(terms, minlength=self.config.fields[f].dim)
+
+    def _init_term_stats(self) -> None:
+        self._df = {f: np.zeros(self.config.fields[f].dim, np.int64) for f in self.config.sparse_fields}
+        self._n_docs, self._total_length = 0, 0
+        for seg in self._segments:
+            self._n_docs += int(seg.alive.sum())
+            self._total_length += int(seg.lengths[seg.alive].sum())
+            for f in self.config.sparse_fields:
+                ptr, terms = seg.terms(f)
+                live_nnz = np.repeat(seg.alive, np.diff(ptr))
+                self._df[f] += np.bincount(np.asarray(terms)[live_nnz], minlength=self.config.fields[f].dim)
+
+    # ------------------------------------------------------------------ input checks
+    def _check_vectors(self, vectors, n: int) -> dict:
+        fields = self.config.fields
+        if not isinstance(vectors, dict):
+            if len(fields) != 1:
+                raise ValueError(f"this collection has fields {sorted(fields)}: pass vectors as "
+                                 "{field: matrix}")
+            vectors = {next(iter(fields)): vectors}
+        missing, unknown = sorted(set(fields) - set(vectors)), sorted(set(vectors) - set(fields))
+        if missing or unknown:
+            raise ValueError(f"vectors: missing field(s) {missing}, unknown field(s) {unknown}; "
+                             f"this collection has {sorted(fields)}")
+        out = {}
+        for name, spec in fields.items():
+            m = vectors[name]
+            if spec.kind == "sparse":
+                try:
+                    csr = as_document_csr(m, allow_negative=spec.allow_negative, dim=spec.dim)
+                except ValueError as exc:
+                    raise ValueError(f"vectors[{name!r}]: {exc}") from None
+                if csr.shape[0] != n:
+                    raise ValueError(f"vectors[{name!r}] has {csr.shape[0]} rows for {n} ids")
+                out[name] = sp.csr_matrix((csr.data, csr.indices.astype(np.int32), csr.indptr),
+                                          shape=(n, spec.dim))
+            else:
+                a = np.asarray(m.toarray() if sp.issparse(m) else m)
+                if a.shape != (n, spec.dim) or a.dtype.kind not in "fiu":
+                    raise ValueError(f"vectors[{name!r}] must be a numeric array of shape ({n}, "
+                                     f"{spec.dim}), got {a.dtype} {a.shape}")
+                a = a.astype(np.float32)
+                if not np.all(np.isfinite(a)):
+                    raise ValueError(f"vectors[{name!r}] contains NaN or infinity")
+                out[name] = a
+        return out
+
+    def _field(self, field, kind: str) -> str:
+        names = [n for n, s in self.config.fields.items() if s.kind == kind]
+        if field is None:
+            if not names:
+                raise ValueError(f"this collection has no {kind} field")
+            return names[0]
+        if field not in names:
+            raise KeyError(f"no {kind} field {field!r}; {kind} fields: {names}")
+        return field
+
+    # ------------------------------------------------------------------ reads
+    def __len__(self) -> int:
+        return len(self._live)
+
+    def __contains__(self, doc_id) -> bool:
+        return doc_id in self._live
+
+    def get(self, doc_id: str) -> Document | None:
+        """The current version of a document, or None if there is none."""
+        with self._lock:
+            loc = self._live.get(doc_id)
+        if loc is None:
+            return None
+        c, r = loc.container, loc.row
+        return Document(doc_id, c.text(r), c.metadata(r),
+                        {f: c.vector(f, r) for f in self.config.fields}, loc.seq)
+
+    def ids(self) -> list[str]:
+        with self._lock:
+            return list(self._live)
+
+    def _snapshot(self) -> list:
+        with self._lock:
+            self._check_open()
+            return ([(s, s.alive) for s in self._segments] + [(b, b.alive) for b in self._sealing]
+                    + [(self._buffer, self._buffer.alive)])
+
+    def search(self, q_indices, q_values, k: int = 10, *, field: str | None = None, filter=None,
+               query_cut: int = 10, heap_factor: float = 0.7) -> list[Hit]:
+        """Top-k documents by dot product with a sparse query, newest versions only, best first.
+
+        Segments use their index (approximate for Seismic; query_cut and heap_factor as there),
+        the write buffer is scored exactly. With a filter, k hits come back whenever k matching
+        documents share a term with the query (see Segment.search_sparse for the strategy)."""
+        field = self._field(field, "sparse")
+        dim = self.config.fields[field].dim
+        k = check_k(k)
+        query_cut, heap_factor = check_search_params(query_cut, heap_factor)
+        qi, qv = as_query(q_indices, q_values, dim)
+        flt = Filter.parse(filter)
+        q_dense = dense_query(qi, qv, dim)
+        exact_limit = self.config.filter_exact_docs
+
+        def run(c, allowed, n_allowed):
+            return c.search_sparse(field, qi, qv, q_dense, k, allowed, n_allowed, query_cut,
+                                   heap_factor, exact_limit)
+        return self._fan_out(run, flt, k)
+
+    def search_dense(self, vector, k: int = 10, *, field: str | None = None, filter=None) -> list[Hit]:
+        """Exact top-k by dot product with a dense query vector."""
+        field = self._field(field, "dense")
+        dim = self.config.fields[field].dim
+        k = check_k(k)
+        q = np.asarray(vector, dtype=np.float32)
+        if q.shape != (dim,) or not np.all(np.isfinite(q)):
+            raise ValueError(f"dense query must be {dim} finite numbers, got shape {q.shape}")
+        flt = Filter.parse(filter)
+        return self._fan_out(lambda c, allowed, _n: c.search_dense(field, q, k, allowed), flt, k)
+
+    def _fan_out(self, run, flt: Filter | None, k: int) -> list[Hit]:
+        found = []
+        for c, alive in self._snapshot():
+            allowed = alive
+            if flt is not None:
+                allowed = alive & flt.mask(c.metadata_columns())[: len(alive)]
+            n_allowed = int(allowed.sum())
+            if n_allowed == 0:
+                continue
+            if isinstance(c, Segment) and n_allowed == c.n_rows:
+                allowed = None  # nothing to exclude: plain index search
+            rows, scores = run(c, allowed, n_allowed)
+            found += [(float(s), c.ids[r], int(c.seqs[r]), c, int(r)) for r, s in zip(rows, scores)]
+        # a consistent snapshot holds one version per id; keeping the newest is a safety net
+        newest = {}
+        for _, doc_id, seq, _, _ in found:
+            newest[doc_id] = max(seq, newest.get(doc_id, -1))
+        found.sort(key=lambda h: (-h[0], h[1]))
+        hits, seen = [], set()
+        for score, doc_id, seq, c, r in found:
+            if seq == newest[doc_id] and doc_id not in seen:
+                seen.add(doc_id)
+                hits.append(Hit(doc_id, score, c.text(r), c.metadata(r)))
+                if len(hits) == k:
+                    break
+        return hits
+
+    def term_stats(self, field: str | None = None) -> TermStats:
+        """Document frequencies of a sparse field, live document count and total length."""
+        field = self._field(field, "sparse")
+        with self._lock:
+            return TermStats(self._n_docs, self._total_length, self._df[field].copy())
+
+    def stats(self) -> dict:
+        with self._lock:
+            segs = [(s.id, s.n_rows, int(s.alive.sum())) for s in self._segments]
+            buffered = sum(b.n_alive for b in self._sealing) + self._buffer.n_alive
+            wal_bytes = self._wal.nbytes
+            out = {"name": self.name, "documents": len(self._live), "segments": len(segs),
+                   "segment_documents": [a for _, _, a in segs],
+                   "tombstones": sum(n - a for _, n, a in segs),
+                   "buffer_documents": buffered, "wal_bytes": wal_bytes,
+                   "generation": self._generation, "encoders": dict(self.config.encoders),
+                   "fields": {n: s.kind for n, s in self.config.fields.items()}}
+        out["bytes"] = _disk_bytes(self.path)
+        return out
+
+    # ------------------------------------------------------------------ flush / merge
+    def flush(self) -> int | None:
+        """Seal the write buffer into a segment; returns its id (None if there was nothing)."""
+        with self._maint:
+            with self._lock:
+                self._check_open()
+                buf = self._buffer
+                if buf.n_rows:
+                    buf.checkpoint = self._next_seq - 1
+                    self._wal.rotate(self._next_seq)
+                    self._buffer = WriteBuffer(self.config)
+                    self._sealing.append(buf)
+                pending = list(self._sealing)
+            seg_id = None
+            for buf in pending:  # normally one; more only after an earlier flush failed
+                seg_id = self._seal(buf)
+            if self.config.max_segments and len(self._segments) > self.config.max_segments:
+                self.merge()
+            return seg_id
+
+    def _seal(self, buf: WriteBuffer) -> int | None:
+        with self._lock:
+            rows = np.flatnonzero(buf.alive)
+            seg_id = self._next_segment_id if rows.size else None
+            if rows.size:
+                self._next_segment_id += 1
+        seg = None
+        if rows.size:
+            vectors = {f: (buf.sparse_rows(f, rows) if s.kind == "sparse" else buf.dense(f)[rows])
+                       for f, s in self.config.fields.items()}
+            all_texts, all_meta = buf.all_texts(), buf.all_metadata()
+            path = write_segment(self.path / "segments", seg_id, self.config,
+                                 [buf.ids[r] for r in rows], buf.seqs[rows], vectors,
+                                 [all_texts[r] for r in rows], [all_meta[r] for r in rows],
+                                 buf.lengths[rows])
+            seg = Segment(path, self.config)
+        with self._lock:
+            if seg is not None:
+                self._adopt(seg, [(buf, rows)])
+                self._segments.append(seg)
+            self._sealing.remove(buf)
+            self._checkpoint = buf.checkpoint
+            self._commit()
+            self._wal.remove_before(self._checkpoint + 1)
+        return seg_id
+
+    def _adopt(self, seg: Segment, sources: list) -> None:
+        """Under the lock: point live ids at the new segment; rows that died meanwhile stay dead."""
+        alive = np.concatenate([c.alive[rows] for c, rows in sources])
+        seg.alive = alive
+        j = 0
+        for c, rows in sources:
+            for r in rows:
+                if alive[j]:
+                    self._live[seg.ids[j]] = _Loc(seg, j, int(seg.seqs[j]))
+                j += 1
+
+    def merge(self, force: bool = False) -> int:
+        """Rewrite small segments (and those with many deleted rows) into one, dropping dead
+        rows; force=True rewrites all segments into one. Returns how many were rewritten."""
+        cfg = self.config
+        with self._maint:
+            with self._lock:
+                self._check_open()
+                live = {s: int(s.alive.sum()) for s in self._segments}
+                dirty = [s for s in self._segments if s.n_rows and
+                         (s.n_rows - live[s]) / s.n_rows >= cfg.merge_deleted_fraction]
+                if force:
+                    cands = list(self._segments)
+                    if len(cands) == 1 and live[cands[0]] == cands[0].n_rows:
+                        cands = []
+                else:
+                    small = [s for s in self._segments if live[s] < cfg.merge_small_docs]
+                    cands = [s for s in self._segments if s in dirty or (len(small) >= 2 and s in small)]
+                if not cands:
+                    return 0
+                sources = [(s, np.flatnonzero(s.alive)) for s in cands]
+                total = sum(len(r) for _, r in sources)
+                seg_id = self._next_segment_id if total else None
+                if total:
+                    self._next_segment_id += 1
+            seg = None
+            if total:
+                seg = Segment(self._write_merged(seg_id, sources), cfg)
+            with self._lock:
+                if seg is not None:
+                    self._adopt(seg, sources)
+                pos = self._segments.index(cands[0])
+                kept = [s for s in self._segments if s not in cands]
+                self._segments = kept[:pos] + ([seg] if seg is not None else []) + kept[pos:]
+                self._commit()
+            for s in cands:  # searches still holding them keep their open mmaps
+                shutil.rmtree(s.path, ignore_errors=True)
+            return len(cands)
+
+    def _write_merged(self, seg_id: int, sources: list):
+        ids, seqs, texts, meta, lengths = [], [], [], [], []
+        vectors = {}
+        for f, spec in self.config.fields.items():
+            parts = [(c.sparse_rows(f, r) if spec.kind == "sparse" else np.asarray(c.dense(f))[r])
+                     for c, r in sources]
+            vectors[f] = sp.vstack(parts, format="csr") if spec.kind == "sparse" else np.concatenate(parts)
+        for c, rows in sources:
+            all_texts, all_meta = c.all_texts(), c.all_metadata()
+            ids += [c.ids[r] for r in rows]
+            seqs.append(c.seqs[rows])
+            texts += [all_texts[r] for r in rows]
+            meta += [all_meta[r] for r in rows]
+            lengths.append(c.lengths[rows])
+        return write_segment(self.path / "segments", seg_id, self.config, ids, np.concatenate(seqs),
+                             vectors, texts, meta, np.concatenate(lengths))
+
+    def _commit(self) -> None:
+        """Under the lock: write tombstones and the manifest for the current segment list."""
+        self._generation += 1
+        segs, rows = [], []
+        for s in self._segments:
+            dead = np.flatnonzero(~s.alive)
+            segs.append(np.full(dead.size, s.id, np.int64))
+            rows.append(dead.astype(np.int64))
+        old_tomb = self._tomb_name
+        self._tomb_name = None
+        if segs and sum(len(r) for r in rows):
+            self._tomb_name = f"tomb-{self._generation:08d}"
+            save_arrays(self.path / "tombstones" / self._tomb_name, "tombstones",
+                        {"segments": np.concatenate(segs), "rows": np.concatenate(rows)}, {})
+        write_json_atomic(self.path / "MANIFEST.json", _manifest(
+            self._generation, [s.id for s in self._segments], self._tomb_name, self._checkpoint,
+            self._next_seq, self._next_segment_id))
+        if old_tomb is not None and old_tomb != self._tomb_name:
+            shutil.rmtree(self.path / "tombstones" / old_tomb, ignore_errors=True)
+
+    # ------------------------------------------------------------------ snapshot / restore
+    def snapshot(self, dest_dir) -> None:
+        """Write a consistent copy of the collection to a new directory dest_dir.
+
+        The buffer is flushed first; segment files are hard-linked when on the same file system
+        (they are immutable), everything else copied and fsync'd; dest_dir appears atomically."""
+        dest = Path(dest_dir)
+        if dest.exists():
+            raise ValueError(f"snapshot destination {dest} already exists")
+        self.flush()
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.parent / f".{dest.name}.tmp-{uuid.uuid4().hex[:8]}"
+        with self._maint, self._lock:
+            self._check_open()
+            try:
+                _copy_tree(self.path, tmp, skip={"LOCK"},
+                           keep_dirs={"segments": {segment_dir_name(s.id) for s in self._segments},
+                                      "tombstones": {self._tomb_name}})
+                os.rename(tmp, dest)
+                fsync_dir(dest.parent)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
+
+    @classmethod
+    def restore(cls, src_dir, data_dir, name: str) -> "Collection":
+        """Create collection `name` in data_dir from a snapshot directory and open it."""
+        name = check_name(name)
+        src = Path(src_dir)
+        read_json_checked(src / "collection.json", "snapshot configuration")
+        read_json_checked(src / "MANIFEST.json", "snapshot manifest")
+        data_dir = Path(data_dir)
+        data_dir.mkdir(parents=True, exist_ok=True)
+        final = data_dir / name
+        if final.exists():
+            raise CollectionExistsError(f"collection {name!r} already exists")
+        tmp = data_dir / f".{name}.tmp-{uuid.uuid4().hex[:8]}"
+        try:
+            _copy_tree(src, tmp, skip={"LOCK"})
+            os.rename(tmp, final)
+            fsync_dir(data_dir)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        try:
+            return cls.open(data_dir, name)
+        except BaseException:
+            shutil.rmtree(final, ignore_errors=True)  # a broken snapshot leaves nothing behind
+            raise
+
+
+# ---------------------------------------------------------------------- helpers
+def _manifest(generation, segments, tombstones, checkpoint, next_seq, next_segment_id) -> dict:
+    return {"format": "lsr-search-collection", "format_version": FORMAT_VERSION,
+            "generation": generation, "segments": segments, "tombstones": tombstones,
+            "checkpoint_seq": checkpoint, "next_seq": next_seq, "next_segment_id": next_segment_id}
+
+
+def _disk_bytes(path: Path) -> int:
+    total = 0
+    for root, _, files in os.walk(path):
+        for f in files:
+            try:
+                total += os.stat(os.path.join(root, f)).st_size
+            except FileNotFoundError:
+                pass  # removed by a concurrent merge
+    return total
+
+
+def _acquire_lock(path: Path) -> int:
+    fd = os.open(path / "LOCK", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise CollectionLockedError(f"collection {path.name!r} is open elsewhere") from None
+    return fd
+
+
+def _check_ids(ids, allow_empty: bool) -> list[str]:
+    if isinstance(ids, str) or not isinstance(ids, (list, tuple)):
+        raise ValueError(f"ids must be a list of strings, got {type(ids).__name__}")
+    if not ids and not allow_empty:
+        raise ValueError("no documents given (empty ids)")
+    seen = set()
+    for i in ids:
+        if not isinstance(i, str) or not i or len(i) > MAX_ID_LENGTH:
+            raise ValueError(f"document id {i!r} must be a non-empty string of at most "
+                             f"{MAX_ID_LENGTH} characters")
+        if i in seen:
+            raise ValueError(f"document id {i!r} appears twice in one call")
+        seen.add(i)
+    return list(ids)
+
+
+def _check_list(values, n: int, what: str, ok, expected: str):
+    if values is None:
+        return None
+    if not isinstance(values, (list, tuple)) or len(values) != n:
+        raise ValueError(f"{what} must be a list of {n} items (one per id)")
+    for i, v in enumerate(values):
+        if not ok(v):
+            raise ValueError(f"{what}[{i}] must be {expected}, got {type(v).__name__}")
+    return list(values)
+
+
+def _copy_tree(src: Path, dst: Path, skip: set, keep_dirs: dict | None = None) -> None:
+    """Copy a collection directory durably: hard links for immutable segment files, copies
+    (fsync'd) for the rest; keep_dirs limits which entries of a subdirectory are taken."""
+    dst.mkdir(parents=True)
+    for p in sorted(src.iterdir()):
+        if p.name in skip or p.name.startswith("."):
+            continue
+        if p.is_dir():
+            allowed = (keep_dirs or {}).get(p.name)
+            (dst / p.name).mkdir()
+            for child in sorted(p.iterdir()):
+                if child.name.startswith(".") or (allowed is not None and child.name not in allowed):
+                    continue
+                if child.is_dir():
+                    _copy_files(child, dst / p.name / child.name, link=p.name == "segments")
+                else:
+                    _copy_file(child, dst / p.name / child.name, link=False)
+            fsync_dir(dst / p.name)
+        else:
+            _copy_file(p, dst / p.name, link=False)
+    fsync_dir(dst)
+
+
+def _copy_files(src: Path, dst: Path, link: bool) -> None:
+    dst.mkdir()
+    for p in sorted(src.iterdir()):
+        if p.is_dir():
+            _copy_files(p, dst / p.name, link)
+        else:
+            _copy_file(p, dst / p.name, link)
+    fsync_dir(dst)
+
+
+def _copy_file(src: Path, dst: Path, link: bool) -> None:
+    if link:
+        try:
+            os.link(src, dst)
+            return
+        except OSError:
+            pass  # another file system: copy instead
+    shutil.copyfile(src, dst)
+    with open(dst, "rb+") as f:
+        os.fsync(f.fileno())

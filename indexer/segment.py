@@ -1,0 +1,220 @@
+"""Sealed segments: immutable directories of indexes, dense vectors and a document store.
+
+    seg-000007/
+      segment.json     row count, per-field index kind, checksums of the other files
+      docs.arrow       ids, versions (seq), text, metadata, lengths (docstore.py)
+      <field>/         one index directory per sparse field (Seismic, or Exact when small),
+                       or a "dense" array directory per dense field (storage.py format)
+
+A segment is written in a hidden temporary directory and renamed into place only when every
+file is fsync'd; the collection manifest then lists it. A directory that the manifest does
+not list is the leftover of an interrupted flush or merge and is removed on open.
+Deleted and superseded rows are not removed from a segment: the collection keeps an `alive`
+mask per segment (replaced, never mutated in place, so a search holding the old mask reads a
+consistent state) and persists it as tombstones.
+"""
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+from .atomic import crc32_file, fsync_dir, read_json_checked, write_json_atomic
+from .docstore import DocTable, write_docs
+from .exact import ExactIndex
+from .filters import MetadataColumns
+from .scoring import score_rows, top_k
+from .seismic.index import SeismicIndex
+from .storage import IndexFormatError, load_arrays, save_arrays
+
+SEGMENT_FORMAT_VERSION = 1
+
+
+def segment_dir_name(seg_id: int) -> str:
+    return f"seg-{seg_id:06d}"
+
+
+def write_segment(parent: Path, seg_id: int, config, ids: list[str], seqs: np.ndarray,
+                  vectors: dict, texts: list, metadata: list, lengths: np.ndarray) -> Path:
+    """Build indexes for the rows and write the segment directory atomically; returns its path."""
+    n = len(ids)
+    final = parent / segment_dir_name(seg_id)
+    tmp = parent / f".{final.name}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir(parents=True)
+    try:
+        field_info = {}
+        for name, spec in config.fields.items():
+            m = vectors[name]
+            if spec.kind == "dense":
+                save_arrays(tmp / name, "dense", {"vectors": np.ascontiguousarray(m, np.float32)},
+                            {"n_docs": n, "dim": spec.dim})
+                field_info[name] = "dense"
+                continue
+            m = sp.csr_matrix(m, shape=(n, spec.dim))
+            if spec.index == "exact" or n < config.exact_segment_docs or m.nnz == 0:
+                idx, kind = _exact_with_shape(m), "exact"
+            else:
+                idx, kind = SeismicIndex.build(m, **spec.params), "seismic"
+            idx.save(tmp / name)
+            field_info[name] = kind
+        write_docs(tmp / "docs.arrow", ids, seqs, texts, metadata, lengths)
+        with open(tmp / "docs.arrow", "rb+") as f:
+            os.fsync(f.fileno())
+        files = {"docs.arrow": {"bytes": (tmp / "docs.arrow").stat().st_size,
+                                "crc32": crc32_file(tmp / "docs.arrow")}}
+        write_json_atomic(tmp / "segment.json", {
+            "format": "lsr-search-segment", "format_version": SEGMENT_FORMAT_VERSION,
+            "id": seg_id, "n_rows": n, "fields": field_info, "files": files})
+        fsync_dir(tmp)
+        os.rename(tmp, final)
+        fsync_dir(parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+def _exact_with_shape(m: sp.csr_matrix) -> ExactIndex:
+    if m.nnz:
+        return ExactIndex.build(m)
+    # ExactIndex.build refuses an all-empty matrix; an empty inverted index is still valid
+    arrays = {"col_ptr": np.zeros(m.shape[1] + 1, np.int64), "col_docs": np.zeros(0, np.int32),
+              "col_vals": np.zeros(0, np.float32)}
+    return ExactIndex(arrays, m.shape[0], m.shape[1])
+
+
+class Segment:
+    """A loaded sealed segment; `alive` is set by the collection."""
+
+    def __init__(self, path: Path, config):
+        self.path = Path(path)
+        meta = read_json_checked(self.path / "segment.json", "segment manifest")
+        if meta.get("format") != "lsr-search-segment" or meta.get("format_version") != SEGMENT_FORMAT_VERSION:
+            raise IndexFormatError(f"{self.path} is not a segment of format version {SEGMENT_FORMAT_VERSION}")
+        for fname, info in meta["files"].items():
+            fp = self.path / fname
+            if not fp.is_file() or fp.stat().st_size != info["bytes"]:
+                raise IndexFormatError(f"segment file {fp} is missing or truncated")
+            if crc32_file(fp) != info["crc32"]:
+                raise IndexFormatError(f"segment file {fp} is corrupted (checksum mismatch)")
+        self.id = int(meta["id"])
+        self.n_rows = int(meta["n_rows"])
+        if set(meta["fields"]) != set(config.fields):
+            raise IndexFormatError(f"segment {self.path} has fields {sorted(meta['fields'])}, the "
+                                   f"collection {sorted(config.fields)}")
+        self.docs = DocTable(self.path / "docs.arrow")
+        if len(self.docs) != self.n_rows:
+            raise IndexFormatError(f"segment {self.path}: {len(self.docs)} documents, manifest says {self.n_rows}")
+        self.ids, self.seqs, self.lengths = self.docs.ids, self.docs.seqs, self.docs.lengths
+        self.kinds = dict(meta["fields"])
+        self.indexes, self._dense, self._forward = {}, {}, {}
+        for name, kind in self.kinds.items():
+            if kind == "dense":
+                arrays, _ = load_arrays(self.path / name, "dense", mmap=True)
+                self._dense[name] = arrays["vectors"]
+            else:
+                cls = SeismicIndex if kind == "seismic" else ExactIndex
+                self.indexes[name] = cls.load(self.path / name, mmap=True)
+            if self.kinds[name] != "dense" and self.indexes[name].n_docs != self.n_rows:
+                raise IndexFormatError(f"segment {self.path}: index {name!r} has "
+                                       f"{self.indexes[name].n_docs} rows, expected {self.n_rows}")
+        self.alive = np.ones(self.n_rows, dtype=np.bool_)
+        self._columns: MetadataColumns | None = None
+
+    # ------------------------------------------------------------- rows
+    def forward(self, field: str):
+        """(ptr int64, terms, vals float32) of a sparse field, from the index's own arrays."""
+        if field not in self._forward:
+            idx = self.indexes[field]
+            if isinstance(idx, SeismicIndex):
+                a = idx.arrays
+                fwd = (a["fwd_ptr"], a["fwd_terms"], np.asarray(a["fwd_vals"], dtype=np.float32))
+            else:
+                csr = idx.to_csr()
+                fwd = (csr.indptr.astype(np.int64), csr.indices, csr.data)
+            self._forward[field] = fwd
+        return self._forward[field]
+
+    def terms(self, field: str):
+        """(ptr, terms) of a sparse field without touching its values."""
+        idx = self.indexes[field]
+        if isinstance(idx, SeismicIndex):
+            return idx.arrays["fwd_ptr"], idx.arrays["fwd_terms"]
+        ptr, terms, _ = self.forward(field)
+        return ptr, terms
+
+    def dense(self, field: str) -> np.ndarray:
+        return self._dense[field]
+
+    def kill(self, rows) -> None:
+        alive = self.alive.copy()
+        alive[np.asarray(rows, dtype=np.int64)] = False
+        self.alive = alive
+
+    def row_terms(self, field: str, row: int) -> np.ndarray:
+        ptr, terms = self.terms(field)
+        return np.asarray(terms[ptr[row]:ptr[row + 1]], dtype=np.int64)
+
+    def vector(self, field: str, row: int):
+        if self.kinds[field] == "dense":
+            return np.array(self._dense[field][row])
+        ptr, terms, vals = self.forward(field)
+        a, b = ptr[row], ptr[row + 1]
+        return sp.csr_matrix((np.array(vals[a:b], np.float32), np.array(terms[a:b], np.int32),
+                              [0, b - a]), shape=(1, self.indexes[field].dim))
+
+    def sparse_rows(self, field: str, rows: np.ndarray) -> sp.csr_matrix:
+        ptr, terms, vals = self.forward(field)
+        m = sp.csr_matrix((vals, np.asarray(terms, dtype=np.int32), ptr),
+                          shape=(self.n_rows, self.indexes[field].dim))
+        return m[rows]
+
+    def text(self, row: int):
+        return self.docs.text(row)
+
+    def metadata(self, row: int):
+        return self.docs.metadata(row)
+
+    def all_texts(self) -> list:
+        return self.docs.texts()
+
+    def all_metadata(self) -> list:
+        return self.docs.all_metadata()
+
+    def metadata_columns(self) -> MetadataColumns:
+        if self._columns is None:
+            self._columns = MetadataColumns(self.docs.all_metadata())
+        return self._columns
+
+    # ------------------------------------------------------------- search
+    def search_sparse(self, field, qi, qv, q_dense, k, allowed, n_allowed, query_cut, heap_factor,
+                      exact_limit):
+        """Top-k rows among `allowed` (None = every row) sharing a term with the query.
+
+        Few allowed rows: score exactly those. Otherwise ask the index for k' results, with k'
+        scaled by the inverse share of allowed rows, and grow k' fourfold until k allowed rows
+        come back or the index returns fewer than asked (it has nothing more to offer)."""
+        if allowed is not None and n_allowed <= exact_limit:
+            ptr, terms, vals = self.forward(field)
+            rows, scores = score_rows(ptr, terms, vals, np.flatnonzero(allowed), q_dense)
+            return top_k(rows, scores, k)
+        idx = self.indexes[field]
+        want = k if allowed is None else min(self.n_rows, math.ceil(k * self.n_rows / max(n_allowed, 1) * 1.5) + 8)
+        while True:
+            rows, scores = idx.search(qi, qv, k=max(1, want), query_cut=query_cut, heap_factor=heap_factor)
+            if allowed is None:
+                return rows, scores
+            keep = allowed[rows]
+            if keep.sum() >= k or len(rows) < want or want >= self.n_rows:
+                return rows[keep][:k], scores[keep][:k]
+            want = min(self.n_rows, want * 4)
+
+    def search_dense(self, field, q, k, allowed):
+        scores = self._dense[field] @ q
+        rows = np.arange(self.n_rows) if allowed is None else np.flatnonzero(allowed)
+        return top_k(rows, scores[rows].astype(np.float32), k)
