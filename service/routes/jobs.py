@@ -1,0 +1,33 @@
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request, Response
+
+from ..auth import require_admin, require_read
+from ..schemas import JobCreate, JobOut
+
+router = APIRouter(tags=["jobs"])
+
+
+@router.post("/collections/{name}/jobs", status_code=202, response_model=JobOut,
+             dependencies=[Depends(require_admin)])
+def create_job(name: str, body: JobCreate, request: Request):
+    """Index a JSONL / Parquet file or BEIR folder on the server in the background."""
+    st = request.app.state
+    st.store.get(name)  # 404 before queueing
+    return st.jobs.submit(name, body.source, body.format).public()
+
+
+@router.get("/jobs", dependencies=[Depends(require_read)])
+def list_jobs(request: Request):
+    return {"jobs": [j.public() for j in request.app.state.jobs.list()]}
+
+
+@router.get("/jobs/{job_id}", response_model=JobOut, dependencies=[Depends(require_read)])
+def get_job(job_id: str, request: Request):
+    return request.app.state.jobs.get(job_id).public()
+
+
+@router.delete("/jobs/{job_id}", status_code=204, dependencies=[Depends(require_admin)])
+def cancel_job(job_id: str, request: Request):
+    request.app.state.jobs.cancel(job_id)
+    return Response(status_code=204)
