@@ -49,6 +49,11 @@ class TopKSAE(nn.Module):
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         return z @ self.W_dec + self.b_pre
 
+    def decode_topk(self, vals: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """``decode`` from the k (value, latent) pairs per row: gathers k decoder rows instead
+        of multiplying a mostly-zero [n, hidden] matrix (the training hot path)."""
+        return torch.einsum("nk,nkd->nd", vals, self.W_dec[idx]) + self.b_pre
+
     @torch.no_grad()
     def normalise_decoder(self) -> None:
         self.W_dec.div_(self.W_dec.norm(dim=1, keepdim=True).clamp(min=1e-8))

@@ -61,8 +61,7 @@ def _aux_loss(sae: TopKSAE, linear: torch.Tensor, residual: torch.Tensor, dead: 
         return linear.new_zeros(())
     masked = linear.masked_fill(~dead, float("-inf"))
     vals, idx = masked.topk(min(n_dead, 2 * k), dim=-1)
-    z_aux = torch.zeros_like(linear).scatter_(-1, idx, vals)
-    err_hat = z_aux @ sae.W_dec
+    err_hat = sae.decode_topk(vals, idx) - sae.b_pre
     return F.mse_loss(err_hat, residual) / residual.pow(2).mean().clamp(min=1e-8)
 
 
@@ -88,8 +87,7 @@ def train_sae(x: np.ndarray, cfg: CSRTrainConfig, pairs: tuple[np.ndarray, np.nd
         lin = sae.linear(batch)
         pre = torch.relu(lin)
         vals, idx = pre.topk(k, dim=-1)
-        z = torch.zeros_like(pre).scatter_(-1, idx, vals)
-        recon = sae.decode(z)
+        recon = sae.decode_topk(vals, idx)
         loss_rec = F.mse_loss(recon, batch) / (batch - batch.mean(0)).pow(2).mean()
         fired = torch.zeros(sae.hidden, dtype=torch.bool)
         fired[idx[vals > 0].unique()] = True
