@@ -17,8 +17,14 @@ def _check_texts(texts: list[str], limit: int) -> None:
     if len(texts) > limit:
         raise TooLarge(f"{len(texts)} texts in one request; the limit is {limit}")
     for i, t in enumerate(texts):
+        if not isinstance(t, str):
+            raise BadRequest(f"input[{i}] must be a string")
         if not t.strip():
             raise BadRequest(f"input[{i}] is empty")
+        try:
+            t.encode("utf-8")
+        except UnicodeEncodeError:
+            raise BadRequest(f"input[{i}] is not valid Unicode (lone surrogate)") from None
 
 
 def _load(kind: str, name: str):

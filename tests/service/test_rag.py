@@ -43,3 +43,11 @@ def test_encode_term_maps(client):
     assert bm["vectors"] == [{"cat": 2.0}]  # stopwords dropped, query weight = count
     assert client.post("/encode", json={"texts": []}).status_code == 422
     assert client.post("/encode", json={"texts": ["x"], "encoder": "nope"}).status_code == 400
+
+
+def test_lone_surrogates_are_a_400_not_a_500(client):
+    import json
+    for url, body in [("/v1/embeddings", {"input": "bad \ud800"}), ("/encode", {"texts": ["bad \ud800"]}),
+                      ("/collections/demo/search", {"query": "bad \ud800"})]:
+        r = client.post(url, content=json.dumps(body).encode(), headers={"content-type": "application/json"})
+        assert 400 <= r.status_code < 500 and "nicode" in r.json()["detail"], (url, r.text)
