@@ -1,6 +1,10 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request, Response
+import shutil
+import uuid
+from typing import Literal
+
+from fastapi import APIRouter, Depends, File, Request, Response, UploadFile
 
 from ..auth import require_admin, require_read
 from ..schemas import JobCreate, JobOut
@@ -15,6 +19,22 @@ def create_job(name: str, body: JobCreate, request: Request):
     st = request.app.state
     st.store.get(name)  # 404 before queueing
     return st.jobs.submit(name, body.source, body.format).public()
+
+
+@router.post("/collections/{name}/jobs/upload", status_code=202, response_model=JobOut,
+             dependencies=[Depends(require_admin)])
+def upload_job(name: str, request: Request, file: UploadFile = File(...),
+               format: Literal["jsonl", "parquet"] | None = None):
+    """Upload a JSONL or Parquet file (multipart field ``file``) and index it as a job."""
+    st = request.app.state
+    st.store.get(name)
+    fmt = format or ("parquet" if (file.filename or "").lower().endswith((".parquet", ".pq")) else "jsonl")
+    uploads = st.settings.data_dir / ".uploads"
+    uploads.mkdir(parents=True, exist_ok=True)
+    dest = uploads / f"{uuid.uuid4().hex}.{fmt}"
+    with dest.open("wb") as out:
+        shutil.copyfileobj(file.file, out)
+    return st.jobs.submit(name, str(dest), fmt).public()
 
 
 @router.get("/jobs", dependencies=[Depends(require_read)])

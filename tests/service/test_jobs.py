@@ -112,3 +112,14 @@ def test_job_errors(tmp_path):
         job = c.post("/collections/e/jobs", json={"source": str(bad)}).json()
         final = wait(c, job["id"])
         assert final["status"] == "failed" and "line 2" in final["error"]
+
+
+def test_upload_job(tmp_path, docs):
+    body = "".join(json.dumps(d) + "\n" for d in docs[:5]).encode()
+    with make_client(tmp_path / "data") as c:
+        c.post("/collections", json={"name": "u", **LIGHT})
+        r = c.post("/collections/u/jobs/upload", files={"file": ("docs.jsonl", body, "application/json")})
+        assert r.status_code == 202, r.text
+        assert wait(c, r.json()["id"])["status"] == "done"
+        assert c.get("/collections/u").json()["documents"] == 5
+        assert c.post("/collections/u/jobs/upload").status_code == 422  # no file
