@@ -191,7 +191,7 @@ class SearchPipeline:
             keys = [(coll.name, d, _text_key(t)) for d, t in zip(ids, texts)]
             return self.tokens.get_many(keys, texts, lambda ts: mv.encode_documents(ts, batch_size=16))
 
-        scored, stats = maxsim_rerank(head, q_tokens, doc_tokens, req.offset + req.k,
+        scored, stats = maxsim_rerank(head, q_tokens, doc_tokens, spec.top or req.offset + req.k,
                                       spec.alpha, spec.beta)
         done = {d for d, _ in scored}
         rest = [(d, s) for d, s in fused if d not in done]

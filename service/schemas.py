@@ -90,6 +90,8 @@ class RerankSpec(BaseModel):
     alpha: float = Field(0.0, ge=0, le=1, description="skip candidates scoring below alpha x the best")
     beta: int | None = Field(None, ge=1, description="stop after beta consecutive candidates "
                              "that do not enter the top-k (null: never)")
+    top: int | None = Field(None, ge=1, le=1000, description="the top-k that early exit tracks "
+                            "(default offset + k); fix it so pages stay consistent when beta is set")
 
 
 class PRFSpec(BaseModel):

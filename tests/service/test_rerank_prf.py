@@ -105,3 +105,13 @@ def test_api_prf_changes_ranking_sensibly(client):
     assert plain[0]["id"] == "cooking-01"
     assert fb[0]["id"] == "cooking-01"
     assert len(fb) >= len(plain)  # feedback terms reach documents the bare query missed
+
+
+def test_api_rerank_pages_are_consistent(client):
+    base = {"query": "animals that live in the ocean", "mode": "hybrid",
+            "rerank": {"kappa": 20, "alpha": 0.1, "beta": 4, "top": 9}}
+    full = client.post("/collections/demo/search", json={**base, "k": 9}).json()["results"]
+    pages = []
+    for off in (0, 3, 6):
+        pages += client.post("/collections/demo/search", json={**base, "k": 3, "offset": off}).json()["results"]
+    assert [p["id"] for p in pages] == [f["id"] for f in full]
