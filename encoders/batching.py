@@ -34,3 +34,12 @@ def pad_batch(ids: list[list[int]], pad_id: int | None) -> tuple[torch.Tensor, t
         input_ids[i, :len(x)] = torch.tensor(x, dtype=torch.long)
         mask[i, :len(x)] = 1
     return input_ids, mask
+
+
+def token_ids(tokenizer: Any, texts: list[str], slice_size: int = 256, **kwargs: Any) -> list[list[int]]:
+    """Input ids of ``texts``, tokenised a slice at a time: a fast tokenizer's full output
+    (offsets, token strings) for a whole corpus costs hundreds of MB; the ids alone do not."""
+    ids: list[list[int]] = []
+    for lo in range(0, len(texts), slice_size):
+        ids.extend(tokenizer(texts[lo:lo + slice_size], **kwargs)["input_ids"])
+    return ids

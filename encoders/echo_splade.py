@@ -16,7 +16,7 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from encoders.base import check_texts, csr_from_rows, decode_row, progress, topk_indices
-from encoders.batching import length_sorted_batches, model_max_length, pad_batch
+from encoders.batching import length_sorted_batches, model_max_length, pad_batch, token_ids
 from encoders.models import load_model, load_tokenizer
 from encoders.sparse_head import SplitLMHead, max_pool
 
@@ -73,7 +73,8 @@ class EchoSpladeEncoder:
             (np.empty(0, np.int32), np.empty(0, np.float32))] * len(texts)
         todo = [i for i, t in enumerate(texts) if t.strip()]
         if todo:
-            ids = self.tokenizer([texts[i] for i in todo], add_special_tokens=False)["input_ids"]
+            ids = token_ids(self.tokenizer, [texts[i] for i in todo], add_special_tokens=False,
+                            truncation=True, max_length=self.max_text_tokens)
             batches = length_sorted_batches([len(x) for x in ids], batch_size)
             for batch in progress(batches, len(batches), len(todo), self.progress, desc):
                 w = self.weights([ids[j] for j in batch]).numpy()

@@ -102,9 +102,11 @@ def exact_search(queries: sp.csr_matrix | np.ndarray, docs: sp.csr_matrix | np.n
     return np.vstack(all_idx), np.vstack(all_scores)
 
 
-def to_run(query_ids: list[str], doc_ids: list[str], idx: np.ndarray, scores: np.ndarray) -> Run:
-    """Results as a trec-style run; zero scores (no shared term) are not retrieved."""
-    return {q: {doc_ids[d]: float(s) for d, s in zip(idx[i], scores[i]) if s > 0}
+def to_run(query_ids: list[str], doc_ids: list[str], idx: np.ndarray, scores: np.ndarray,
+           sparse: bool = True) -> Run:
+    """Results as a trec-style run. For sparse vectors a zero score means no shared term, so
+    the document was not retrieved; dense scores (cosines) are all kept, negatives included."""
+    return {q: {doc_ids[d]: float(s) for d, s in zip(idx[i], scores[i]) if s > 0 or not sparse}
             for i, q in enumerate(query_ids)}
 
 
@@ -157,7 +159,8 @@ def run_eval(folder: str | Path, encoder: str, *, model: str | None = None, spli
         export_npz(export, ds, docs, queries)
         log(f"exported vectors to {export}")
     idx, scores = exact_search(queries, docs, k)
-    metrics = evaluate(to_run(ds.query_ids, ds.doc_ids, idx, scores), ds.qrels, 10, k)
+    run = to_run(ds.query_ids, ds.doc_ids, idx, scores, sparse=sp.issparse(docs))
+    metrics = evaluate(run, ds.qrels, 10, k)
     return {"dataset": ds.name, "split": split, "encoder": encoder, "model": getattr(enc, "name", encoder),
             "n_docs": len(ds.doc_ids), "n_queries": len(ds.query_ids), **metrics,
             "encode_seconds": encode_s, "docs_per_s": docs_per_s, "cached": cached,

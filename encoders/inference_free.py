@@ -16,6 +16,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from encoders.base import check_texts, csr_from_rows, decode_row, progress
+from encoders.batching import token_ids
 from encoders.models import DEFAULT_SPLADE, load_tokenizer
 
 
@@ -92,8 +93,8 @@ class InferenceFreeEncoder:
         texts = check_texts(texts)
         if self.idf is None:
             raise RuntimeError("no IDF table: call fit(corpus) or pass idf=")
-        ids = self.tokenizer(texts, add_special_tokens=False, truncation=True,
-                             max_length=self.tokenizer.model_max_length)["input_ids"]
+        ids = token_ids(self.tokenizer, texts, add_special_tokens=False, truncation=True,
+                        max_length=self.tokenizer.model_max_length)
         rows = []
         for row in ids:
             uniq = np.unique(np.asarray(row, dtype=np.int32))

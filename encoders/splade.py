@@ -10,7 +10,7 @@ import torch
 from transformers import AutoModelForMaskedLM
 
 from encoders.base import check_texts, csr_from_rows, decode_row, progress, topk_indices
-from encoders.batching import length_sorted_batches, model_max_length, pad_batch
+from encoders.batching import length_sorted_batches, model_max_length, pad_batch, token_ids
 from encoders.models import DEFAULT_SPLADE, load_model, load_tokenizer
 from encoders.sparse_head import SplitLMHead, max_pool
 
@@ -55,7 +55,7 @@ class SpladeEncoder:
         return decode_row(row, self.tokenizer.convert_ids_to_tokens)
 
     def _tokenize(self, texts: list[str], max_length: int) -> list[list[int]]:
-        return self.tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
+        return token_ids(self.tokenizer, texts, truncation=True, max_length=max_length)
 
     @torch.inference_mode()
     def weights(self, ids: list[list[int]]) -> torch.Tensor:

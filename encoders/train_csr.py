@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def score(q, d):
         idx, s = exact_search(q, d, 100)
-        return evaluate(to_run(ds.query_ids, ds.doc_ids, idx, s), ds.qrels)
+        return evaluate(to_run(ds.query_ids, ds.doc_ids, idx, s, sparse=not isinstance(q, np.ndarray)), ds.qrels)
 
     results = {"dense": score(test_q, doc_emb), "csr": []}
     print(f"dense  nDCG@10 {results['dense']['nDCG@10']:.4f}  R@100 {results['dense']['R@100']:.4f}")

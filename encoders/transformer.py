@@ -11,7 +11,7 @@ import torch
 from transformers import AutoModel
 
 from encoders.base import progress
-from encoders.batching import length_sorted_batches, model_max_length, pad_batch
+from encoders.batching import length_sorted_batches, model_max_length, pad_batch, token_ids
 from encoders.models import load_model, load_tokenizer, resolve
 
 
@@ -38,7 +38,7 @@ class TokenStates:
         self.progress = progress
 
     def tokenize(self, texts: list[str]) -> list[list[int]]:
-        return self.tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"]
+        return token_ids(self.tokenizer, texts, truncation=True, max_length=self.max_length)
 
     @torch.inference_mode()
     def batches(self, texts: list[str], batch_size: int, desc: str

@@ -12,6 +12,12 @@ from encoders.metrics import evaluate
 from encoders.splade import SpladeEncoder
 
 
+def test_to_run_keeps_negative_dense_scores_only():
+    idx, scores = np.array([[0, 1, 2]]), np.array([[0.5, 0.0, -0.2]])
+    assert to_run(["q"], ["a", "b", "c"], idx, scores) == {"q": {"a": 0.5}}
+    assert to_run(["q"], ["a", "b", "c"], idx, scores, sparse=False) == {"q": {"a": 0.5, "b": 0.0, "c": -0.2}}
+
+
 @pytest.mark.parametrize("kind", ["sparse", "dense"])
 def test_exact_search_matches_full_sort(kind):
     rng = np.random.default_rng(0)

@@ -4,6 +4,7 @@ import torch
 from transformers import AutoModelForMaskedLM
 
 from encoders.base import SparseEncoder, validate_csr
+from encoders.batching import token_ids
 from encoders.models import load_model, load_tokenizer
 from encoders.profiling import measure_peak
 from encoders.sparse_head import max_pool, naive_splade
@@ -128,3 +129,9 @@ def test_progress_bar_is_switchable(splade_tiny_path, capfd):
     assert "SPLADE queries" in capfd.readouterr().err
     SpladeEncoder("splade-tiny", progress=False).encode_queries(["a b", "c d"], batch_size=1)
     assert "SPLADE" not in capfd.readouterr().err
+
+
+def test_sliced_tokenisation_equals_one_call(splade, scifact_texts):
+    tok = splade.tokenizer
+    assert token_ids(tok, scifact_texts, slice_size=5, truncation=True, max_length=64) == \
+        tok(scifact_texts, truncation=True, max_length=64)["input_ids"]
