@@ -3,10 +3,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request, Response
 
 from ..auth import require_admin, require_read
-from ..errors import TooLarge
+from ..errors import NotFound, TooLarge
 from ..schemas import (CollectionCreate, CollectionList, CollectionStats, DocumentOut, UpsertRequest,
                        UpsertResponse)
-from ..errors import NotFound
 
 router = APIRouter(tags=["collections"])
 
