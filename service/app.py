@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Histogram
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .encoder_cache import ENCODERS
@@ -81,6 +81,9 @@ def create_app(settings: Settings | None = None, preload: bool = False) -> FastA
     app.state.pipeline = SearchPipeline(store, settings.max_k)
     app.state.jobs = job_manager
     app.state.registry = registry
+    app.state.search_seconds = Histogram(
+        "lsr_search_seconds", "search pipeline time by mode and rerank", ["mode", "rerank"],
+        registry=registry, buckets=(.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5))
     app.state.ready = ready
 
     @app.exception_handler(ServiceError)

@@ -17,6 +17,23 @@ def test_health_ready_metrics(client):
     client.get("/collections/demo")
     text = client.get("/metrics").text
     assert 'lsr_requests_total{method="GET",route="/collections/{name}",status="200"}' in text
+    search(client, query="x", mode="bm25")
+    assert 'lsr_search_seconds_count{mode="bm25",rerank="false"}' in client.get("/metrics").text
+
+
+def test_readyz_waits_for_preloaded_models(tmp_path):
+    import time
+
+    from fastapi.testclient import TestClient
+
+    from service.app import create_app
+    from service.settings import Settings
+    with TestClient(create_app(Settings(data_dir=tmp_path, _env_file=None), preload=True)) as c:
+        deadline = time.time() + 60
+        while c.get("/readyz").status_code != 200 and time.time() < deadline:
+            time.sleep(0.05)
+        body = c.get("/readyz").json()
+        assert body["status"] == "ready" and "sparse:splade-tiny" in body["models"]
 
 
 def test_collection_stats_and_list(client, corpus):
