@@ -45,6 +45,9 @@ def create_app(settings: Settings | None = None, preload: bool = False) -> FastA
     settings = settings or Settings()
     if settings.models_dir is not None:
         os.environ["LSR_MODELS_DIR"] = str(settings.models_dir)
+    if settings.torch_threads is not None:
+        import torch
+        torch.set_num_threads(settings.torch_threads)
     store = Store(settings.data_dir, ENCODERS, settings.encode_batch_size)
     job_manager = JobManager(store, settings.data_dir / ".jobs", settings.job_chunk_docs)
     ready = threading.Event()

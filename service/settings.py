@@ -30,6 +30,8 @@ class Settings(BaseSettings):
     dense_encoder: str = "all-MiniLM-L6-v2"
     multivector_encoder: str = "all-MiniLM-L6-v2"
     encode_batch_size: int = Field(32, ge=1)
+    torch_threads: int | None = Field(None, ge=1, description="intra-op threads per encoder call "
+                                      "(default: torch's; 1 suits many concurrent requests)")
     job_chunk_docs: int = Field(64, ge=1, description="documents encoded and committed per job step")
 
     @property
