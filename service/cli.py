@@ -41,15 +41,28 @@ def _ensure_collection(store, name: str, args) -> None:
                      None if args.no_dense else s.multivector_encoder, bm25=not args.no_bm25)
 
 
+def _index_sources(source: Path, fmt: str | None) -> list[tuple[Path, str]]:
+    """A file, a BEIR folder, or a folder of JSONL / Parquet files (indexed in name order)."""
+    from . import sources
+    if source.is_dir() and fmt is None and not (source / "corpus.jsonl").is_file():
+        files = sorted(p for p in source.iterdir() if p.suffix.lower() in (".jsonl", ".parquet", ".pq"))
+        if not files:
+            raise ValueError(f"{source} has no corpus.jsonl and no .jsonl / .parquet files")
+        return [sources.resolve(str(p), None) for p in files]
+    return [sources.resolve(str(source), fmt)]
+
+
 def cmd_index(args) -> int:
     from . import sources
     from .indexing import index_records
     store = _store(_settings(args))
     try:
-        path, fmt = sources.resolve(str(args.source), args.format)
+        todo = _index_sources(args.source, args.format)
         _ensure_collection(store, args.collection, args)
-        n = index_records(store, args.collection, sources.read(path, fmt), sources.count(path, fmt),
-                          chunk=args.chunk, progress=not args.no_progress)
+        n = 0
+        for path, fmt in todo:
+            n += index_records(store, args.collection, sources.read(path, fmt), sources.count(path, fmt),
+                               chunk=args.chunk, progress=not args.no_progress)
         print(f"indexed {n} documents into {args.collection!r} ({store.stats(args.collection)['documents']} in total)")
     finally:
         store.close()

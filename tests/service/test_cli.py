@@ -51,3 +51,14 @@ def test_demo_curl_example_is_valid_shell():
     assert cmd.startswith("curl -s -X POST http://127.0.0.1:8000/collections/demo/search")
     body = cmd.split(" -d ", 1)[1].strip("'")
     assert json.loads(body)["mode"] == "hybrid"
+
+
+def test_index_a_folder_of_files(tmp_path, capsys):
+    docs = load_corpus(per_topic=1, topics=6)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs[:3]))
+    (folder / "b.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs[3:]))
+    assert main(["index", str(folder), "--collection", "f", "--data-dir", str(tmp_path / "data"),
+                 "--no-dense", "--no-progress"]) == 0
+    assert "(6 in total)" in capsys.readouterr().out
