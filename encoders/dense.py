@@ -1,0 +1,45 @@
+"""Dense sentence embeddings: mean of the last hidden states under the attention mask, L2-normalised
+(the sentence-transformers recipe of all-MiniLM-L6-v2)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from encoders.base import check_texts
+from encoders.models import DEFAULT_DENSE
+from encoders.transformer import TokenStates
+
+
+def mean_pool(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over unpadded positions: [B, L, H], [B, L] -> [B, H]."""
+    m = mask.unsqueeze(-1).to(states.dtype)
+    return (states * m).sum(dim=1) / m.sum(dim=1).clamp(min=1e-9)
+
+
+class DenseEncoder:
+    """``encode_*`` return float32 [n, dim] arrays with unit-norm rows.
+
+    An empty string is encoded like any text (its [CLS] [SEP] embedding), as
+    sentence-transformers does, so every row stays a unit vector.
+    """
+
+    def __init__(self, model: str = DEFAULT_DENSE, *, max_length: int | None = None,
+                 progress: bool | None = None):
+        self.backbone = TokenStates(model, max_length, progress)
+        self.name = self.backbone.name
+        self.dim = self.backbone.hidden_size
+
+    def encode_documents(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
+        return self._encode(texts, batch_size, "dense documents")
+
+    def encode_queries(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
+        return self._encode(texts, batch_size, "dense queries")
+
+    def _encode(self, texts: list[str], batch_size: int, desc: str) -> np.ndarray:
+        texts = check_texts(texts)
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        for idx, states, mask in self.backbone.batches(texts, batch_size, desc):
+            pooled = torch.nn.functional.normalize(mean_pool(states, mask), dim=-1)
+            out[idx] = pooled.numpy()
+        return out

@@ -1,0 +1,106 @@
+"""Inference-free learned sparse retrieval (Geng et al. 2024; OpenSearch's doc-only models).
+
+Documents go through a SPLADE-style model; a query is only tokenised and each distinct token
+weighted by its IDF, so query time needs a tokenizer and a table, no neural network.
+The IDF table is computed from the indexed corpus (``IdfTable.fit``) or loaded from a file
+(JSON ``{token: idf}``, the format OpenSearch ships as ``idf.json``, or our ``.npy``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from encoders.base import check_texts, csr_from_rows, decode_row, progress
+from encoders.batching import token_ids
+from encoders.models import DEFAULT_SPLADE, load_tokenizer
+
+
+class IdfTable:
+    """idf per vocabulary id: ``log(1 + (N - df + 0.5) / (df + 0.5))`` (Lucene's, never negative)."""
+
+    def __init__(self, idf: np.ndarray):
+        self.idf = np.asarray(idf, dtype=np.float32)
+
+    @classmethod
+    def fit(cls, tokenizer: Any, corpus: list[str], progress_bar: bool | None = None,
+            batch_size: int = 256) -> IdfTable:
+        corpus = check_texts(corpus)
+        df = np.zeros(len(tokenizer), dtype=np.int64)
+        starts = range(0, len(corpus), batch_size)
+        for lo in progress(starts, len(starts), len(corpus), progress_bar, "IDF"):
+            ids = tokenizer(corpus[lo:lo + batch_size], add_special_tokens=False)["input_ids"]
+            for row in ids:
+                df[np.unique(np.asarray(row, dtype=np.int64))] += 1
+        n = len(corpus)
+        return cls(np.log1p((n - df + 0.5) / (df + 0.5)))
+
+    def save(self, path: str | Path) -> None:
+        np.save(Path(path), self.idf)
+
+    @classmethod
+    def load(cls, path: str | Path, tokenizer: Any = None) -> IdfTable:
+        path = Path(path)
+        if path.suffix == ".json":  # {token: idf}; tokens outside the vocabulary are ignored
+            if tokenizer is None:
+                raise ValueError("a JSON IDF file maps tokens, so loading it needs the tokenizer")
+            table = json.loads(path.read_text())
+            idf = np.zeros(len(tokenizer), dtype=np.float32)
+            ids = tokenizer.convert_tokens_to_ids(list(table))
+            unk = tokenizer.unk_token_id
+            for i, w in zip(ids, table.values()):
+                if i is not None and i != unk:
+                    idf[i] = w
+            return cls(idf)
+        return cls(np.load(path))
+
+
+class InferenceFreeEncoder:
+    """Documents: a SPLADE encoder; queries: distinct tokens weighted by IDF.
+
+    ``doc_model=None`` builds a query-only encoder (no model weights loaded at all).
+    """
+
+    def __init__(self, tokenizer: str = DEFAULT_SPLADE, *, idf: IdfTable | str | Path | None = None,
+                 doc_model: str | None = DEFAULT_SPLADE, progress: bool | None = None, **splade_kwargs: Any):
+        self.tokenizer = load_tokenizer(tokenizer)
+        self.dim = len(self.tokenizer)
+        self.progress = progress
+        self.idf = IdfTable.load(idf, self.tokenizer) if isinstance(idf, (str, Path)) else idf
+        self.doc_encoder = None
+        if doc_model is not None:
+            from encoders.splade import SpladeEncoder
+            self.doc_encoder = SpladeEncoder(doc_model, progress=progress, **splade_kwargs)
+            if self.doc_encoder.dim != self.dim:
+                raise ValueError(f"document model has {self.doc_encoder.dim} terms, tokenizer {self.dim}")
+        self.name = f"inference-free:{doc_model}"
+
+    def fit(self, corpus: list[str]) -> InferenceFreeEncoder:
+        """IDF from the corpus that will be indexed."""
+        self.idf = IdfTable.fit(self.tokenizer, corpus, self.progress)
+        return self
+
+    def encode_documents(self, texts: list[str], batch_size: int = 32) -> sp.csr_matrix:
+        if self.doc_encoder is None:
+            raise RuntimeError("this encoder was built with doc_model=None (queries only)")
+        return self.doc_encoder.encode_documents(texts, batch_size)
+
+    def encode_queries(self, texts: list[str]) -> sp.csr_matrix:
+        texts = check_texts(texts)
+        if self.idf is None:
+            raise RuntimeError("no IDF table: call fit(corpus) or pass idf=")
+        ids = token_ids(self.tokenizer, texts, add_special_tokens=False, truncation=True,
+                        max_length=self.tokenizer.model_max_length)
+        rows = []
+        for row in ids:
+            uniq = np.unique(np.asarray(row, dtype=np.int32))
+            w = self.idf.idf[uniq]
+            rows.append((uniq[w > 0], w[w > 0]))
+        return csr_from_rows(rows, self.dim)
+
+    def decode(self, row: Any) -> list[tuple[str, float]]:
+        return decode_row(row, self.tokenizer.convert_ids_to_tokens)

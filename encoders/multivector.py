@@ -1,0 +1,93 @@
+"""Multivector (ColBERT-style) encoder: one L2-normalised vector per token, MaxSim scoring.
+
+Token vectors come from a dense model's last hidden states, optionally through a linear
+projection. The projection is found, in order: the ``projection`` argument (a .safetensors /
+.pt file holding ``weight`` [out, in]); a sentence-transformers / PyLate ``1_Dense`` folder in
+the model directory; a ``linear.weight`` tensor in the checkpoint itself (Stanford ColBERT).
+So a real ColBERT checkpoint directory loads through this same class.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+
+from encoders.base import check_texts
+from encoders.models import DEFAULT_DENSE
+from encoders.transformer import TokenStates
+
+
+def _load_weight(path: Path, keys: tuple[str, ...]) -> torch.Tensor | None:
+    state = load_file(str(path)) if path.suffix == ".safetensors" else torch.load(path, map_location="cpu")
+    for k in keys:
+        if k in state:
+            return state[k].float()
+    return None
+
+
+def find_projection(model_dir: str, projection: str | Path | None) -> torch.Tensor | None:
+    """The [out, in] projection matrix for a model, or None for raw hidden states."""
+    if projection is not None:
+        w = _load_weight(Path(projection), ("weight", "linear.weight"))
+        if w is None:
+            raise ValueError(f"{projection} has no 'weight' or 'linear.weight' tensor")
+        return w
+    root = Path(model_dir)
+    for f in (root / "1_Dense" / "model.safetensors", root / "1_Dense" / "pytorch_model.bin"):
+        if f.is_file():
+            return _load_weight(f, ("linear.weight", "weight"))
+    ckpt = root / "model.safetensors"
+    if ckpt.is_file():
+        return _load_weight(ckpt, ("linear.weight",))
+    return None
+
+
+def maxsim(q_tokens: np.ndarray, d_tokens: np.ndarray) -> float:
+    """Sum over query tokens of the best dot product with any document token."""
+    if len(q_tokens) == 0 or len(d_tokens) == 0:
+        return 0.0
+    return float((np.asarray(q_tokens) @ np.asarray(d_tokens).T).max(axis=1).sum())
+
+
+def maxsim_scores(q_tokens: np.ndarray, docs: list[np.ndarray]) -> np.ndarray:
+    """MaxSim of one query against each document, as float32 [len(docs)]."""
+    return np.array([maxsim(q_tokens, d) for d in docs], dtype=np.float32)
+
+
+class MultiVectorEncoder:
+    """``encode_*`` return a list of float32 [n_tokens, dim] arrays, rows unit-norm.
+
+    Every unpadded token is kept, [CLS] and [SEP] included (as ColBERT does); texts longer
+    than the model's limit are truncated.
+    """
+
+    def __init__(self, model: str = DEFAULT_DENSE, *, projection: str | Path | None = None,
+                 max_length: int | None = None, progress: bool | None = None):
+        self.backbone = TokenStates(model, max_length, progress)
+        self.name = self.backbone.name
+        self.projection = find_projection(self.backbone.path, projection)
+        if self.projection is not None and self.projection.shape[1] != self.backbone.hidden_size:
+            raise ValueError(f"projection expects inputs of {self.projection.shape[1]}, "
+                             f"model gives {self.backbone.hidden_size}")
+        self.dim = self.backbone.hidden_size if self.projection is None else self.projection.shape[0]
+
+    def encode_documents(self, texts: list[str], batch_size: int = 32) -> list[np.ndarray]:
+        return self._encode(texts, batch_size, "multivector documents")
+
+    def encode_queries(self, texts: list[str], batch_size: int = 32) -> list[np.ndarray]:
+        return self._encode(texts, batch_size, "multivector queries")
+
+    def _encode(self, texts: list[str], batch_size: int, desc: str) -> list[np.ndarray]:
+        texts = check_texts(texts)
+        out: list[np.ndarray] = [np.empty((0, self.dim), np.float32)] * len(texts)
+        for idx, states, mask in self.backbone.batches(texts, batch_size, desc):
+            if self.projection is not None:
+                states = states @ self.projection.T
+            states = torch.nn.functional.normalize(states, dim=-1)
+            lengths = mask.sum(dim=1).tolist()
+            for row, i in enumerate(idx):
+                out[i] = states[row, :lengths[row]].numpy().astype(np.float32, copy=True)
+        return out

@@ -1,0 +1,99 @@
+"""SPLADE pooling over an LM head without materialising batch x seq x vocab logits.
+
+SPLADE weights are ``max_t log(1 + relu(h_t W^T + b))`` over the unpadded tokens t of a text.
+log1p∘relu is monotone, so it commutes with the max: we take the max of the raw logits and
+activate once per (text, term). The bias is constant over t, so it is added after the max.
+Raw logits are computed for ``chunk_tokens`` unpadded tokens at a time and folded into a
+running per-text max, so peak extra memory is chunk_tokens x vocab instead of
+batch x seq x vocab (the idea of Sparton's fused LM-head kernel, done with CPU chunking).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class _Passthrough(nn.Module):
+    """Stands in for the output projection so the model returns pre-projection states."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+class SplitLMHead:
+    """A ``*ForMaskedLM`` / ``*ForCausalLM`` split into "hidden states after the head's own
+    transform" and the vocabulary projection (weight, bias).
+
+    Generic over architectures: the module returned by ``get_output_embeddings()`` is swapped
+    for a passthrough, so the model's usual forward (including BERT's dense+gelu+LayerNorm head
+    transform or a decoder's final norm) yields the states the projection would consume.
+    The model passed in is modified; keep a separate copy for plain ``.logits``.
+    """
+
+    def __init__(self, model: nn.Module):
+        if getattr(model.config, "final_logit_softcapping", None):
+            raise NotImplementedError("models with final logit soft-capping are not supported")
+        decoder = model.get_output_embeddings()
+        if not isinstance(decoder, nn.Linear):
+            raise TypeError(f"output embeddings must be nn.Linear, got {type(decoder).__name__}")
+        self.weight = decoder.weight.detach()
+        bias = decoder.bias
+        self.bias = bias.detach() if bias is not None else None
+        name = next(n for n, m in model.named_modules() if m is decoder)
+        parent_name, _, attr = name.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        setattr(parent, attr, _Passthrough())
+        self.model = model
+        self.vocab_size = self.weight.shape[0]
+
+    def hidden(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask)
+        return out.logits if hasattr(out, "logits") else out[0]
+
+
+def max_pool(
+    states: torch.Tensor,
+    lengths: list[int],
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    chunk_tokens: int = 1024,
+) -> torch.Tensor:
+    """SPLADE weights [n_texts, vocab] from the concatenated states of the pooled tokens.
+
+    ``states`` is [sum(lengths), hidden]: the tokens of text 0, then text 1, ... (padding
+    already removed). A text with length 0 gets an all-zero row.
+    """
+    n, vocab = len(lengths), weight.shape[0]
+    out = torch.full((n, vocab), float("-inf"), dtype=weight.dtype)
+    # Text id of each token boundary: text i owns tokens [starts[i], starts[i+1]).
+    starts = [0]
+    for length in lengths:
+        starts.append(starts[-1] + length)
+    total = starts[-1]
+    # The only large temporary, reused across chunks (fresh allocations would page-fault).
+    buf = torch.empty((min(chunk_tokens, max(total, 1)), vocab), dtype=weight.dtype)
+    wt = weight.T
+    text = 0
+    for lo in range(0, total, chunk_tokens):
+        hi = min(lo + chunk_tokens, total)
+        logits = torch.mm(states[lo:hi], wt, out=buf[:hi - lo])
+        while text < n and starts[text] < hi:
+            a, b = max(starts[text], lo), min(starts[text + 1], hi)
+            if b > a:
+                torch.maximum(out[text], logits[a - lo:b - lo].amax(dim=0), out=out[text])
+            if starts[text + 1] <= hi:
+                text += 1
+            else:
+                break
+    empty = torch.tensor([length == 0 for length in lengths])
+    if bias is not None:
+        out += bias
+    out[empty] = 0.0
+    return torch.log1p(torch.relu(out))
+
+
+def naive_splade(logits: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Reference: the textbook formula over the full [batch, seq, vocab] logits."""
+    act = torch.log1p(torch.relu(logits)) * attention_mask.unsqueeze(-1).to(logits.dtype)
+    return act.amax(dim=1)

@@ -1,0 +1,92 @@
+"""SPLADE (Formal et al.): max over tokens of log(1 + ReLU(MLM logits)), masked by attention."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from transformers import AutoModelForMaskedLM
+
+from encoders.base import check_texts, csr_from_rows, decode_row, progress, topk_indices
+from encoders.batching import length_sorted_batches, model_max_length, pad_batch, token_ids
+from encoders.models import DEFAULT_SPLADE, load_model, load_tokenizer
+from encoders.sparse_head import SplitLMHead, max_pool
+
+
+class SpladeEncoder:
+    """SPLADE encoder over any ``AutoModelForMaskedLM`` checkpoint (default: splade-tiny).
+
+    ``top_k_documents`` / ``top_k_queries`` optionally keep only that many terms per text.
+    ``chunk_tokens`` bounds the LM-head temporary to chunk_tokens x vocab floats.
+    """
+
+    def __init__(
+        self,
+        model: str = DEFAULT_SPLADE,
+        *,
+        max_length: int | None = None,
+        query_max_length: int | None = None,
+        top_k_documents: int | None = None,
+        top_k_queries: int | None = None,
+        chunk_tokens: int = 1024,
+        progress: bool | None = None,
+    ):
+        self.name = str(model)
+        self.tokenizer = load_tokenizer(model)
+        self.head = SplitLMHead(load_model(model, AutoModelForMaskedLM))
+        config = self.head.model.config
+        self.dim = self.head.vocab_size
+        self.max_length = model_max_length(self.tokenizer, config, max_length)
+        self.query_max_length = model_max_length(self.tokenizer, config, query_max_length)
+        self.top_k_documents = top_k_documents
+        self.top_k_queries = top_k_queries
+        self.chunk_tokens = chunk_tokens
+        self.progress = progress
+
+    def encode_documents(self, texts: list[str], batch_size: int = 32) -> sp.csr_matrix:
+        return self._encode(texts, batch_size, self.max_length, self.top_k_documents, "documents")
+
+    def encode_queries(self, texts: list[str], batch_size: int = 32) -> sp.csr_matrix:
+        return self._encode(texts, batch_size, self.query_max_length, self.top_k_queries, "queries")
+
+    def decode(self, row: Any) -> list[tuple[str, float]]:
+        return decode_row(row, self.tokenizer.convert_ids_to_tokens)
+
+    def _tokenize(self, texts: list[str], max_length: int) -> list[list[int]]:
+        return token_ids(self.tokenizer, texts, truncation=True, max_length=max_length)
+
+    @torch.inference_mode()
+    def weights(self, ids: list[list[int]]) -> torch.Tensor:
+        """Dense SPLADE weights [len(ids), vocab] for one batch of token id lists."""
+        lengths = [len(x) for x in ids]
+        input_ids, mask = pad_batch(ids, self.tokenizer.pad_token_id)
+        states = self.head.hidden(input_ids, mask)
+        # Only unpadded positions reach the vocabulary projection.
+        valid = states[mask.bool()]
+        return max_pool(valid, lengths, self.head.weight, self.head.bias, self.chunk_tokens)
+
+    def _encode(self, texts: Any, batch_size: int, max_length: int, top_k: int | None,
+                what: str) -> sp.csr_matrix:
+        texts = check_texts(texts)
+        if batch_size < 1:  # checked up front, also when every text is empty
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        rows: list[tuple[np.ndarray, np.ndarray]] = [
+            (np.empty(0, np.int32), np.empty(0, np.float32))] * len(texts)
+        # An empty or blank text has no terms: give it an empty row rather than the
+        # weights that [CLS] [SEP] alone would produce.
+        todo = [i for i, t in enumerate(texts) if t.strip()]
+        if todo:
+            ids = self._tokenize([texts[i] for i in todo], max_length)
+            batches = length_sorted_batches([len(x) for x in ids], batch_size)
+            for batch in progress(batches, len(batches), len(todo), self.progress, f"SPLADE {what}"):
+                w = self.weights([ids[j] for j in batch]).numpy()
+                for row_w, j in zip(w, batch):
+                    nz = np.flatnonzero(row_w).astype(np.int32)
+                    vals = row_w[nz]
+                    if top_k is not None:
+                        keep = topk_indices(vals, nz, top_k)
+                        nz, vals = nz[keep], vals[keep]
+                    rows[todo[j]] = (nz, vals)
+        return csr_from_rows(rows, self.dim)

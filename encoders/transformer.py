@@ -1,0 +1,52 @@
+"""A transformer encoder's per-token hidden states, batched by length (dense and multivector)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoModel
+
+from encoders.base import progress
+from encoders.batching import length_sorted_batches, model_max_length, pad_batch, token_ids
+from encoders.models import load_model, load_tokenizer, resolve
+
+
+def sentence_transformers_max_length(path: str) -> int | None:
+    """``max_seq_length`` of a sentence-transformers folder (MiniLM: 256), if it has one."""
+    cfg = Path(path) / "sentence_bert_config.json"
+    if cfg.is_file():
+        return json.loads(cfg.read_text()).get("max_seq_length")
+    return None
+
+
+class TokenStates:
+    """Loads ``AutoModel`` + tokenizer and yields last hidden states for batches of texts."""
+
+    def __init__(self, model: str, max_length: int | None = None, progress: bool | None = None):
+        self.name = str(model)
+        self.path = resolve(model)
+        self.tokenizer = load_tokenizer(model)
+        self.model = load_model(model, AutoModel)
+        if max_length is None:
+            max_length = sentence_transformers_max_length(self.path)
+        self.max_length = model_max_length(self.tokenizer, self.model.config, max_length)
+        self.hidden_size = self.model.config.hidden_size
+        self.progress = progress
+
+    def tokenize(self, texts: list[str]) -> list[list[int]]:
+        return token_ids(self.tokenizer, texts, truncation=True, max_length=self.max_length)
+
+    @torch.inference_mode()
+    def batches(self, texts: list[str], batch_size: int, desc: str
+                ) -> Iterator[tuple[list[int], torch.Tensor, torch.Tensor]]:
+        """(text indices, hidden states [B, L, H], attention mask [B, L]) per batch."""
+        ids = self.tokenize(texts)
+        groups = length_sorted_batches([len(x) for x in ids], batch_size)
+        for group in progress(groups, len(groups), len(texts), self.progress, desc):
+            input_ids, mask = pad_batch([ids[i] for i in group], self.tokenizer.pad_token_id)
+            out: Any = self.model(input_ids=input_ids, attention_mask=mask)
+            yield group, out.last_hidden_state, mask

@@ -1,0 +1,212 @@
+"""`lsr`: index, serve, search and evaluate, through the same store and pipeline as the API.
+
+    lsr index <folder|file> --collection NAME [--data-dir DIR] [--format jsonl|parquet|beir]
+    lsr serve [--data-dir DIR] [--host 127.0.0.1] [--port 8000]
+    lsr search "query" --collection NAME [--mode hybrid] [--k 10] [--rerank]
+    lsr eval <beir-folder> [--mode hybrid] [--rerank] [--fusion rrf|convex] [--alpha 0.5]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def _settings(args):
+    from .settings import Settings
+    kw = {"data_dir": args.data_dir} if getattr(args, "data_dir", None) else {}
+    return Settings(**kw)
+
+
+def _store(settings):
+    from .store import Store
+    if settings.models_dir is not None:
+        os.environ["LSR_MODELS_DIR"] = str(settings.models_dir)
+    return Store(settings.data_dir, batch_size=settings.encode_batch_size)
+
+
+def _ensure_collection(store, name: str, args) -> None:
+    from .errors import NotFound
+    try:
+        store.get(name)
+    except NotFound:
+        s = _settings(args)
+        store.create(name, None if args.no_sparse else s.sparse_encoder,
+                     None if args.no_dense else s.dense_encoder,
+                     None if args.no_dense else s.multivector_encoder, bm25=not args.no_bm25)
+
+
+def _index_sources(source: Path, fmt: str | None) -> list[tuple[Path, str]]:
+    """A file, a BEIR folder, or a folder of JSONL / Parquet files (indexed in name order)."""
+    from . import sources
+    if source.is_dir() and fmt is None and not (source / "corpus.jsonl").is_file():
+        files = sorted(p for p in source.iterdir() if p.suffix.lower() in (".jsonl", ".parquet", ".pq"))
+        if not files:
+            raise ValueError(f"{source} has no corpus.jsonl and no .jsonl / .parquet files")
+        return [sources.resolve(str(p), None) for p in files]
+    return [sources.resolve(str(source), fmt)]
+
+
+def cmd_index(args) -> int:
+    from . import sources
+    from .indexing import index_records
+    store = _store(_settings(args))
+    try:
+        todo = _index_sources(args.source, args.format)
+        _ensure_collection(store, args.collection, args)
+        n = 0
+        for path, fmt in todo:
+            n += index_records(store, args.collection, sources.read(path, fmt), sources.count(path, fmt),
+                               chunk=args.chunk, progress=not args.no_progress)
+        print(f"indexed {n} documents into {args.collection!r} ({store.stats(args.collection)['documents']} in total)")
+    finally:
+        store.close()
+    return 0
+
+
+def cmd_serve(args) -> int:
+    import uvicorn
+
+    from .app import create_app
+    s = _settings(args)
+    s.host, s.port = args.host or s.host, args.port or s.port
+    app = create_app(s, preload=args.preload)
+    print(f"serving {s.data_dir} on http://{s.host}:{s.port} (docs: http://{s.host}:{s.port}/docs)")
+    uvicorn.run(app, host=s.host, port=s.port, log_level="info")
+    return 0
+
+
+def _search_request(args, query: str):
+    from .schemas import FusionSpec, RerankSpec, SearchRequest
+    fusion = FusionSpec(method=args.fusion, alpha=args.alpha) if args.fusion else None
+    rerank = RerankSpec(kappa=args.kappa, alpha=args.rerank_alpha, beta=args.rerank_beta) if args.rerank else None
+    return SearchRequest(query=query, k=args.k, mode=args.mode, fusion=fusion, rerank=rerank)
+
+
+def cmd_search(args) -> int:
+    from .pipeline import SearchPipeline
+    s = _settings(args)
+    store = _store(s)
+    try:
+        res = SearchPipeline(store, s.max_k).search(args.collection, _search_request(args, args.query))
+    finally:
+        store.close()
+    if args.json:
+        print(res.model_dump_json(indent=2))
+    else:
+        for i, r in enumerate(res.results, 1):
+            print(f"{i:2d}. {r.score:9.4f}  {r.id}  {(r.text or '')[:100]}")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from encoders.beir import BeirDataset
+    from encoders.metrics import evaluate
+
+    from .indexing import index_records
+    from .pipeline import SearchPipeline
+    ds = BeirDataset.load(args.folder, args.split)
+    s = _settings(args)
+    store = _store(s)
+    name = args.collection or f"beir-{ds.name}"[:64]
+    try:
+        _ensure_collection(store, name, args)
+        if store.stats(name)["documents"] != len(ds.doc_ids):  # index once, reuse afterwards
+            index_records(store, name, ((i, t, None) for i, t in zip(ds.doc_ids, ds.doc_texts)),
+                          len(ds.doc_ids), progress=not args.no_progress)
+        pipe = SearchPipeline(store, s.max_k)
+        run, t0 = {}, time.perf_counter()
+        for qid, text in zip(ds.query_ids, ds.query_texts):
+            res = pipe.search(name, _search_request(args, text or " "))
+            run[qid] = {r.id: float(len(res.results) - i) for i, r in enumerate(res.results)}
+        elapsed = time.perf_counter() - t0
+    finally:
+        store.close()
+    metrics = evaluate(run, ds.qrels, 10, args.k)
+    for m, v in metrics.items():
+        print(f"{m} {v:.4f}")
+    print(f"{len(run)} queries in {elapsed:.1f} s ({len(run) / elapsed:.1f} q/s)", file=sys.stderr)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"dataset": ds.name, "mode": args.mode, "rerank": args.rerank,
+                                               "fusion": args.fusion, **metrics}, indent=2) + "\n")
+    return 0
+
+
+def _search_options(p) -> None:
+    p.add_argument("--mode", choices=["sparse", "bm25", "dense", "hybrid"], default="hybrid")
+    p.add_argument("--k", type=int, default=10)
+    p.add_argument("--fusion", choices=["rrf", "convex"])
+    p.add_argument("--alpha", type=float, default=0.5, help="convex fusion: weight of the dense list")
+    p.add_argument("--rerank", action="store_true", help="multivector MaxSim rerank")
+    p.add_argument("--kappa", type=int, default=50)
+    p.add_argument("--rerank-alpha", type=float, default=0.0)
+    p.add_argument("--rerank-beta", type=int, default=None)
+
+
+def _encoder_options(p) -> None:
+    p.add_argument("--no-sparse", action="store_true", help="new collection without SPLADE")
+    p.add_argument("--no-dense", action="store_true", help="new collection without dense/multivector")
+    p.add_argument("--no-bm25", action="store_true", help="new collection without BM25")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="lsr", description="lsr-search: learned sparse retrieval service")
+    sub = ap.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("index", help="index a JSONL / Parquet file or a BEIR folder")
+    p.add_argument("source", type=Path)
+    p.add_argument("--collection", required=True)
+    p.add_argument("--data-dir", type=Path)
+    p.add_argument("--format", choices=["jsonl", "parquet", "beir"])
+    p.add_argument("--chunk", type=int, default=64)
+    p.add_argument("--no-progress", action="store_true")
+    _encoder_options(p)
+    p.set_defaults(func=cmd_index)
+    p = sub.add_parser("serve", help="serve every collection under the data dir")
+    p.add_argument("--data-dir", type=Path)
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
+    p.add_argument("--preload", action="store_true", help="load the default models before /readyz")
+    p.set_defaults(func=cmd_serve)
+    p = sub.add_parser("search", help="search a collection")
+    p.add_argument("query")
+    p.add_argument("--collection", required=True)
+    p.add_argument("--data-dir", type=Path)
+    p.add_argument("--json", action="store_true")
+    _search_options(p)
+    p.set_defaults(func=cmd_search)
+    p = sub.add_parser("eval", help="nDCG@10 / recall of the full pipeline on a BEIR folder")
+    p.add_argument("folder", type=Path)
+    p.add_argument("--split", default="test")
+    p.add_argument("--collection", help="default: beir-<folder name>")
+    p.add_argument("--data-dir", type=Path)
+    p.add_argument("--json", type=Path)
+    p.add_argument("--no-progress", action="store_true")
+    _search_options(p)
+    _encoder_options(p)
+    p.set_defaults(func=cmd_eval, k=100)  # deep enough for R@100
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "k", 10) < 1:
+        print("lsr: --k must be >= 1", file=sys.stderr)
+        return 2
+    from .errors import ServiceError
+    try:
+        return args.func(args)
+    except ServiceError as exc:
+        print(f"lsr: {exc.message}", file=sys.stderr)
+        return 1
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"lsr: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,71 @@
+"""BM25 over a growing collection, as sparse vectors through the same index as SPLADE.
+
+encoders.bm25.BM25Encoder fits a vocabulary on a fixed corpus; a collection grows with every
+upsert, so here terms are hashed into a fixed space (``DIM`` ids) with a stable hash. The
+document side stores the saturated term frequency ``tf / (tf + k1 * (1 - b + b * |d| / avgdl))``
+(avgdl as of indexing time); the query side carries ``idf(t) * count(t)`` computed at query
+time from the collection's live document frequencies (Collection.term_stats), so IDF is always
+current and the dot product is the BM25 score. Tokenisation is bm25s's (encoders.bm25.Tokenizer).
+"""
+from __future__ import annotations
+
+import zlib
+from collections import Counter
+
+import numpy as np
+import scipy.sparse as sp
+
+from encoders.base import csr_from_rows
+from encoders.bm25 import Tokenizer
+
+DIM = 1 << 18  # collisions stay rare for vocabularies of a few tens of thousands of words
+K1, B = 1.5, 0.75
+
+_tokenize = Tokenizer()
+
+
+def term_id(token: str) -> int:
+    return zlib.crc32(token.encode("utf-8")) % DIM
+
+
+def counts(text: str) -> tuple[Counter, int]:
+    tokens = _tokenize(text or "")
+    return Counter(term_id(t) for t in tokens), len(tokens)
+
+
+def token_terms(text: str) -> dict[int, str]:
+    """Term id -> token, to explain a BM25 score in words."""
+    return {term_id(t): t for t in _tokenize(text or "")}
+
+
+def encode_documents(texts: list[str], avgdl: float | None = None) -> tuple[sp.csr_matrix, np.ndarray]:
+    """(saturated-tf CSR, token lengths); avgdl defaults to this batch's mean length."""
+    parsed = [counts(t) for t in texts]
+    lengths = np.array([n for _, n in parsed], dtype=np.int64)
+    if avgdl is None or avgdl <= 0:
+        avgdl = float(lengths.mean()) if len(lengths) and lengths.mean() > 0 else 1.0
+    rows = []
+    for c, n in parsed:
+        ids = np.fromiter(c.keys(), dtype=np.int32, count=len(c))
+        tf = np.fromiter(c.values(), dtype=np.float64, count=len(c))
+        norm = K1 * (1.0 - B + B * n / avgdl)
+        rows.append((ids, (tf / (tf + norm)).astype(np.float32)))
+    return csr_from_rows(rows, DIM), lengths
+
+
+def idf(df: np.ndarray, n_docs: int) -> np.ndarray:
+    """Lucene's idf, never negative."""
+    return np.log1p((n_docs - df + 0.5) / (df + 0.5))
+
+
+def encode_query(text: str, df: np.ndarray, n_docs: int) -> tuple[np.ndarray, np.ndarray]:
+    """(term ids, weights) of a query against the current statistics; unseen terms dropped."""
+    c, _ = counts(text)
+    if not c:
+        return np.empty(0, np.int32), np.empty(0, np.float32)
+    ids = np.array(sorted(c), dtype=np.int32)
+    d = df[ids]
+    seen = d > 0
+    ids, d = ids[seen], d[seen]
+    w = idf(d.astype(np.float64), n_docs) * np.array([c[i] for i in ids], dtype=np.float64)
+    return ids, w.astype(np.float32)

@@ -1,0 +1,85 @@
+"""ASGI middleware: request body size limit (413) and Prometheus request metrics."""
+from __future__ import annotations
+
+import json
+import time
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+
+def _send_json(status: int, body: dict):
+    payload = json.dumps(body).encode()
+
+    async def send_it(send):
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", b"application/json"),
+                                (b"content-length", str(len(payload)).encode())]})
+        await send({"type": "http.response.body", "body": payload})
+    return send_it
+
+
+class BodyLimit:
+    """Reject bodies over ``max_bytes`` before the app parses them, by header or by count."""
+
+    def __init__(self, app, max_bytes: int):
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        too_big = _send_json(413, {"detail": f"request body exceeds {self.max_bytes} bytes"})
+        for name, value in scope.get("headers", []):
+            if name == b"content-length":
+                try:
+                    if int(value) > self.max_bytes:
+                        return await too_big(send)
+                except ValueError:
+                    return await _send_json(400, {"detail": "invalid Content-Length"})(send)
+        # Chunked or lying clients: buffer up to the limit, then replay to the app.
+        chunks, size = [], 0
+        while True:
+            msg = await receive()
+            if msg["type"] == "http.disconnect":
+                return
+            body = msg.get("body", b"")
+            size += len(body)
+            if size > self.max_bytes:
+                return await too_big(send)
+            chunks.append(body)
+            if not msg.get("more_body"):
+                break
+        replay = [{"type": "http.request", "body": b"".join(chunks), "more_body": False}]
+
+        async def receive_again():
+            return replay.pop() if replay else await receive()
+        await self.app(scope, receive_again, send)
+
+
+class Metrics:
+    """Counts and times requests per route template (not per raw path: ids stay out of labels)."""
+
+    def __init__(self, app, registry: CollectorRegistry):
+        self.app = app
+        self.requests = Counter("lsr_requests_total", "HTTP requests", ["method", "route", "status"],
+                                registry=registry)
+        self.latency = Histogram("lsr_request_seconds", "request latency", ["method", "route"],
+                                 registry=registry,
+                                 buckets=(.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10))
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        status = {"code": 500}
+
+        async def send_wrapper(msg):
+            if msg["type"] == "http.response.start":
+                status["code"] = msg["status"]
+            await send(msg)
+        t0 = time.perf_counter()
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            route = scope.get("route")
+            path = getattr(route, "path", None) or "unmatched"
+            self.requests.labels(scope["method"], path, str(status["code"])).inc()
+            self.latency.labels(scope["method"], path).observe(time.perf_counter() - t0)

@@ -1,0 +1,227 @@
+"""The one search pipeline, shared by the REST routes and the CLI:
+
+    query -> encoders -> collection search per list (sparse / bm25 / dense)
+          -> optional PRF (interpolated before and after) -> fusion (RRF / convex)
+          -> optional MaxSim rerank (alpha / beta pruning) -> page -> text, metadata, explanation
+
+Pagination: every list is retrieved to a depth that depends only on which depth window the page
+falls in (``depth x ceil((offset + k) / depth)``), not on the offset itself, and every ranking
+breaks ties by id, so consecutive pages of one window are slices of one ranking.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+
+from indexer import Collection, Hit
+
+from . import fusion, lexical, prf
+from .errors import BadRequest
+from .rerank import maxsim_rerank
+from .schemas import SearchRequest, SearchResponse, SearchResult
+from .store import EncoderSet, Store
+
+# Seismic search knobs for service queries: SPLADE queries have tens of terms; keeping the 32
+# heaviest and a heap factor of 0.8 stays close to exact on collections of this size.
+QUERY_CUT = 32
+HEAP_FACTOR = 0.8
+EXPLAIN_TERMS = 20
+
+
+@dataclass
+class QueryVectors:
+    sparse: tuple[np.ndarray, np.ndarray] | None = None
+    bm25: tuple[np.ndarray, np.ndarray] | None = None
+    dense: np.ndarray | None = None
+
+
+class TokenCache:
+    """LRU of document token vectors for reranking, keyed by collection, id and text hash."""
+
+    def __init__(self, size: int = 4096):
+        self.size = size
+        self._items: OrderedDict[tuple, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get_many(self, keys: list[tuple], texts: list[str], encode) -> list[np.ndarray]:
+        with self._lock:
+            found = {k: self._items[k] for k in keys if k in self._items}
+            for k in found:
+                self._items.move_to_end(k)
+        missing = [i for i, k in enumerate(keys) if k not in found]
+        if missing:
+            vecs = encode([texts[i] for i in missing])
+            with self._lock:
+                for i, v in zip(missing, vecs):
+                    found[keys[i]] = v
+                    self._items[keys[i]] = v
+                while len(self._items) > self.size:
+                    self._items.popitem(last=False)
+        return [found[k] for k in keys]
+
+
+def _text_key(text: str | None) -> str:
+    return hashlib.blake2b((text or "").encode("utf-8"), digest_size=8).hexdigest()
+
+
+class SearchPipeline:
+    def __init__(self, store: Store, max_k: int = 1000, token_cache: TokenCache | None = None):
+        self.store = store
+        self.max_k = max_k
+        self.tokens = token_cache or TokenCache()
+
+    # ---------------------------------------------------------------- entry point
+    def search(self, name: str, req: SearchRequest) -> SearchResponse:
+        page_end = req.offset + req.k
+        if page_end > self.max_k:
+            raise BadRequest(f"offset + k = {page_end} exceeds the limit of {self.max_k}")
+        coll = self.store.get(name)
+        enc = self.store.encoder_set(coll)
+        names = self._lists_for(req.mode, enc)
+        if req.rerank is not None and enc.multivector is None:
+            raise BadRequest(f"collection {name!r} has no multivector encoder to rerank with")
+        window = max(req.depth, req.rerank.kappa if req.rerank else 0)
+        depth = window * math.ceil(page_end / window)
+        qv = self._encode_query(req.query, names, enc, coll)
+        hits: dict[str, Hit] = {}
+        lists = {n: self._retrieve(coll, n, qv, depth, req.filter, hits) for n in names}
+        if req.prf is not None:
+            lists = {n: self._feedback(coll, n, qv, lst, depth, req, hits) for n, lst in lists.items()}
+        fused = self._fuse(lists, req)
+        reranked, stats = 0, None
+        if req.rerank is not None:
+            fused, reranked, stats = self._rerank(coll, enc, req, fused, hits)
+        page = fused[req.offset:page_end]
+        results = []
+        for doc_id, score in page:
+            h = hits[doc_id]
+            expl = self._explain(coll, enc, qv, lists, doc_id, req.query) if req.explain else None
+            results.append(SearchResult(id=doc_id, score=score, text=h.text, metadata=h.metadata,
+                                        explanation=expl))
+        return SearchResponse(results=results, mode=req.mode, offset=req.offset, k=req.k,
+                              candidates=len(fused), reranked=reranked, rerank_stats=stats)
+
+    # ---------------------------------------------------------------- stages
+    @staticmethod
+    def _lists_for(mode: str, enc: EncoderSet) -> list[str]:
+        available = enc.fields
+        if mode == "hybrid":
+            return available
+        if mode not in available:
+            raise BadRequest(f"mode {mode!r} needs a {mode} field; this collection has {available}")
+        return [mode]
+
+    @staticmethod
+    def _encode_query(query: str, names: list[str], enc: EncoderSet, coll: Collection) -> QueryVectors:
+        qv = QueryVectors()
+        if "sparse" in names:
+            row = enc.sparse.encode_queries([query])
+            qv.sparse = (row.indices.astype(np.int32), row.data.astype(np.float32))
+        if "bm25" in names:
+            stats = coll.term_stats("bm25")
+            qv.bm25 = lexical.encode_query(query, stats.df, stats.n_docs)
+        if "dense" in names:
+            qv.dense = enc.dense.encode_queries([query])[0]
+        return qv
+
+    def _search_field(self, coll: Collection, field: str, query, k: int, flt) -> list[Hit]:
+        try:
+            if field == "dense":
+                return coll.search_dense(query, k=k, field="dense", filter=flt)
+            ids, vals = query
+            if len(ids) == 0:
+                return []
+            cut = len(ids) if field == "bm25" else min(QUERY_CUT, len(ids))
+            return coll.search(ids, vals, k=k, field=field, filter=flt, query_cut=cut,
+                               heap_factor=HEAP_FACTOR)
+        except (TypeError, ValueError) as exc:
+            raise BadRequest(str(exc)) from None
+
+    def _retrieve(self, coll, field, qv: QueryVectors, depth, flt, hits) -> list[tuple[str, float]]:
+        found = self._search_field(coll, field, getattr(qv, field), depth, flt)
+        for h in found:
+            hits.setdefault(h.id, h)
+        return [(h.id, h.score) for h in found]
+
+    def _feedback(self, coll, field, qv: QueryVectors, ranked, depth, req: SearchRequest, hits):
+        spec = req.prf
+        top = [coll.get(d) for d, _ in ranked[:spec.docs]]
+        vecs = [doc.vectors[field] for doc in top if doc is not None]
+        if not vecs:
+            return ranked
+        if field == "dense":
+            q = prf.rocchio_dense(qv.dense, vecs, spec.query_weight)
+        else:
+            ids, vals = getattr(qv, field)
+            q = prf.rocchio_sparse(ids, vals, vecs, coll.config.fields[field].dim,
+                                   spec.query_weight, spec.terms)
+        found = self._search_field(coll, field, q, depth, req.filter)
+        for h in found:
+            hits.setdefault(h.id, h)
+        mixed = prf.interpolate(ranked, [(h.id, h.score) for h in found], spec.score_weight)
+        return mixed[:depth]
+
+    @staticmethod
+    def _fuse(lists: dict, req: SearchRequest) -> list[tuple[str, float]]:
+        if len(lists) == 1:
+            return list(next(iter(lists.values())))
+        spec = req.fusion
+        if spec is None or spec.method == "rrf":
+            k = 60.0 if spec is None else spec.k
+            return fusion.rrf(lists, k, spec.weights if spec is not None else None)
+        weights = spec.weights or fusion.hybrid_weights(list(lists), spec.alpha)
+        try:
+            return fusion.convex(lists, weights, spec.normalization)
+        except ValueError as exc:
+            raise BadRequest(f"fusion: {exc}") from None
+
+    def _rerank(self, coll, enc: EncoderSet, req: SearchRequest, fused, hits):
+        spec = req.rerank
+        head = fused[:spec.kappa]
+        mv = enc.multivector
+        q_tokens = mv.encode_queries([req.query])[0]
+
+        def doc_tokens(ids: list[str]) -> list[np.ndarray]:
+            texts = [hits[d].text or "" for d in ids]
+            keys = [(coll.name, d, _text_key(t)) for d, t in zip(ids, texts)]
+            return self.tokens.get_many(keys, texts, lambda ts: mv.encode_documents(ts, batch_size=16))
+
+        scored, stats = maxsim_rerank(head, q_tokens, doc_tokens, spec.top or req.offset + req.k,
+                                      spec.alpha, spec.beta)
+        done = {d for d, _ in scored}
+        rest = [(d, s) for d, s in fused if d not in done]
+        return scored + rest, len(scored), {"candidates": stats.candidates, "pruned": stats.pruned,
+                                            "scored": stats.scored}
+
+    def _explain(self, coll, enc: EncoderSet, qv: QueryVectors, lists, doc_id, query) -> dict:
+        out: dict = {"scores": {n: s for n, lst in lists.items() for d, s in lst if d == doc_id}}
+        doc = coll.get(doc_id)
+        if doc is None:
+            return out
+        if qv.sparse is not None:
+            out["sparse"] = _term_contributions(qv.sparse, doc.vectors["sparse"],
+                                                lambda ids: enc.sparse.tokenizer.convert_ids_to_tokens(ids))
+        if qv.bm25 is not None:
+            words = lexical.token_terms(query)
+            out["bm25"] = _term_contributions(qv.bm25, doc.vectors["bm25"],
+                                              lambda ids: [words.get(i, str(i)) for i in ids])
+        return out
+
+
+def _term_contributions(query, doc_row, names) -> dict:
+    """Per shared term: query weight x document weight, largest first; they sum to the score."""
+    q_ids, q_vals = query
+    d = doc_row.tocsr() if hasattr(doc_row, "tocsr") else doc_row
+    d_ids, d_vals = np.asarray(d.indices), np.asarray(d.data, np.float64)
+    common, qi, di = np.intersect1d(q_ids, d_ids, assume_unique=True, return_indices=True)
+    contrib = q_vals[qi].astype(np.float64) * d_vals[di]
+    order = np.argsort(-contrib, kind="stable")[:EXPLAIN_TERMS]
+    terms = names([int(common[i]) for i in order])
+    return {"score": float(contrib.sum()),
+            "terms": [{"term": t, "query_weight": float(q_vals[qi[i]]), "doc_weight": float(d_vals[di[i]]),
+                       "contribution": float(contrib[i])} for t, i in zip(terms, order)]}

@@ -1,0 +1,47 @@
+"""Service configuration: environment variables prefixed ``LSR_`` (or a ``.env`` file)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _keys(raw: str) -> frozenset[str]:
+    return frozenset(k.strip() for k in raw.split(",") if k.strip())
+
+
+class Settings(BaseSettings):
+    """Every knob of the service; see service/README.md for the table."""
+
+    model_config = SettingsConfigDict(env_prefix="LSR_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Field(Path("data/collections"), description="where collections and job state live")
+    api_keys: str = Field("", description="comma-separated admin keys (read and write)")
+    read_keys: str = Field("", description="comma-separated read-only keys")
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_body_bytes: int = Field(16 * 1024 * 1024, ge=1, description="larger request bodies get 413")
+    max_batch_docs: int = Field(1000, ge=1, description="documents per upsert request")
+    max_batch_texts: int = Field(256, ge=1, description="texts per /encode or /v1/embeddings request")
+    max_k: int = Field(1000, ge=1, description="largest k + offset a search may ask for")
+    models_dir: Path | None = Field(None, description="model cache (sets LSR_MODELS_DIR for encoders)")
+    sparse_encoder: str = "splade-tiny"
+    dense_encoder: str = "all-MiniLM-L6-v2"
+    multivector_encoder: str = "all-MiniLM-L6-v2"
+    encode_batch_size: int = Field(32, ge=1)
+    torch_threads: int | None = Field(None, ge=1, description="intra-op threads per encoder call "
+                                      "(default: torch's; 1 suits many concurrent requests)")
+    job_chunk_docs: int = Field(64, ge=1, description="documents encoded and committed per job step")
+
+    @property
+    def admin_key_set(self) -> frozenset[str]:
+        return _keys(self.api_keys)
+
+    @property
+    def read_key_set(self) -> frozenset[str]:
+        return _keys(self.read_keys)
+
+    @property
+    def auth_enabled(self) -> bool:
+        return bool(self.admin_key_set or self.read_key_set)

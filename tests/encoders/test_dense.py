@@ -1,0 +1,104 @@
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from encoders.base import DenseEncoder as DenseProtocol
+from encoders.dense import DenseEncoder, mean_pool
+from encoders.multivector import MultiVectorEncoder, maxsim, maxsim_scores
+
+
+@pytest.fixture(scope="module")
+def dense(minilm_path):
+    return DenseEncoder("all-MiniLM-L6-v2", progress=False)
+
+
+@pytest.fixture(scope="module")
+def multi(minilm_path):
+    return MultiVectorEncoder("all-MiniLM-L6-v2", progress=False)
+
+
+def test_mean_pool_ignores_padding():
+    states = torch.tensor([[[1.0, 2.0], [3.0, 4.0], [100.0, 100.0]]])
+    assert torch.equal(mean_pool(states, torch.tensor([[1, 1, 0]])), torch.tensor([[2.0, 3.0]]))
+
+
+def test_dense_shape_norm_and_max_length(dense, scifact_texts):
+    assert isinstance(dense, DenseProtocol) and dense.dim == 384
+    assert dense.backbone.max_length == 256  # sentence-transformers' setting for MiniLM
+    emb = dense.encode_documents(scifact_texts[:6])
+    assert emb.dtype == np.float32 and emb.shape == (6, 384)
+    assert np.allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
+
+
+def test_dense_is_independent_of_batch_padding(dense, scifact_texts):
+    short = "Vitamin D deficiency and bone density."
+    alone = dense.encode_queries([short])
+    with_long = dense.encode_documents([scifact_texts[0], short], batch_size=2)
+    assert np.allclose(alone[0], with_long[1], atol=1e-5)
+    assert np.array_equal(dense.encode_queries([short]), alone)  # deterministic
+
+
+def test_dense_similarity_is_meaningful(dense):
+    q, related, unrelated = dense.encode_queries([
+        "A man is eating food.", "A man is eating a piece of bread.", "The galaxy is far away."])
+    assert q @ related > 0.6 > q @ unrelated
+
+
+def test_dense_input_errors_and_long_text(dense):
+    with pytest.raises(ValueError):
+        dense.encode_documents([])
+    with pytest.raises(TypeError, match=r"texts\[1\]"):
+        dense.encode_documents(["a", 1.5])
+    long_a, long_b = "cells " * 300 + "alpha", "cells " * 300 + "omega"  # differ after 256 tokens
+    a, b = dense.encode_documents([long_a, long_b])
+    assert np.allclose(a, b, atol=1e-6)
+
+
+def test_maxsim_hand_computed():
+    q = np.array([[1.0, 0.0], [0.0, 1.0]])
+    d = np.array([[0.6, 0.8], [1.0, 0.0]])
+    # q0: max(0.6, 1.0) = 1.0; q1: max(0.8, 0.0) = 0.8
+    assert maxsim(q, d) == pytest.approx(1.8)
+    assert maxsim(q, np.empty((0, 2))) == 0.0
+    assert maxsim_scores(q, [d, d[:1]]).tolist() == pytest.approx([1.8, 1.4])
+
+
+def test_multivector_tokens_and_maxsim(multi):
+    texts = ["stem cells in bone marrow", "stem cell transplantation", "galaxy formation"]
+    toks = multi.encode_documents(texts)
+    n_tokens = [len(multi.backbone.tokenizer(t)["input_ids"]) for t in texts]
+    assert [t.shape for t in toks] == [(n, 384) for n in n_tokens]
+    assert all(np.allclose(np.linalg.norm(t, axis=1), 1.0, atol=1e-5) for t in toks)
+    assert maxsim(toks[0], toks[0]) == pytest.approx(len(toks[0]), rel=1e-5)
+    q = multi.encode_queries(["bone marrow stem cells"])[0]
+    scores = maxsim_scores(q, toks)
+    assert scores[0] > scores[1] > scores[2]
+
+
+def test_projection_from_file_and_from_colbert_style_folder(tmp_path, minilm_path):
+    torch.manual_seed(0)
+    w = torch.randn(16, 384)
+    save_file({"weight": w}, str(tmp_path / "proj.safetensors"))
+    enc = MultiVectorEncoder(str(minilm_path), projection=tmp_path / "proj.safetensors", progress=False)
+    (t,) = enc.encode_documents(["stem cells"])
+    raw = MultiVectorEncoder(str(minilm_path), progress=False).backbone
+    with torch.inference_mode():
+        b = raw.tokenizer(["stem cells"], return_tensors="pt")
+        ref = torch.nn.functional.normalize(raw.model(**b).last_hidden_state[0] @ w.T, dim=-1)
+    assert enc.dim == 16 and np.allclose(t, ref.numpy(), atol=1e-5)
+
+    # A sentence-transformers / PyLate layout: the model folder plus 1_Dense/.
+    model_dir = tmp_path / "colbert-like"
+    model_dir.mkdir()
+    for f in minilm_path.iterdir():
+        (model_dir / f.name).symlink_to(f)
+    (model_dir / "1_Dense").mkdir()
+    save_file({"linear.weight": w}, str(model_dir / "1_Dense" / "model.safetensors"))
+    folder_enc = MultiVectorEncoder(str(model_dir), progress=False)
+    assert folder_enc.dim == 16
+    assert np.allclose(folder_enc.encode_documents(["stem cells"])[0], t, atol=1e-6)
+
+    save_file({"weight": torch.randn(8, 100)}, str(tmp_path / "bad.safetensors"))
+    with pytest.raises(ValueError, match="projection"):
+        MultiVectorEncoder(str(minilm_path), projection=tmp_path / "bad.safetensors")

@@ -1,0 +1,137 @@
+import numpy as np
+import pytest
+import torch
+from transformers import AutoModelForMaskedLM
+
+from encoders.base import SparseEncoder, validate_csr
+from encoders.batching import token_ids
+from encoders.models import load_model, load_tokenizer
+from encoders.profiling import measure_peak
+from encoders.sparse_head import max_pool, naive_splade
+from encoders.splade import SpladeEncoder
+
+
+@pytest.fixture(scope="module")
+def splade(splade_tiny_path):
+    return SpladeEncoder("splade-tiny", progress=False)
+
+
+@pytest.fixture(scope="module")
+def naive_model(splade_tiny_path):
+    return load_model("splade-tiny", AutoModelForMaskedLM), load_tokenizer("splade-tiny")
+
+
+def _naive(naive_model, texts):
+    model, tok = naive_model
+    b = tok(texts, padding=True, truncation=True, max_length=512, return_tensors="pt")
+    with torch.inference_mode():
+        return naive_splade(model(**b).logits, b["attention_mask"])
+
+
+def test_chunked_pooling_equals_naive_full_logits(splade, naive_model, scifact_texts):
+    texts = scifact_texts[:6] + ["short query", "a"]  # mixed lengths: real padding
+    ref = _naive(naive_model, texts)
+    ids = splade._tokenize(texts, 512)
+    for chunk in (61, 1024):  # 61 makes chunks straddle text boundaries
+        splade.chunk_tokens = chunk
+        got = splade.weights(ids)
+        assert torch.allclose(got, ref, atol=1e-5, rtol=0), (got - ref).abs().max()
+    splade.chunk_tokens = 1024
+    csr = splade.encode_documents(texts)
+    assert np.allclose(csr.toarray(), ref.numpy(), atol=1e-5)
+
+
+def test_max_pool_handles_empty_segments():
+    torch.manual_seed(0)
+    w, states = torch.randn(50, 4), torch.randn(5, 4)
+    out = max_pool(states, [2, 0, 3], w, torch.zeros(50), chunk_tokens=2)
+    ref0 = torch.log1p(torch.relu((states[:2] @ w.T).amax(0)))
+    assert torch.allclose(out[0], ref0) and torch.all(out[1] == 0)
+
+
+def test_chunked_pooling_uses_far_less_memory_than_naive(splade, naive_model, scifact_texts):
+    texts = scifact_texts[:16]
+    ids = splade._tokenize(texts, 512)
+    ref, naive_mb = measure_peak(lambda: _naive(naive_model, texts))
+    got, chunked_mb = measure_peak(lambda: splade.weights(ids))
+    n_tokens = sum(map(len, ids))
+    print(f"peak RSS rise, {len(texts)} docs / {n_tokens} tokens: naive {naive_mb:.0f} MiB, "
+          f"chunked {chunked_mb:.0f} MiB")
+    assert torch.allclose(got, ref, atol=1e-5)
+    # The naive path holds at least one batch x seq x vocab float32 tensor.
+    assert naive_mb > n_tokens * splade.dim * 4 / 2**20
+    assert chunked_mb < naive_mb / 3
+
+
+def test_output_is_canonical_csr_and_protocol(splade, scifact_texts):
+    assert isinstance(splade, SparseEncoder) and splade.dim == 30522
+    m = splade.encode_documents(scifact_texts[:5])
+    validate_csr(m, dim=30522, n_rows=5)
+    assert np.all(m.data > 0) and np.all(m.getnnz(axis=1) > 20)
+
+
+def test_input_errors(splade):
+    with pytest.raises(ValueError):
+        splade.encode_documents([])
+    with pytest.raises(TypeError, match=r"texts\[1\]"):
+        splade.encode_queries(["ok", None])
+    with pytest.raises(ValueError, match="batch_size"):
+        splade.encode_documents(["x"], batch_size=0)
+
+
+def test_empty_text_gives_empty_row_without_disturbing_others(splade):
+    texts = ["sparse retrieval", "", "   ", "protein folding"]
+    m = splade.encode_queries(texts)
+    assert m.getnnz(axis=1).tolist()[1:3] == [0, 0]
+    alone = splade.encode_queries(["sparse retrieval", "protein folding"])
+    assert np.allclose(m[[0, 3]].toarray(), alone.toarray(), atol=1e-6)
+
+
+def test_long_text_truncated_to_model_max_length(splade):
+    base = " ".join(f"word{i} protein" for i in range(400))  # well over 512 tokens
+    long1, long2 = base + " cancer " * 2000, base + " galaxy " * 3000
+    assert len(splade.tokenizer(long1)["input_ids"]) > 2000
+    m = splade.encode_documents([long1, long2])
+    # Both differ only after token 512, so truncation makes them identical.
+    assert m.nnz > 0 and (m[0] != m[1]).nnz == 0
+
+
+def test_deterministic_and_independent_of_batching_and_order(splade, scifact_texts):
+    texts = scifact_texts[:10]
+    a = splade.encode_documents(texts, batch_size=4)
+    b = splade.encode_documents(texts, batch_size=4)
+    assert (a != b).nnz == 0
+    c = splade.encode_documents(texts[::-1], batch_size=1)[::-1]
+    assert np.allclose(a.toarray(), c.toarray(), atol=1e-5)
+
+
+def test_top_k_pruning_keeps_strongest_terms(splade_tiny_path, splade, scifact_texts):
+    pruned_enc = SpladeEncoder("splade-tiny", top_k_documents=8, top_k_queries=3, progress=False)
+    full = splade.encode_documents(scifact_texts[:4])
+    pruned = pruned_enc.encode_documents(scifact_texts[:4])
+    assert pruned.getnnz(axis=1).tolist() == [8] * 4
+    for i in range(4):
+        top = sorted(full[i].data, reverse=True)[:8]
+        assert np.allclose(sorted(pruned[i].data, reverse=True), top)
+    assert pruned_enc.encode_queries(["learned sparse retrieval models"]).nnz == 3
+
+
+def test_decode_gives_meaningful_terms(splade):
+    m = splade.encode_queries(["what is learned sparse retrieval"])
+    terms = splade.decode(m[0])
+    weights = [w for _, w in terms]
+    assert weights == sorted(weights, reverse=True) and len(terms) == m.nnz
+    assert {"retrieval", "sparse", "learned"} <= {t for t, _ in terms[:5]}
+
+
+def test_progress_bar_is_switchable(splade_tiny_path, capfd):
+    SpladeEncoder("splade-tiny", progress=True).encode_queries(["a b", "c d"], batch_size=1)
+    assert "SPLADE queries" in capfd.readouterr().err
+    SpladeEncoder("splade-tiny", progress=False).encode_queries(["a b", "c d"], batch_size=1)
+    assert "SPLADE" not in capfd.readouterr().err
+
+
+def test_sliced_tokenisation_equals_one_call(splade, scifact_texts):
+    tok = splade.tokenizer
+    assert token_ids(tok, scifact_texts, slice_size=5, truncation=True, max_length=64) == \
+        tok(scifact_texts, truncation=True, max_length=64)["input_ids"]

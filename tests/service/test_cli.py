@@ -1,0 +1,64 @@
+"""The `lsr` CLI: index, search and eval go through the same store and pipeline as the API."""
+import json
+
+from service.cli import main
+from service.demo import curl_example
+
+from .conftest import load_corpus
+
+
+def test_index_then_search(tmp_path, capsys):
+    docs = load_corpus(per_topic=2, topics=6)
+    src = tmp_path / "docs.jsonl"
+    src.write_text("".join(json.dumps(d) + "\n" for d in docs))
+    data = tmp_path / "data"
+    assert main(["index", str(src), "--collection", "c", "--data-dir", str(data), "--no-dense",
+                 "--no-progress"]) == 0
+    assert f"indexed {len(docs)} documents" in capsys.readouterr().out
+    assert main(["search", "baking bread with a starter", "--collection", "c", "--data-dir", str(data),
+                 "--mode", "hybrid", "--k", "2", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["results"][0]["id"] == "cooking-01" and len(res["results"]) == 2
+
+
+def test_eval_on_a_tiny_beir_folder(tmp_path, capsys):
+    beir = tmp_path / "beir"
+    (beir / "qrels").mkdir(parents=True)
+    docs = load_corpus(per_topic=2, topics=5)
+    (beir / "corpus.jsonl").write_text("".join(
+        json.dumps({"_id": d["id"], "title": "", "text": d["text"]}) + "\n" for d in docs))
+    (beir / "queries.jsonl").write_text(
+        json.dumps({"_id": "q1", "text": "wind turbine electricity"}) + "\n"
+        + json.dumps({"_id": "q2", "text": "cooking rice slowly with stock"}) + "\n")
+    (beir / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\tenergy-02\t1\nq2\tcooking-02\t1\n")
+    out = tmp_path / "res.json"
+    assert main(["eval", str(beir), "--data-dir", str(tmp_path / "data"), "--mode", "sparse", "--no-dense",
+                 "--no-progress", "--json", str(out)]) == 0
+    lines = capsys.readouterr().out.split("\n")
+    assert lines[0].startswith("nDCG@10 ")
+    res = json.loads(out.read_text())
+    assert res["nDCG@10"] > 0.5 and res["R@100"] == 1.0
+
+
+def test_cli_errors(tmp_path, capsys):
+    assert main(["search", "x", "--collection", "missing", "--data-dir", str(tmp_path)]) == 1
+    assert "not found" in capsys.readouterr().err
+    assert main(["index", str(tmp_path / "nope.jsonl"), "--collection", "c", "--data-dir", str(tmp_path)]) == 1
+
+
+def test_demo_curl_example_is_valid_shell():
+    cmd = curl_example("127.0.0.1", 8000)
+    assert cmd.startswith("curl -s -X POST http://127.0.0.1:8000/collections/demo/search")
+    body = cmd.split(" -d ", 1)[1].strip("'")
+    assert json.loads(body)["mode"] == "hybrid"
+
+
+def test_index_a_folder_of_files(tmp_path, capsys):
+    docs = load_corpus(per_topic=1, topics=6)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs[:3]))
+    (folder / "b.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs[3:]))
+    assert main(["index", str(folder), "--collection", "f", "--data-dir", str(tmp_path / "data"),
+                 "--no-dense", "--no-progress"]) == 0
+    assert "(6 in total)" in capsys.readouterr().out

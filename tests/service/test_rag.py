@@ -1,0 +1,53 @@
+"""OpenAI-compatible embeddings and /encode term maps."""
+import numpy as np
+import pytest
+
+
+def test_embeddings_openai_shape(client):
+    r = client.post("/v1/embeddings", json={"model": "all-MiniLM-L6-v2", "input": ["hello world", "solar power"]})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["object"] == "list" and body["model"] == "all-MiniLM-L6-v2"
+    assert [d["index"] for d in body["data"]] == [0, 1]
+    assert all(d["object"] == "embedding" and len(d["embedding"]) == 384 for d in body["data"])
+    assert np.linalg.norm(body["data"][0]["embedding"]) == pytest.approx(1.0, abs=1e-4)
+    assert body["usage"]["prompt_tokens"] == body["usage"]["total_tokens"] > 4
+    single = client.post("/v1/embeddings", json={"input": "hello world"}).json()
+    assert single["data"][0]["embedding"] == pytest.approx(body["data"][0]["embedding"], abs=1e-5)
+
+
+def test_embeddings_sparse_extension(client):
+    body = client.post("/v1/embeddings", json={"input": "sparse retrieval", "encoding_format": "sparse"}).json()
+    emb = body["data"][0]["embedding"]
+    assert len(emb["indices"]) == len(emb["values"]) > 0 and all(v > 0 for v in emb["values"])
+
+
+def test_embeddings_errors(client):
+    assert client.post("/v1/embeddings", json={"input": []}).status_code == 400
+    assert client.post("/v1/embeddings", json={"input": [""]}).status_code == 400
+    assert client.post("/v1/embeddings", json={"input": [1, 2]}).status_code == 422
+    r = client.post("/v1/embeddings", json={"input": "x", "model": "text-embedding-3-large"})
+    assert r.status_code == 400 and "text-embedding-3-large" in r.json()["detail"]
+    r = client.post("/v1/embeddings", json={"input": ["x"] * 300})
+    assert r.status_code == 413
+
+
+def test_encode_term_maps(client):
+    body = client.post("/encode", json={"texts": ["what is learned sparse retrieval"], "top_k": 5}).json()
+    terms = body["vectors"][0]
+    assert body["encoder"] == "splade-tiny" and len(terms) == 5
+    assert "retrieval" in terms and list(terms.values()) == sorted(terms.values(), reverse=True)
+    docs = client.post("/encode", json={"texts": ["cats and dogs"], "kind": "documents"}).json()
+    assert docs["vectors"][0]
+    bm = client.post("/encode", json={"texts": ["the cat and the cat"], "encoder": "bm25"}).json()
+    assert bm["vectors"] == [{"cat": 2.0}]  # stopwords dropped, query weight = count
+    assert client.post("/encode", json={"texts": []}).status_code == 422
+    assert client.post("/encode", json={"texts": ["x"], "encoder": "nope"}).status_code == 400
+
+
+def test_lone_surrogates_are_a_400_not_a_500(client):
+    import json
+    for url, body in [("/v1/embeddings", {"input": "bad \ud800"}), ("/encode", {"texts": ["bad \ud800"]}),
+                      ("/collections/demo/search", {"query": "bad \ud800"})]:
+        r = client.post(url, content=json.dumps(body).encode(), headers={"content-type": "application/json"})
+        assert 400 <= r.status_code < 500 and "nicode" in r.json()["detail"], (url, r.text)

@@ -1,0 +1,117 @@
+"""MaxSim rerank with alpha / beta pruning, and PRF interpolation: pure functions and via the API."""
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from encoders.multivector import maxsim
+from service.prf import interpolate, rocchio_dense, rocchio_sparse
+from service.rerank import maxsim_rerank
+
+
+def _unit(rng, n, d=16):
+    x = rng.standard_normal((n, d)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+@pytest.fixture
+def setup():
+    rng = np.random.default_rng(0)
+    docs = {f"d{i}": _unit(rng, 5 + i % 4) for i in range(60)}
+    q = _unit(rng, 4)
+    cands = [(f"d{i}", 100.0 - i) for i in range(60)]  # first-stage order d0, d1, ...
+    calls = []
+
+    def fetch(ids):
+        calls.extend(ids)
+        return [docs[d] for d in ids]
+    return docs, q, cands, fetch, calls
+
+
+def test_no_pruning_equals_exhaustive_maxsim(setup):
+    docs, q, cands, fetch, calls = setup
+    got, stats = maxsim_rerank(cands, q, fetch, k=10, alpha=0.0, beta=None)
+    exhaustive = sorted(((maxsim(q, docs[d]), d) for d, _ in cands), key=lambda x: -x[0])
+    assert [d for d, _ in got] == [d for _, d in exhaustive]
+    assert stats.scored == 60 and stats.pruned == 0 and len(calls) == 60
+
+
+def test_alpha_prunes_low_first_stage_scores(setup):
+    docs, q, cands, fetch, calls = setup
+    got, stats = maxsim_rerank(cands, q, fetch, k=10, alpha=0.7)
+    assert stats.pruned == sum(1 for _, s in cands if s < 70.0)
+    assert stats.scored == 60 - stats.pruned and set(calls) == {d for d, s in cands if s >= 70.0}
+
+
+def test_beta_early_exit_reduces_work(setup):
+    docs, q, cands, fetch, calls = setup
+    full, _ = maxsim_rerank(cands, q, lambda ids: [docs[d] for d in ids], k=5)
+    got, stats = maxsim_rerank(cands, q, fetch, k=5, beta=3)
+    assert stats.scored < 60 and len(calls) == stats.scored
+    # every document that was scored keeps its exact MaxSim
+    assert all(s == pytest.approx(maxsim(q, docs[d])) for d, s in got)
+    # the early exit fired right after beta consecutive misses
+    top = []
+    misses = 0
+    for d, _ in cands[:stats.scored]:
+        s = maxsim(q, docs[d])
+        if len(top) < 5 or s > min(top):
+            top = sorted(top + [s], reverse=True)[:5]
+            misses = 0
+        else:
+            misses += 1
+    assert misses == 3
+
+
+def test_rerank_rejects_bad_parameters(setup):
+    _, q, cands, fetch, _ = setup
+    with pytest.raises(ValueError):
+        maxsim_rerank(cands, q, fetch, k=5, alpha=2.0)
+    with pytest.raises(ValueError):
+        maxsim_rerank(cands, q, fetch, k=5, beta=0)
+
+
+def test_rocchio_and_interpolation():
+    docs = [sp.csr_matrix(np.array([[0, 2.0, 0, 4.0]], np.float32)),
+            sp.csr_matrix(np.array([[0, 0, 2.0, 0]], np.float32))]
+    ids, vals = rocchio_sparse(np.array([0], np.int32), np.array([1.0], np.float32), docs, 4, 0.5, 3)
+    assert ids.tolist() == [0, 1, 3]  # the lightest feedback term (2) is cut by max_terms=3
+    assert vals.tolist() == pytest.approx([0.5, 0.5, 1.0])
+    v = rocchio_dense(np.array([1.0, 0.0]), [np.array([0.0, 1.0])], 0.5)
+    assert v.tolist() == pytest.approx([2 ** -0.5, 2 ** -0.5])
+    mixed = interpolate([("a", 4.0), ("b", 2.0)], [("b", 10.0), ("c", 6.0)], 0.5)
+    assert dict(mixed) == pytest.approx({"a": 0.5 * 4 + 0.5 * 6, "b": 6.0, "c": 0.5 * 2 + 3.0})
+    assert [d for d, _ in mixed] == ["b", "a", "c"]
+
+
+def test_api_rerank_alpha_beta(client):
+    base = {"query": "how do planets and stars form in galaxies", "k": 5, "mode": "hybrid"}
+    r = client.post("/collections/demo/search", json={**base, "rerank": {"kappa": 30}}).json()
+    assert r["reranked"] == 30 and r["rerank_stats"] == {"candidates": 30, "pruned": 0, "scored": 30}
+    scores = [x["score"] for x in r["results"]]
+    assert scores == sorted(scores, reverse=True)
+    same = client.post("/collections/demo/search",
+                       json={**base, "rerank": {"kappa": 30, "alpha": 0.0, "beta": None}}).json()
+    assert [x["id"] for x in same["results"]] == [x["id"] for x in r["results"]]
+    pruned = client.post("/collections/demo/search",
+                         json={**base, "rerank": {"kappa": 30, "alpha": 0.5, "beta": 3}}).json()
+    assert pruned["rerank_stats"]["scored"] < 30
+    assert pruned["rerank_stats"]["scored"] == pruned["reranked"]
+
+
+def test_api_prf_changes_ranking_sensibly(client):
+    base = {"query": "bread", "k": 5, "mode": "sparse"}
+    plain = client.post("/collections/demo/search", json=base).json()["results"]
+    fb = client.post("/collections/demo/search", json={**base, "prf": {"docs": 2}}).json()["results"]
+    assert plain[0]["id"] == "cooking-01"
+    assert fb[0]["id"] == "cooking-01"
+    assert len(fb) >= len(plain)  # feedback terms reach documents the bare query missed
+
+
+def test_api_rerank_pages_are_consistent(client):
+    base = {"query": "animals that live in the ocean", "mode": "hybrid",
+            "rerank": {"kappa": 20, "alpha": 0.1, "beta": 4, "top": 9}}
+    full = client.post("/collections/demo/search", json={**base, "k": 9}).json()["results"]
+    pages = []
+    for off in (0, 3, 6):
+        pages += client.post("/collections/demo/search", json={**base, "k": 3, "offset": off}).json()["results"]
+    assert [p["id"] for p in pages] == [f["id"] for f in full]
