@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from indexer import Collection, Hit
+from indexer.filters import Filter
 
 from . import fusion, lexical, prf
 from .errors import BadRequest
@@ -87,11 +88,18 @@ class SearchPipeline:
             raise BadRequest(f"collection {name!r} has no multivector encoder to rerank with")
         window = max(req.depth, req.rerank.kappa if req.rerank else 0)
         depth = window * math.ceil(page_end / window)
+        # The filter is the only user input the index sees: validate it here (400), so that an
+        # error inside a search stays a server error instead of passing for a client one.
+        try:
+            flt = Filter.parse(req.filter)
+        except ValueError as exc:
+            raise BadRequest(f"filter: {exc}") from None
         qv = self._encode_query(req.query, names, enc, coll)
         hits: dict[str, Hit] = {}
-        lists = {n: self._retrieve(coll, n, qv, depth, req.filter, hits) for n in names}
+        lists = {n: self._retrieve(coll, n, qv, depth, flt, hits) for n in names}
         if req.prf is not None:
-            lists = {n: self._feedback(coll, n, qv, lst, depth, req, hits) for n, lst in lists.items()}
+            lists = {n: self._feedback(coll, n, qv, lst, depth, req, flt, hits)
+                     for n, lst in lists.items()}
         fused = self._fuse(lists, req)
         reranked, stats = 0, None
         if req.rerank is not None:
@@ -129,18 +137,15 @@ class SearchPipeline:
             qv.dense = enc.dense.encode_queries([query])[0]
         return qv
 
-    def _search_field(self, coll: Collection, field: str, query, k: int, flt) -> list[Hit]:
-        try:
-            if field == "dense":
-                return coll.search_dense(query, k=k, field="dense", filter=flt)
-            ids, vals = query
-            if len(ids) == 0:
-                return []
-            cut = len(ids) if field == "bm25" else min(QUERY_CUT, len(ids))
-            return coll.search(ids, vals, k=k, field=field, filter=flt, query_cut=cut,
-                               heap_factor=HEAP_FACTOR)
-        except (TypeError, ValueError) as exc:
-            raise BadRequest(str(exc)) from None
+    def _search_field(self, coll: Collection, field: str, query, k: int, flt: Filter | None) -> list[Hit]:
+        if field == "dense":
+            return coll.search_dense(query, k=k, field="dense", filter=flt)
+        ids, vals = query
+        if len(ids) == 0:
+            return []
+        cut = len(ids) if field == "bm25" else min(QUERY_CUT, len(ids))
+        return coll.search(ids, vals, k=k, field=field, filter=flt, query_cut=cut,
+                           heap_factor=HEAP_FACTOR)
 
     def _retrieve(self, coll, field, qv: QueryVectors, depth, flt, hits) -> list[tuple[str, float]]:
         found = self._search_field(coll, field, getattr(qv, field), depth, flt)
@@ -148,7 +153,7 @@ class SearchPipeline:
             hits.setdefault(h.id, h)
         return [(h.id, h.score) for h in found]
 
-    def _feedback(self, coll, field, qv: QueryVectors, ranked, depth, req: SearchRequest, hits):
+    def _feedback(self, coll, field, qv: QueryVectors, ranked, depth, req: SearchRequest, flt, hits):
         spec = req.prf
         top = [coll.get(d) for d, _ in ranked[:spec.docs]]
         vecs = [doc.vectors[field] for doc in top if doc is not None]
@@ -160,7 +165,7 @@ class SearchPipeline:
             ids, vals = getattr(qv, field)
             q = prf.rocchio_sparse(ids, vals, vecs, coll.config.fields[field].dim,
                                    spec.query_weight, spec.terms)
-        found = self._search_field(coll, field, q, depth, req.filter)
+        found = self._search_field(coll, field, q, depth, flt)
         for h in found:
             hits.setdefault(h.id, h)
         mixed = prf.interpolate(ranked, [(h.id, h.score) for h in found], spec.score_weight)
