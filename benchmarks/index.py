@@ -39,8 +39,7 @@ def load_dataset(name: str, quick: bool):
         from .synthetic import SyntheticSplade
         n = {"synthetic-20k": 20_000, "synthetic-100k": 100_000, "synthetic-1m": 1_000_000}[name]
         gen = SyntheticSplade()
-        params = dict(n_postings=1000 if n <= 100_000 else 2000, centroid_fraction=0.1,
-                      summary_energy=0.4)
+        params = dict(n_postings=1000, centroid_fraction=0.1, summary_energy=0.4)
         return gen.documents(n), gen.queries(300 if quick else 1000), params
     if name == "scifact":
         if not SCIFACT_NPZ.exists():
@@ -110,11 +109,21 @@ def build_pyseismic(docs, params, path, out):
     idx.save(str(path))
 
 
+def peak_rss_mb() -> float:
+    """This process's peak RSS. VmHWM belongs to the address space created at exec; ru_maxrss
+    would also count the parent's peak before the spawned child exec'd."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def _child(builder, docs, params, path, conn):
     try:
         out = {}
         builder(docs, params, path, out)
-        out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        out["peak_rss_mb"] = peak_rss_mb()
         conn.send(out)
     except BaseException as exc:  # report, don't hang the parent
         conn.send({"error": repr(exc)})
@@ -217,6 +226,25 @@ def crossover(sizes=(1_000, 2_000, 5_000, 10_000, 20_000, 50_000), query_cut=10,
     return rows
 
 
+def git_commit() -> str:
+    import subprocess
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                              text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def saved_results() -> list[dict]:
+    """Every dataset's latest run (bench-out/index-<dataset>.json), so runs of different datasets
+    add up in BENCHMARKS.md instead of replacing each other."""
+    order = ["synthetic-20k", "synthetic-100k", "synthetic-1m", "scifact"]
+    found = {p.stem.removeprefix("index-"): json.loads(p.read_text()) for p in OUT.glob("index-*.json")
+             if p.stem != "index-crossover"}
+    return [found[n] for n in sorted(found, key=lambda n: order.index(n) if n in order else 99)
+            if n != "synthetic-20k"]
+
+
 # ----------------------------------------------------------------------------- main
 def bench(name: str, quick: bool) -> dict:
     from indexer import ExactIndex
@@ -229,7 +257,8 @@ def bench(name: str, quick: bool) -> dict:
     gt = [set(r[r >= 0].tolist()) for r in gt_ids]
     res = {"dataset": name, "docs": docs.shape[0], "queries": queries.shape[0],
            "doc_nnz": docs.nnz / docs.shape[0], "query_nnz": queries.nnz / queries.shape[0],
-           "params": params, "machine": machine()}
+           "params": params, "machine": machine(), "commit": git_commit(),
+           "date": time.strftime("%Y-%m-%d")}
     res["exact"] = exact_vs_numpy(docs, queries)
     print(f"[{name}] exact: {res['exact']}", flush=True)
     with tempfile.TemporaryDirectory(prefix="lsr-bench-") as tmp:
@@ -262,6 +291,7 @@ def summarise(results: list[dict], cross: list[dict] | None = None) -> str:
              "parameters, and one thread per query through their Python APIs; recall@10 is against "
              "exact top-10. Latency interpolated on each system's recall/latency frontier over the "
              f"grid query_cut ∈ {list(GRID_QC)} × heap_factor ∈ {list(GRID_HF)}.", "",
+             "Each dataset's row comes from its latest run (commit and date in the table).", "",
              "| dataset | system | build s | index MB | peak RSS MB | mean µs @R0.90 | mean µs @R0.95 | p99 µs @R0.95 | max recall |",
              "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     ratios = []
@@ -277,7 +307,7 @@ def summarise(results: list[dict], cross: list[dict] | None = None) -> str:
             p99 = interpolate_latency(p99_pts, 0.95)
             per[sysname] = (at90, at95, s["build_s"], s["bytes"])
             label = "lsr-search" if sysname == "lsr" else "pyseismic-lsr 0.5.4"
-            lines.append(f"| {r['dataset']} | {label} | {s['build_s']:.1f} | {s['bytes'] / 1e6:.1f} | "
+            lines.append(f"| {r['dataset']} ({r.get('commit', '?')}, {r.get('date', '?')}) | {label} | {s['build_s']:.1f} | {s['bytes'] / 1e6:.1f} | "
                          f"{s['peak_rss_mb']:.0f} | {fmt(at90)} | {fmt(at95)} | {fmt(p99)} | "
                          f"{max(g['recall'] for g in s['grid']):.4f} |")
         if len(per) == 2:
@@ -344,6 +374,8 @@ def main(argv=None) -> None:
     ap.add_argument("--datasets", default=None,
                     help="comma-separated: synthetic-20k, synthetic-100k, synthetic-1m, scifact")
     ap.add_argument("--quick", action="store_true", help="small smoke run; does not touch BENCHMARKS.md")
+    ap.add_argument("--skip-crossover", action="store_true",
+                    help="reuse the last exact/Seismic crossover measurement")
     args = ap.parse_args(argv)
     if args.datasets:
         names = args.datasets.split(",")
@@ -355,8 +387,12 @@ def main(argv=None) -> None:
     if args.quick:
         print(summarise(results))
         return
-    cross = crossover()
-    (OUT / "index-crossover.json").write_text(json.dumps(cross, indent=1))
+    if args.skip_crossover and (OUT / "index-crossover.json").exists():
+        cross = json.loads((OUT / "index-crossover.json").read_text())
+    else:
+        cross = crossover()
+        (OUT / "index-crossover.json").write_text(json.dumps(cross, indent=1))
+    results = saved_results()
     plot(results, ROOT / "benchmarks" / "index_recall_latency.png")
     write_section("index", summarise(results, cross))
     print(f"wrote {ROOT / 'BENCHMARKS.md'} and benchmarks/index_recall_latency.png")
