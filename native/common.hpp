@@ -9,6 +9,7 @@
 #include <cstring>
 #include <memory>
 #include <mutex>
+#include <thread>
 #include <vector>
 #if defined(__AVX2__) || defined(__F16C__)
 #include <immintrin.h>
@@ -183,5 +184,31 @@ class ScratchPool {
   std::mutex mu_;
   std::vector<std::unique_ptr<Scratch>> free_;
 };
+
+// Runs `one(scratch, i, ids, scores) -> hits` for every query i over n_threads threads (work
+// stealing through an atomic counter). Outputs are [n_queries, k] row-major; rows with fewer
+// than k hits are padded with -1 / -inf.
+template <class Scratch, class Acquire, class SearchOne>
+void search_all(ScratchPool<Scratch>& pool, Acquire acquire, int64_t n_queries, int k,
+                int n_threads, int32_t* out_ids, float* out_scores, SearchOne one) {
+  n_threads = std::max(1, std::min<int>(n_threads, (int)n_queries));
+  std::atomic<int64_t> next{0};
+  auto work = [&]() {
+    auto s = acquire();
+    for (int64_t i; (i = next.fetch_add(1)) < n_queries;) {
+      int32_t* ids = out_ids + i * k;
+      float* sc = out_scores + i * k;
+      for (int j = one(*s, i, ids, sc); j < k; ++j) {
+        ids[j] = -1;
+        sc[j] = -std::numeric_limits<float>::infinity();
+      }
+    }
+    pool.release(std::move(s));
+  };
+  std::vector<std::thread> threads;
+  for (int t = 1; t < n_threads; ++t) threads.emplace_back(work);
+  work();
+  for (auto& th : threads) th.join();
+}
 
 }  // namespace lsr

@@ -1,10 +1,6 @@
 // Exact top-k by term-at-a-time accumulation over an inverted index (CSC of the documents).
 // The Numba kernel in indexer/exact.py is the reference: same order, identical results.
 #pragma once
-#include <atomic>
-#include <limits>
-#include <thread>
-
 #include "common.hpp"
 
 namespace lsr {
@@ -36,26 +32,11 @@ class ExactKernel {
 
   void search_batch(const int64_t* q_ptr, const int32_t* q_terms, const float* q_vals,
                     int64_t n_queries, int k, int n_threads, int32_t* out_ids, float* out_scores) {
-    n_threads = std::max(1, std::min<int>(n_threads, (int)n_queries));
-    std::atomic<int64_t> next{0};
-    auto work = [&]() {
-      auto s = pool_.acquire(a_.n_docs);
-      for (int64_t i; (i = next.fetch_add(1)) < n_queries;) {
-        int32_t* ids = out_ids + i * k;
-        float* sc = out_scores + i * k;
-        int n = search_with(*s, q_terms + q_ptr[i], q_vals + q_ptr[i], q_ptr[i + 1] - q_ptr[i], k,
-                            ids, sc);
-        for (int j = n; j < k; ++j) {
-          ids[j] = -1;
-          sc[j] = -std::numeric_limits<float>::infinity();
-        }
-      }
-      pool_.release(std::move(s));
-    };
-    std::vector<std::thread> threads;
-    for (int t = 1; t < n_threads; ++t) threads.emplace_back(work);
-    work();
-    for (auto& th : threads) th.join();
+    search_all(pool_, [&] { return pool_.acquire(a_.n_docs); }, n_queries, k, n_threads, out_ids,
+               out_scores, [&](ExactScratch& s, int64_t i, int32_t* ids, float* sc) {
+                 return search_with(s, q_terms + q_ptr[i], q_vals + q_ptr[i],
+                                    q_ptr[i + 1] - q_ptr[i], k, ids, sc);
+               });
   }
 
  private:

@@ -3,7 +3,6 @@
 // same visiting order, same float32 arithmetic, identical results.
 #pragma once
 #include <numeric>
-#include <thread>
 
 #include "common.hpp"
 
@@ -57,26 +56,12 @@ class SeismicKernel {
   void search_batch(const int64_t* q_ptr, const int32_t* q_terms, const float* q_vals,
                     int64_t n_queries, int k, int query_cut, float heap_factor, int n_threads,
                     int32_t* out_ids, float* out_scores) {
-    n_threads = std::max(1, std::min<int>(n_threads, (int)n_queries));
-    std::atomic<int64_t> next{0};
-    auto work = [&]() {
-      auto s = pool_.acquire(a_.dim, a_.n_docs, a_.max_blocks_per_list);
-      for (int64_t i; (i = next.fetch_add(1)) < n_queries;) {
-        int32_t* ids = out_ids + i * k;
-        float* sc = out_scores + i * k;
-        int n = search_with(*s, q_terms + q_ptr[i], q_vals + q_ptr[i], q_ptr[i + 1] - q_ptr[i], k,
-                            query_cut, heap_factor, ids, sc);
-        for (int j = n; j < k; ++j) {
-          ids[j] = -1;
-          sc[j] = -std::numeric_limits<float>::infinity();
-        }
-      }
-      pool_.release(std::move(s));
-    };
-    std::vector<std::thread> threads;
-    for (int t = 1; t < n_threads; ++t) threads.emplace_back(work);
-    work();
-    for (auto& th : threads) th.join();
+    search_all(pool_, [&] { return pool_.acquire(a_.dim, a_.n_docs, a_.max_blocks_per_list); },
+               n_queries, k, n_threads, out_ids, out_scores,
+               [&](SeismicScratch& s, int64_t i, int32_t* ids, float* sc) {
+                 return search_with(s, q_terms + q_ptr[i], q_vals + q_ptr[i],
+                                    q_ptr[i + 1] - q_ptr[i], k, query_cut, heap_factor, ids, sc);
+               });
   }
 
  private:
