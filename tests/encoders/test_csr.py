@@ -27,8 +27,8 @@ def test_k_schedule_anneals_to_target():
 
 
 def test_topk_sae_learns_sparse_data_with_k_nonzeros():
-    x = _sparse_mixtures()
-    cfg = CSRTrainConfig(k=4, hidden_mult=4, steps=400, batch_size=128, lr=3e-3, k_start=16,
+    x = _sparse_mixtures(n=1000)
+    cfg = CSRTrainConfig(k=4, hidden_mult=4, steps=250, batch_size=128, lr=3e-3, k_start=16,
                          contrastive_weight=0)
     sae, stats = train_sae(x, cfg, progress=False)
     xt = torch.from_numpy(x)
@@ -36,7 +36,7 @@ def test_topk_sae_learns_sparse_data_with_k_nonzeros():
         z = sae.encode(xt)
         rel = ((sae.decode(z) - xt).pow(2).sum() / (xt - xt.mean(0)).pow(2).sum()).item()
     assert (z > 0).sum(1).max().item() <= 4
-    assert rel < 0.25, rel
+    assert rel < 0.3, rel
     untrained = TopKSAE(32, 128, 4)
     with torch.no_grad():
         untrained.b_pre.copy_(xt.mean(0))
