@@ -1,8 +1,5 @@
-import importlib.machinery
-import importlib.util
 import json
 import os
-import sys
 from pathlib import Path
 
 import pytest
@@ -11,25 +8,8 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-
-def _import_encoders_from_this_checkout() -> None:
-    """Bind ``encoders`` to this tree before anything imports it. An editable install of
-    another checkout sharing the venv (scikit-build-core's redirecting finder runs ahead of
-    sys.path) would otherwise shadow it, e.g. a worktree testing against main's venv."""
-    root = Path(__file__).resolve().parents[2]
-    if "encoders" in sys.modules:
-        return
-    spec = importlib.machinery.PathFinder.find_spec("encoders", [str(root)])
-    if spec is not None and spec.loader is not None:
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["encoders"] = module
-        spec.loader.exec_module(module)
-
-
-_import_encoders_from_this_checkout()
-
-from encoders.beir import BeirDataset  # noqa: E402
-from encoders.fetch_models import fetch  # noqa: E402
+from encoders.beir import BeirDataset
+from encoders.fetch_models import fetch
 
 
 @pytest.fixture(scope="session")
