@@ -2,10 +2,13 @@
 
     python -m benchmarks.index                 # synthetic 100k + SciFact SPLADE (if encoded)
     python -m benchmarks.index --datasets synthetic-1m
-    python -m benchmarks.index --quick         # a 20k-document smoke run (make run)
+    python -m benchmarks.index --datasets synthetic-1m --queries 300 --repeats 1 --skip-crossover
+    python -m benchmarks.index --quick         # a 20k-document smoke run
 
-Each system builds and searches in its own subprocess, so peak RSS is its own. Queries run one
-at a time on one thread through each library's Python API; recall@10 is against exact top-10.
+Each system builds in its own subprocess, so build time and peak RSS are its own. Both indexes
+are then loaded in this process and every grid point is timed for both back to back (best of
+--repeats passes per query), so load from other processes hits them alike. Queries run one at
+a time on one thread through each library's Python API; recall@10 is against exact top-10.
 Results go to bench-out/index-<dataset>.json, the section "index" of BENCHMARKS.md and
 benchmarks/index_recall_latency.png.
 """
@@ -33,14 +36,14 @@ SCIFACT_NPZ = ROOT / ".cache" / "scifact-splade-tiny.npz"
 
 
 # ----------------------------------------------------------------------------- data
-def load_dataset(name: str, quick: bool):
+def load_dataset(name: str, n_queries: int):
     """(docs csr, queries csr, build params) for a dataset name."""
     if name.startswith("synthetic"):
         from .synthetic import SyntheticSplade
         n = {"synthetic-20k": 20_000, "synthetic-100k": 100_000, "synthetic-1m": 1_000_000}[name]
         gen = SyntheticSplade()
         params = dict(n_postings=1000, centroid_fraction=0.1, summary_energy=0.4)
-        return gen.documents(n), gen.queries(300 if quick else 1000), params
+        return gen.documents(n), gen.queries(n_queries), params
     if name == "scifact":
         if not SCIFACT_NPZ.exists():
             raise FileNotFoundError(
@@ -246,9 +249,9 @@ def saved_results() -> list[dict]:
 
 
 # ----------------------------------------------------------------------------- main
-def bench(name: str, quick: bool) -> dict:
+def bench(name: str, n_queries: int, repeats: int) -> dict:
     from indexer import ExactIndex
-    docs, queries, params = load_dataset(name, quick)
+    docs, queries, params = load_dataset(name, n_queries)
     docs = docs.tocsr().astype(np.float32)
     docs.sort_indices()
     print(f"[{name}] {docs.shape[0]} docs, {docs.nnz / docs.shape[0]:.0f} nnz/doc, "
@@ -258,7 +261,7 @@ def bench(name: str, quick: bool) -> dict:
     res = {"dataset": name, "docs": docs.shape[0], "queries": queries.shape[0],
            "doc_nnz": docs.nnz / docs.shape[0], "query_nnz": queries.nnz / queries.shape[0],
            "params": params, "machine": machine(), "commit": git_commit(),
-           "date": time.strftime("%Y-%m-%d")}
+           "date": time.strftime("%Y-%m-%d"), "repeats": repeats}
     res["exact"] = exact_vs_numpy(docs, queries)
     print(f"[{name}] exact: {res['exact']}", flush=True)
     with tempfile.TemporaryDirectory(prefix="lsr-bench-") as tmp:
@@ -276,7 +279,7 @@ def bench(name: str, quick: bool) -> dict:
             res["pyseismic"] = in_subprocess(build_pyseismic, docs, params, tmp / "pyseismic")
             print(f"[{name}] pyseismic: build {res['pyseismic']['build_s']:.1f}s, "
                   f"{res['pyseismic']['bytes'] / 1e6:.1f} MB", flush=True)
-        grids = interleaved_grid(searchers(tmp, queries, have_ps), gt, repeats=1 if quick else 3)
+        grids = interleaved_grid(searchers(tmp, queries, have_ps), gt, repeats=repeats)
         for sysname, rows in grids.items():
             res[sysname]["grid"] = rows
     OUT.mkdir(exist_ok=True)
@@ -374,6 +377,10 @@ def main(argv=None) -> None:
     ap.add_argument("--datasets", default=None,
                     help="comma-separated: synthetic-20k, synthetic-100k, synthetic-1m, scifact")
     ap.add_argument("--quick", action="store_true", help="small smoke run; does not touch BENCHMARKS.md")
+    ap.add_argument("--queries", type=int, default=None,
+                    help="synthetic queries (default 1000, 300 with --quick; SciFact has its 300)")
+    ap.add_argument("--repeats", type=int, default=None,
+                    help="timed passes per grid point, best kept (default 3, 1 with --quick)")
     ap.add_argument("--skip-crossover", action="store_true",
                     help="reuse the last exact/Seismic crossover measurement")
     args = ap.parse_args(argv)
@@ -383,7 +390,9 @@ def main(argv=None) -> None:
         names = ["synthetic-20k"]
     else:
         names = ["synthetic-100k"] + (["scifact"] if SCIFACT_NPZ.exists() else [])
-    results = [bench(n, args.quick) for n in names]
+    n_queries = args.queries or (300 if args.quick else 1000)
+    repeats = args.repeats or (1 if args.quick else 3)
+    results = [bench(n, n_queries, repeats) for n in names]
     if args.quick:
         print(summarise(results))
         return
