@@ -70,9 +70,10 @@ class CollectionConfig:
     encoders:            free-form names of the encoders that produce each field (the service
                          fills these in; the collection stores and returns them).
     flush_docs:          the write buffer is sealed into a segment when it holds this many rows.
-    exact_segment_docs:  segments with fewer documents use ExactIndex instead of Seismic: below
-                         ~20k SPLADE-like documents exact search is also the faster one
-                         (BENCHMARKS.md, "Exact vs Seismic on small synthetic segments").
+    exact_segment_docs:  segments with fewer documents use ExactIndex instead of Seismic: up to
+                         ~20k SPLADE-like documents exact search is about as fast or faster
+                         (BENCHMARKS.md, "Exact vs Seismic on small synthetic segments"), never
+                         wrong, and much cheaper to build when the buffer is sealed.
     max_segments:        after a flush leaves more segments than this, small ones are merged
                          (0 disables automatic merging).
     merge_small_docs:    merge() rewrites segments with fewer live documents than this ...
