@@ -21,7 +21,9 @@ from . import sources
 from .errors import BadRequest, Conflict, NotFound, ServiceError
 from .store import Store
 
-ACTIVE = ("queued", "running")
+# "cancelling": cancel asked while a chunk is being written; the worker records that chunk and
+# then marks the job "cancelled", so a final status always counts exactly what was upserted.
+ACTIVE = ("queued", "running", "cancelling")
 
 
 @dataclass
@@ -77,7 +79,9 @@ class JobManager:
             except (ValueError, TypeError):
                 continue  # a foreign or damaged file is not ours to run
             self._jobs[job.id] = job
-            if job.status in ACTIVE:
+            if job.status == "cancelling":  # the server stopped before the worker saw the cancel
+                job.status = "cancelled"
+            elif job.status in ACTIVE:
                 job.status = "queued"
                 self._queue.append(job.id)
 
@@ -122,10 +126,12 @@ class JobManager:
             job = self.get(job_id)
             if job.status not in ACTIVE:
                 raise Conflict(f"job {job_id!r} is already {job.status}")
-            if job.id in self._queue:
-                self._queue.remove(job.id)
-            job.status = "cancelled"
             self._cancel.add(job.id)
+            if job.id in self._queue:  # never started: nothing in flight
+                self._queue.remove(job.id)
+                job.status = "cancelled"
+            elif job.status == "running":
+                job.status = "cancelling"
             self._save(job)
             return job
 
@@ -189,12 +195,17 @@ class JobManager:
         for rec in sources.read(path, job.format, skip=job.done):
             batch.append(rec)
             if len(batch) >= self.chunk and not self._step(job, batch):
+                break
+        else:
+            if not batch or self._step(job, batch):
+                with self._cond:
+                    if job.status == "running":
+                        job.status = "done"
+                        self._save(job)
                 return
-        if batch and not self._step(job, batch):
-            return
-        with self._cond:
-            if job.status == "running":
-                job.status = "done"
+        with self._cond:  # stopped between chunks: by a cancel, or by a shutdown (resumable)
+            if job.id in self._cancel:
+                job.status = "cancelled"
                 self._save(job)
 
     def _step(self, job: Job, batch: list) -> bool:
@@ -209,7 +220,6 @@ class JobManager:
                           [batch[i][2] for i in keep])
         with self._cond:
             job.done += len(batch)
-            if job.status == "running":
-                self._save(job)
+            self._save(job)
         batch.clear()
         return not (job.id in self._cancel or self._stop)

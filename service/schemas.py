@@ -149,7 +149,7 @@ class JobCreate(BaseModel):
 class JobOut(BaseModel):
     id: str
     collection: str
-    status: Literal["queued", "running", "done", "failed", "cancelled"]
+    status: Literal["queued", "running", "cancelling", "done", "failed", "cancelled"]
     done: int
     total: int | None
     rate: float | None = Field(None, description="documents per second")

@@ -20,7 +20,7 @@ def wait(c, job_id, timeout=120):
     deadline = time.time() + timeout
     while time.time() < deadline:
         j = c.get(f"/jobs/{job_id}").json()
-        if j["status"] not in ("queued", "running"):
+        if j["status"] not in ("queued", "running", "cancelling"):
             return j
         time.sleep(0.05)
     raise AssertionError(f"job {job_id} still running")
