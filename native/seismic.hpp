@@ -94,14 +94,12 @@ class SeismicKernel {
         const int32_t* d = a_.block_docs + a_.block_doc_ptr[b0 + b];
         const int32_t* d_end = a_.block_docs + a_.block_doc_ptr[b0 + b + 1];
         // Scoring is bound by forward-index cache misses (perf: the first load of a document's
-        // terms is the hottest instruction): request the head of every unseen document of the
-        // block before scoring the first one, as Seismic does, so the misses overlap.
-        for (const int32_t* p = d; p < d_end; ++p) {
-          if (s.visited.test(*p)) continue;
-          int64_t f = a_.fwd_ptr[*p];
-          __builtin_prefetch(a_.fwd_terms + f);
-          __builtin_prefetch(a_.fwd_vals + f);
-        }
+        // terms is the hottest instruction): request every cache line of every unseen document
+        // of the block before scoring the first one, as Seismic does, so the misses overlap.
+        // Measured at 300k documents (forward index far beyond the caches): 11-25 % faster
+        // than prefetching only each document's first line.
+        for (const int32_t* p = d; p < d_end; ++p)
+          if (!s.visited.test(*p)) prefetch_doc(*p);
         for (const int32_t* p = d; p < d_end; ++p) {
           int32_t doc = *p;
           if (s.visited.test_and_set(doc)) continue;
@@ -114,6 +112,18 @@ class SeismicKernel {
     for (int64_t j = 0; j < nq; ++j) q[q_terms[j]] = 0.0f;
     s.visited.clear();
     return heap.drain(out_ids, out_scores);
+  }
+
+  // Every cache line of a document's forward entries (line-aligned, so the last one is not missed).
+  void prefetch_doc(int32_t doc) const {
+    prefetch_lines(a_.fwd_terms + a_.fwd_ptr[doc], a_.fwd_terms + a_.fwd_ptr[doc + 1]);
+    prefetch_lines(a_.fwd_vals + a_.fwd_ptr[doc], a_.fwd_vals + a_.fwd_ptr[doc + 1]);
+  }
+  template <class T>
+  static void prefetch_lines(const T* begin, const T* end) {
+    auto c = reinterpret_cast<uintptr_t>(begin) & ~uintptr_t(63);
+    for (auto e = reinterpret_cast<uintptr_t>(end); c < e; c += 64)
+      __builtin_prefetch(reinterpret_cast<const void*>(c));
   }
 
   // dots[b] = scale_b * sum over query terms (ascending) of q_val * code(term, b)
