@@ -109,11 +109,7 @@ class Collection:
         name = check_name(name)
         config = CollectionConfig.from_dict({"fields": fields, "encoders": encoders or {}, **options})
         data_dir = Path(data_dir)
-        data_dir.mkdir(parents=True, exist_ok=True)
-        final = data_dir / name
-        if final.exists():
-            raise CollectionExistsError(f"collection {name!r} already exists")
-        tmp = data_dir / f".{name}.tmp-{uuid.uuid4().hex[:8]}"
+        final, tmp = _new_collection_paths(data_dir, name)
         try:
             for sub in ("segments", "tombstones", "wal"):
                 (tmp / sub).mkdir(parents=True)
@@ -673,11 +669,7 @@ class Collection:
         read_json_checked(src / "collection.json", "snapshot configuration")
         read_json_checked(src / "MANIFEST.json", "snapshot manifest")
         data_dir = Path(data_dir)
-        data_dir.mkdir(parents=True, exist_ok=True)
-        final = data_dir / name
-        if final.exists():
-            raise CollectionExistsError(f"collection {name!r} already exists")
-        tmp = data_dir / f".{name}.tmp-{uuid.uuid4().hex[:8]}"
+        final, tmp = _new_collection_paths(data_dir, name)
         try:
             _copy_tree(src, tmp, skip={"LOCK"})
             os.rename(tmp, final)
@@ -745,6 +737,16 @@ def _check_list(values, n: int, what: str, ok, expected: str):
         if not ok(v):
             raise ValueError(f"{what}[{i}] must be {expected}, got {type(v).__name__}")
     return list(values)
+
+
+def _new_collection_paths(data_dir: Path, name: str) -> tuple[Path, Path]:
+    """(final, temporary) directories for a new collection; the collection is built in the
+    temporary one and renamed into place. CollectionExistsError if the name is taken."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    final = data_dir / name
+    if final.exists():
+        raise CollectionExistsError(f"collection {name!r} already exists")
+    return final, data_dir / f".{name}.tmp-{uuid.uuid4().hex[:8]}"
 
 
 def _copy_tree(src: Path, dst: Path, skip: set, keep_dirs: dict | None = None) -> None:
