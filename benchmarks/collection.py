@@ -145,7 +145,7 @@ def main(argv=None):
 
 
 def render(o) -> str:
-    lines = [f"## Collections (storage layer)\n",
+    lines = ["## Collections (storage layer)\n",
              f"`python -m benchmarks.collection{' --quick' if o['docs'] == 10_000 else ''}` — "
              f"{o['docs']:,} synthetic SPLADE-like documents (precomputed vectors), {o['queries']} "
              f"queries, k=10, query_cut={SEARCH['query_cut']}, heap_factor={SEARCH['heap_factor']}, "

@@ -15,6 +15,7 @@ benchmarks/index_recall_latency.png.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import multiprocessing as mp
 import os
@@ -269,11 +270,8 @@ def bench(name: str, n_queries: int, repeats: int) -> dict:
         res["lsr"] = in_subprocess(build_lsr, docs, params, tmp / "lsr")
         print(f"[{name}] lsr-search: build {res['lsr']['build_s']:.1f}s, "
               f"{res['lsr']['bytes'] / 1e6:.1f} MB", flush=True)
-        try:
-            import seismic  # noqa: F401
-            have_ps = True
-        except ImportError:
-            have_ps = False
+        have_ps = importlib.util.find_spec("seismic") is not None
+        if not have_ps:
             print("pyseismic-lsr is not installed (pip install -e '.[bench]'); skipping it", flush=True)
         if have_ps:
             res["pyseismic"] = in_subprocess(build_pyseismic, docs, params, tmp / "pyseismic")
@@ -326,8 +324,8 @@ def summarise(results: list[dict], cross: list[dict] | None = None) -> str:
         lines.append(f"| {d} | {fmt(l90, '.2f')} | {fmt(l95, '.2f')} | {bt:.2f} | {by:.2f} | {ex:.2f} |")
     lines += ["", "![recall vs latency](benchmarks/index_recall_latency.png)"]
     if cross:
-        lines += ["", f"Exact vs Seismic on small synthetic segments (mean µs per query, one thread; "
-                  f"Seismic at query_cut=10, heap_factor=0.9):", "",
+        lines += ["", "Exact vs Seismic on small synthetic segments (mean µs per query, one thread; "
+                  "Seismic at query_cut=10, heap_factor=0.9):", "",
                   "| docs | " + " | ".join(f"{r['docs']:,}" for r in cross) + " |",
                   "|---|" + "---:|" * len(cross),
                   "| ExactIndex | " + " | ".join(f"{r['exact_us']:.0f}" for r in cross) + " |",
