@@ -33,7 +33,9 @@ class SplitLMHead:
 
     def __init__(self, model: nn.Module):
         if getattr(model.config, "final_logit_softcapping", None):
-            raise NotImplementedError("models with final logit soft-capping are not supported")
+            # capping happens after the projection, which the chunked max-pooling fuses away
+            raise ValueError(f"{type(model).__name__} caps its final logits (final_logit_softcapping); "
+                             "chunked SPLADE pooling needs plain LM-head logits")
         decoder = model.get_output_embeddings()
         if not isinstance(decoder, nn.Linear):
             raise TypeError(f"output embeddings must be nn.Linear, got {type(decoder).__name__}")
