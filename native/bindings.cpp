@@ -65,6 +65,40 @@ nb::tuple hits_to_numpy(const std::vector<int32_t>& ids, const std::vector<float
   return nb::make_tuple(owned(out_ids, {(size_t)n}), owned(out_sc, {(size_t)n}));
 }
 
+// One query through `run(terms, values, n, ids, scores) -> hits` with the GIL released: (int64
+// ids, float32 scores), or None when the query must first be sorted/merged by the caller.
+template <class Run>
+nb::object run_one(const Arr& q_terms, const Arr& q_vals, int64_t dim, int k, Run run) {
+  const int32_t* t = ptr<int32_t>(q_terms, "q_terms");
+  const float* v = ptr<float>(q_vals, "q_vals");
+  if (!canonical_query(q_terms, q_vals, dim, t, v)) return nb::none();
+  std::vector<int32_t> ids(k);
+  std::vector<float> sc(k);
+  int n;
+  {
+    nb::gil_scoped_release nogil;
+    n = run(t, v, (int64_t)q_terms.shape(0), ids.data(), sc.data());
+  }
+  return hits_to_numpy(ids, sc, n);
+}
+
+// A CSR batch of queries through `run(ptr, terms, values, n_queries, ids, scores)`, GIL released:
+// [n_queries, k] arrays (padded by the kernels).
+template <class Run>
+nb::tuple run_batch(const Arr& q_ptr, const Arr& q_terms, const Arr& q_vals, int k, Run run) {
+  const int64_t* p = ptr<int64_t>(q_ptr, "q_ptr");
+  const int32_t* t = ptr<int32_t>(q_terms, "q_terms");
+  const float* v = ptr<float>(q_vals, "q_vals");
+  int64_t nq = (int64_t)q_ptr.shape(0) - 1;
+  auto* ids = new int32_t[nq * k];
+  auto* sc = new float[nq * k];
+  {
+    nb::gil_scoped_release nogil;
+    run(p, t, v, nq, ids, sc);
+  }
+  return nb::make_tuple(owned(ids, {(size_t)nq, (size_t)k}), owned(sc, {(size_t)nq, (size_t)k}));
+}
+
 struct SeismicBase {
   virtual ~SeismicBase() = default;
   virtual int search(const int32_t*, const float*, int64_t, int, int, float, int32_t*, float*) = 0;
@@ -123,35 +157,17 @@ class Seismic {
     else impl_.reset(make_seismic<uint32_t, float>(arrays, n_docs, dim, max_blocks));
   }
 
-  // (ids, scores), or None when the query must first be sorted/merged by the caller.
   nb::object search(Arr q_terms, Arr q_vals, int k, int query_cut, float heap_factor) {
-    const int32_t* t = ptr<int32_t>(q_terms, "q_terms");
-    const float* v = ptr<float>(q_vals, "q_vals");
-    if (!canonical_query(q_terms, q_vals, dim_, t, v)) return nb::none();
-    std::vector<int32_t> ids(k);
-    std::vector<float> sc(k);
-    int n;
-    {
-      nb::gil_scoped_release nogil;
-      n = impl_->search(t, v, (int64_t)q_terms.shape(0), k, query_cut, heap_factor, ids.data(),
-                        sc.data());
-    }
-    return hits_to_numpy(ids, sc, n);
+    return run_one(q_terms, q_vals, dim_, k, [&](auto t, auto v, int64_t n, auto ids, auto sc) {
+      return impl_->search(t, v, n, k, query_cut, heap_factor, ids, sc);
+    });
   }
 
   nb::tuple search_batch(Arr q_ptr, Arr q_terms, Arr q_vals, int k, int query_cut,
                          float heap_factor, int n_threads) {
-    const int64_t* p = ptr<int64_t>(q_ptr, "q_ptr");
-    const int32_t* t = ptr<int32_t>(q_terms, "q_terms");
-    const float* v = ptr<float>(q_vals, "q_vals");
-    int64_t nq = (int64_t)q_ptr.shape(0) - 1;
-    auto* ids = new int32_t[nq * k];
-    auto* sc = new float[nq * k];
-    {
-      nb::gil_scoped_release nogil;
+    return run_batch(q_ptr, q_terms, q_vals, k, [&](auto p, auto t, auto v, int64_t nq, auto ids, auto sc) {
       impl_->search_batch(p, t, v, nq, k, query_cut, heap_factor, n_threads, ids, sc);
-    }
-    return nb::make_tuple(owned(ids, {(size_t)nq, (size_t)k}), owned(sc, {(size_t)nq, (size_t)k}));
+    });
   }
 
  private:
@@ -174,31 +190,15 @@ class Exact {
   }
 
   nb::object search(Arr q_terms, Arr q_vals, int k) {
-    const int32_t* t = ptr<int32_t>(q_terms, "q_terms");
-    const float* v = ptr<float>(q_vals, "q_vals");
-    if (!canonical_query(q_terms, q_vals, dim_, t, v)) return nb::none();
-    std::vector<int32_t> ids(k);
-    std::vector<float> sc(k);
-    int n;
-    {
-      nb::gil_scoped_release nogil;
-      n = k_->search(t, v, (int64_t)q_terms.shape(0), k, ids.data(), sc.data());
-    }
-    return hits_to_numpy(ids, sc, n);
+    return run_one(q_terms, q_vals, dim_, k, [&](auto t, auto v, int64_t n, auto ids, auto sc) {
+      return k_->search(t, v, n, k, ids, sc);
+    });
   }
 
   nb::tuple search_batch(Arr q_ptr, Arr q_terms, Arr q_vals, int k, int n_threads) {
-    const int64_t* p = ptr<int64_t>(q_ptr, "q_ptr");
-    const int32_t* t = ptr<int32_t>(q_terms, "q_terms");
-    const float* v = ptr<float>(q_vals, "q_vals");
-    int64_t nq = (int64_t)q_ptr.shape(0) - 1;
-    auto* ids = new int32_t[nq * k];
-    auto* sc = new float[nq * k];
-    {
-      nb::gil_scoped_release nogil;
+    return run_batch(q_ptr, q_terms, q_vals, k, [&](auto p, auto t, auto v, int64_t nq, auto ids, auto sc) {
       k_->search_batch(p, t, v, nq, k, n_threads, ids, sc);
-    }
-    return nb::make_tuple(owned(ids, {(size_t)nq, (size_t)k}), owned(sc, {(size_t)nq, (size_t)k}));
+    });
   }
 
  private:
