@@ -53,8 +53,24 @@ def maxsim(q_tokens: np.ndarray, d_tokens: np.ndarray) -> float:
 
 
 def maxsim_scores(q_tokens: np.ndarray, docs: list[np.ndarray]) -> np.ndarray:
-    """MaxSim of one query against each document, as float32 [len(docs)]."""
-    return np.array([maxsim(q_tokens, d) for d in docs], dtype=np.float32)
+    """MaxSim of one query against each document, as float32 [len(docs)].
+
+    One matrix product for the whole batch: the documents' token vectors are stacked
+    ([sum of lengths, dim] x [dim, query tokens]) and the per-document maxima are taken by
+    segment (``np.maximum.reduceat``), so no padding is computed. Equals ``maxsim`` per document.
+    """
+    q = np.asarray(q_tokens, dtype=np.float32)
+    out = np.zeros(len(docs), dtype=np.float32)
+    lengths = np.array([len(d) for d in docs], dtype=np.int64)
+    keep = np.flatnonzero(lengths > 0)
+    if len(q) == 0 or len(keep) == 0:
+        return out
+    stacked = np.concatenate([np.asarray(docs[i], dtype=np.float32) for i in keep]) if len(keep) > 1 \
+        else np.asarray(docs[keep[0]], dtype=np.float32)
+    sims = stacked @ q.T                                           # [sum L, query tokens]
+    starts = np.concatenate(([0], np.cumsum(lengths[keep])[:-1]))
+    out[keep] = np.maximum.reduceat(sims, starts, axis=0).sum(axis=1)
+    return out
 
 
 class MultiVectorEncoder:

@@ -4,6 +4,7 @@
     lsr serve [--data-dir DIR] [--host 127.0.0.1] [--port 8000]
     lsr search "query" --collection NAME [--mode hybrid] [--k 10] [--rerank]
     lsr eval <beir-folder> [--mode hybrid] [--rerank] [--fusion rrf|convex] [--alpha 0.5]
+             [--kappa 50] [--rerank-alpha A] [--rerank-beta B] [--rerank-top T] [--rerank-weight W]
 """
 from __future__ import annotations
 
@@ -84,7 +85,8 @@ def cmd_serve(args) -> int:
 def _search_request(args, query: str):
     from .schemas import FusionSpec, RerankSpec, SearchRequest
     fusion = FusionSpec(method=args.fusion, alpha=args.alpha) if args.fusion else None
-    rerank = RerankSpec(kappa=args.kappa, alpha=args.rerank_alpha, beta=args.rerank_beta) if args.rerank else None
+    rerank = RerankSpec(kappa=args.kappa, alpha=args.rerank_alpha, beta=args.rerank_beta,
+                        top=args.rerank_top, first_stage_weight=args.rerank_weight) if args.rerank else None
     return SearchRequest(query=query, k=args.k, mode=args.mode, fusion=fusion, rerank=rerank)
 
 
@@ -146,6 +148,10 @@ def _search_options(p) -> None:
     p.add_argument("--kappa", type=int, default=50)
     p.add_argument("--rerank-alpha", type=float, default=0.0)
     p.add_argument("--rerank-beta", type=int, default=None)
+    p.add_argument("--rerank-top", type=int, default=None,
+                   help="top-k the early exit tracks (default: --k; `lsr eval` retrieves k=100)")
+    p.add_argument("--rerank-weight", type=float, default=None,
+                   help="interpolate: weight of the normalised first-stage score (default: MaxSim only)")
 
 
 def _encoder_options(p) -> None:

@@ -197,7 +197,7 @@ class SearchPipeline:
             return self.tokens.get_many(keys, texts, lambda ts: mv.encode_documents(ts, batch_size=16))
 
         scored, stats = maxsim_rerank(head, q_tokens, doc_tokens, spec.top or req.offset + req.k,
-                                      spec.alpha, spec.beta)
+                                      spec.alpha, spec.beta, first_stage_weight=spec.first_stage_weight)
         done = {d for d, _ in scored}
         rest = [(d, s) for d, s in fused if d not in done]
         return scored + rest, len(scored), {"candidates": stats.candidates, "pruned": stats.pruned,

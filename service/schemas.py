@@ -92,6 +92,9 @@ class RerankSpec(BaseModel):
                              "that do not enter the top-k (null: never)")
     top: int | None = Field(None, ge=1, le=1000, description="the top-k that early exit tracks "
                             "(default offset + k); fix it so pages stay consistent when beta is set")
+    first_stage_weight: float | None = Field(
+        None, ge=0, le=1, description="null: the score is MaxSim. A weight w: the score is "
+        "w x minmax(first-stage score over the kappa candidates) + (1 - w) x MaxSim / query tokens")
 
 
 class PRFSpec(BaseModel):

@@ -115,3 +115,89 @@ def test_api_rerank_pages_are_consistent(client):
     for off in (0, 3, 6):
         pages += client.post("/collections/demo/search", json={**base, "k": 3, "offset": off}).json()["results"]
     assert [p["id"] for p in pages] == [f["id"] for f in full]
+
+
+# ---------------------------------------------------------------- interpolation, batched MaxSim
+def test_batched_maxsim_equals_per_document(setup):
+    from encoders.multivector import maxsim_scores
+    docs, q, _, _, _ = setup
+    batch = [docs["d0"], np.empty((0, 16), np.float32), docs["d5"], docs["d7"]]
+    got = maxsim_scores(q, batch)
+    assert got.tolist() == pytest.approx([maxsim(q, d) for d in batch], abs=1e-5)
+    assert got[1] == 0.0 and maxsim_scores(q[:0], batch).tolist() == [0.0] * 4
+
+
+def test_interpolation_hand_computed():
+    from service.rerank import interpolate, normalized_first_stage
+    # two query tokens; MaxSim: a = 1 + 0.8 = 1.8, b = 0.6 + 1.0 = 1.6, c = 1 + 1 = 2.0
+    q = np.array([[1.0, 0.0], [0.0, 1.0]], np.float32)
+    docs = {"a": np.array([[1.0, 0.0], [0.6, 0.8]], np.float32),
+            "b": np.array([[0.6, 0.8], [0.0, 1.0]], np.float32),
+            "c": np.array([[1.0, 0.0], [0.0, 1.0]], np.float32)}
+    cands = [("a", 10.0), ("b", 6.0), ("c", 2.0)]  # min-max: 1, 0.5, 0
+    assert normalized_first_stage([10.0, 6.0, 2.0]).tolist() == [1.0, 0.5, 0.0]
+    assert normalized_first_stage([3.0, 3.0]).tolist() == [1.0, 1.0]
+    assert interpolate(0.5, 1.6, 2, 0.25) == pytest.approx(0.25 * 0.5 + 0.75 * 0.8)
+    fetch = lambda ids: [docs[d] for d in ids]  # noqa: E731
+    got, _ = maxsim_rerank(cands, q, fetch, k=3, first_stage_weight=0.5)
+    # a: .5*1 + .5*.9 = .95; b: .5*.5 + .5*.8 = .65; c: .5*0 + .5*1 = .5
+    assert got == [("a", pytest.approx(0.95)), ("b", pytest.approx(0.65)), ("c", pytest.approx(0.5))]
+    got, _ = maxsim_rerank(cands, q, fetch, k=3, first_stage_weight=0.0)  # MaxSim / query tokens
+    assert got == [("c", pytest.approx(1.0)), ("a", pytest.approx(0.9)), ("b", pytest.approx(0.8))]
+    got, _ = maxsim_rerank(cands, q, fetch, k=3, first_stage_weight=1.0)  # first-stage order
+    assert [d for d, _ in got] == ["a", "b", "c"]
+    got, _ = maxsim_rerank(cands, q, fetch, k=3)  # default: raw MaxSim
+    assert got == [("c", pytest.approx(2.0)), ("a", pytest.approx(1.8)), ("b", pytest.approx(1.6))]
+    with pytest.raises(ValueError):
+        maxsim_rerank(cands, q, fetch, k=3, first_stage_weight=1.5)
+
+
+@pytest.mark.parametrize("weight", [None, 0.3])
+def test_no_pruning_equals_exhaustive_with_interpolation(setup, weight):
+    from service.rerank import interpolate, normalized_first_stage
+    docs, q, cands, fetch, calls = setup
+    norm = normalized_first_stage([s for _, s in cands])
+    expect = [(maxsim(q, docs[d]) if weight is None else interpolate(norm[i], maxsim(q, docs[d]), len(q), weight), d)
+              for i, (d, _) in enumerate(cands)]
+    expect.sort(key=lambda x: -x[0])
+    got, stats = maxsim_rerank(cands, q, fetch, k=10, alpha=0.0, beta=None, first_stage_weight=weight)
+    assert [d for d, _ in got] == [d for _, d in expect]
+    assert [s for s, _ in expect] == pytest.approx([s for _, s in got], abs=1e-5)
+    assert stats.scored == 60 and len(calls) == 60
+    # a beta larger than the list never fires: same ranking and the same work
+    got_b, stats_b = maxsim_rerank(cands, q, lambda ids: [docs[d] for d in ids], k=10, beta=1000,
+                                   first_stage_weight=weight)
+    assert got_b == got and stats_b.scored == 60
+
+
+def test_beta_with_interpolation_keeps_the_exhaustive_top(setup):
+    """A high first-stage weight makes late candidates unable to enter the top-k: the early
+    exit then stops early and still returns the exhaustive top-k."""
+    docs, q, cands, fetch, calls = setup
+    full, _ = maxsim_rerank(cands, q, lambda ids: [docs[d] for d in ids], k=5, first_stage_weight=0.9)
+    got, stats = maxsim_rerank(cands, q, fetch, k=5, beta=5, first_stage_weight=0.9)
+    assert stats.scored < 60 and len(calls) == stats.scored
+    assert [d for d, _ in got[:5]] == [d for d, _ in full[:5]]
+
+
+def test_api_rerank_first_stage_weight(client):
+    base = {"query": "how do planets and stars form in galaxies", "k": 5, "mode": "hybrid",
+            "fusion": {"method": "convex", "alpha": 0.3}}
+    r = client.post("/collections/demo/search", json={**base, "rerank": {"kappa": 20, "first_stage_weight": 0.4}})
+    assert r.status_code == 200, r.text
+    scores = [x["score"] for x in r.json()["results"]]
+    assert scores == sorted(scores, reverse=True) and all(-0.6 <= s <= 1.0 for s in scores)
+    top = client.post("/collections/demo/search",
+                      json={**base, "rerank": {"kappa": 20, "first_stage_weight": 1.0}}).json()["results"]
+    plain = client.post("/collections/demo/search", json=base).json()["results"]
+    assert [x["id"] for x in top] == [x["id"] for x in plain]  # weight 1: first-stage order
+    bad = client.post("/collections/demo/search", json={**base, "rerank": {"first_stage_weight": 2}})
+    assert bad.status_code == 422
+
+
+def test_cli_rerank_options():
+    from service.cli import _search_request, build_parser
+    args = build_parser().parse_args(["search", "q", "--collection", "c", "--rerank", "--rerank-weight", "0.4",
+                                      "--rerank-alpha", "0.5", "--rerank-beta", "6", "--rerank-top", "10"])
+    spec = _search_request(args, "q").rerank
+    assert (spec.first_stage_weight, spec.alpha, spec.beta, spec.top) == (0.4, 0.5, 6, 10)

@@ -1,0 +1,443 @@
+"""MaxSim rerank on SciFact: nDCG@10 and per-query latency with and without alpha / beta pruning.
+
+    python -m benchmarks.rerank [--data ../shared/data/scifact] [--fusion convex --fusion-alpha 0.3]
+        [--kappa 50] [--weight W] [--multivector MODEL_OR_PROJECTION] [--alpha A --beta B]
+        [--on-demand-queries 20] [--json out.json] [--plot benchmarks/rerank.png]
+    python -m benchmarks.rerank --grid [--split train]       # choose fusion / weight / kappa
+
+First stage: the service pipeline's own stages (query encoders, per-list collection search to
+depth 100, fusion) over a collection of the SciFact corpus built once under ``--cache``. The
+dense document vectors and the multivector token states come from one MiniLM pass over the
+corpus (``--cache``/doc_states.npy, float16, written by ``--encode``); the token vectors the
+reranker sees are those states through the projection (if any) and L2-normalised, exactly as
+``MultiVectorEncoder`` computes them.
+
+Unless --alpha / --beta are given, they are chosen on the train queries (qrels/train.tsv):
+the pair that scores the fewest candidates with a train nDCG@10 no lower than exhaustive
+reranking. Then, on the test queries, every query is reranked exhaustively (alpha=0,
+beta=None) and with the chosen alpha / beta in the same run, alternating which goes first,
+three times each (the median counts); token vectors come from memory (the steady state of a
+service whose token cache holds the collection). ``--on-demand-queries N`` also times both
+arms on N test queries encoding the candidates' token vectors from text on each call (cold
+token cache). Prints a markdown table; ``--json`` writes the numbers, ``--plot`` a figure.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# numpy's BLAS must run on one thread too: MaxSim's matrix products are timed single-threaded.
+for _v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_v, os.environ.get("LSR_TORCH_THREADS", "1"))
+
+ROOT = Path(__file__).resolve().parent.parent
+DEPTH = 100
+ALPHAS = (0.0, 0.1, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
+BETAS = (None, 2, 3, 4, 5, 6, 8, 10, 15, 20)
+
+
+# ---------------------------------------------------------------------------- caches
+def encode_corpus_states(ds, cache: Path, model: str, shard: int = 0, shards: int = 1) -> None:
+    """One MiniLM pass: raw token states (float16, padded) and dense vectors of the corpus."""
+    import torch
+
+    from encoders.dense import mean_pool
+    from encoders.transformer import TokenStates
+    ts = TokenStates(model, None, True)
+    n = len(ds.doc_texts)
+    path = cache / "doc_states.npy"
+    if not path.exists():
+        np.lib.format.open_memmap(path, mode="w+", dtype=np.float16, shape=(n, ts.max_length, ts.hidden_size))
+    states = np.lib.format.open_memmap(path, mode="r+")
+    rows = list(range(shard, n, shards))
+    lens = np.zeros(n, np.int32)
+    dense = np.zeros((n, ts.hidden_size), np.float32)
+    for idx, st, m in ts.batches([ds.doc_texts[r] for r in rows], 32, "corpus token states"):
+        pooled = torch.nn.functional.normalize(mean_pool(st, m), dim=-1).numpy()
+        for b, (j, length) in enumerate(zip(idx, m.sum(1).tolist())):
+            states[rows[j], :length] = st[b, :length].numpy().astype(np.float16)
+            lens[rows[j]], dense[rows[j]] = length, pooled[b]
+    states.flush()
+    np.save(cache / f"doc_lens.{shard}.npy", lens)
+    np.save(cache / f"doc_dense.{shard}.npy", dense)
+
+
+def _merged(cache: Path, stem: str) -> np.ndarray:
+    parts = sorted(cache.glob(f"{stem}.*.npy"))
+    if not parts:
+        raise FileNotFoundError(f"no {stem}.*.npy under {cache}: run with --encode first")
+    return sum(np.load(p) for p in parts)
+
+
+def build_collection(ds, cache: Path, dense_model: str):
+    """The SciFact collection (SPLADE + BM25 + dense), indexed once through the service store;
+    the dense document vectors are the cached MiniLM pass's (mean pool of the same states)."""
+    from service.encoder_cache import ENCODERS
+    from service.indexing import index_records
+    from service.store import Store
+    store = Store(cache / "collections")
+    name = "beir-scifact"
+    if name not in store.names():
+        store.create(name, "splade-tiny", dense_model, dense_model, bm25=True)
+    if store.stats(name)["documents"] != len(ds.doc_ids):
+        dense = _merged(cache, "doc_dense")
+        row = {t: i for i, t in enumerate(ds.doc_texts)}
+        enc = ENCODERS.dense(dense_model)
+        enc.encode_documents = lambda texts, batch_size=32: dense[[row[t] for t in texts]]
+        try:
+            index_records(store, name, ((i, t, None) for i, t in zip(ds.doc_ids, ds.doc_texts)),
+                          len(ds.doc_ids))
+        finally:
+            del enc.encode_documents
+    return store, name
+
+
+def first_stage_lists(ds, split: str, cache: Path, dense_model: str) -> dict[str, dict[str, list]]:
+    """{query id: {list name: [[doc id, score], ...]}} to depth 100, as the pipeline retrieves."""
+    path = cache / f"lists.{split}.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    from service.pipeline import SearchPipeline
+    store, name = build_collection(ds, cache, dense_model)
+    try:
+        pipe = SearchPipeline(store)
+        coll = store.get(name)
+        enc = store.encoder_set(coll)
+        out = {}
+        for qid, text in zip(ds.query_ids, ds.query_texts):
+            qv = pipe._encode_query(text or " ", enc.fields, enc, coll)
+            hits: dict = {}
+            out[qid] = {f: pipe._retrieve(coll, f, qv, DEPTH, None, hits) for f in enc.fields}
+    finally:
+        store.close()
+    path.write_text(json.dumps(out))
+    return out
+
+
+def query_states(texts: dict[str, str], cache: Path, model: str) -> dict[str, np.ndarray]:
+    path = cache / "query_states.npz"
+    have = dict(np.load(path)) if path.exists() else {}
+    todo = [q for q in texts if q not in have]
+    if todo:
+        from encoders.train_multivector import encode_states
+        for q, s in zip(todo, encode_states([texts[q] or " " for q in todo], model, progress=False)):
+            have[q] = s
+        np.savez(path, **have)
+    return have
+
+
+def project(states: np.ndarray, weight: np.ndarray | None) -> np.ndarray:
+    """What MultiVectorEncoder does to hidden states: optional projection, then L2 norm."""
+    x = np.asarray(states, np.float32)
+    if weight is not None:
+        x = x @ weight.T
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def load_projection(spec: str | None) -> np.ndarray | None:
+    if not spec:
+        return None
+    from encoders.models import resolve
+    from encoders.multivector import find_projection
+    p = Path(spec)
+    w = find_projection(resolve(spec), p if p.suffix in (".safetensors", ".pt") else None)
+    return None if w is None else w.numpy()
+
+
+class Tokens:
+    """Document token vectors of the corpus in memory (one float32 [n_tokens, dim] per doc)."""
+
+    def __init__(self, cache: Path, ds, weight: np.ndarray | None):
+        states = np.load(cache / "doc_states.npy", mmap_mode="r")
+        lens = _merged(cache, "doc_lens")
+        self.pos = {d: i for i, d in enumerate(ds.doc_ids)}
+        self.docs = [project(states[i, :n], weight) for i, n in enumerate(lens)]
+
+    def __call__(self, ids: list[str]) -> list[np.ndarray]:
+        return [self.docs[self.pos[d]] for d in ids]
+
+
+# ---------------------------------------------------------------------------- evaluation
+def fuse(lists: dict[str, list], method: str, alpha: float) -> list[tuple[str, float]]:
+    from service import fusion
+    lists = {n: [tuple(x) for x in lst] for n, lst in lists.items()}
+    if method == "rrf":
+        return fusion.rrf(lists, 60.0)
+    return fusion.convex(lists, fusion.hybrid_weights(list(lists), alpha), "minmax")
+
+
+def rerank_one(fused, q_tokens, tokens, kappa, weight, alpha=0.0, beta=None, top=10):
+    """The pipeline's rerank step: reranked head, then the rest in first-stage order."""
+    from service.rerank import maxsim_rerank
+    scored, stats = maxsim_rerank(fused[:kappa], q_tokens, tokens, top, alpha, beta,
+                                  first_stage_weight=weight)
+    done = {d for d, _ in scored}
+    return scored + [(d, s) for d, s in fused if d not in done], stats
+
+
+def metrics(rankings: dict[str, list], qrels) -> dict[str, float]:
+    from encoders.metrics import evaluate
+    run = {q: {d: float(len(r) - i) for i, (d, _) in enumerate(r[:DEPTH])} for q, r in rankings.items()}
+    m = evaluate(run, {q: qrels[q] for q in rankings}, 10, 100)
+    return {"ndcg@10": m["nDCG@10"], "recall@100": m["R@100"]}
+
+
+class ScoreTable:
+    """MaxSim of every (query, candidate) pair a grid can ask for, computed once with the real
+    token vectors; ``query`` / ``fetch`` then stand in for them in ``maxsim_rerank`` (each query
+    token a 1-d vector of 1, each document one 1-d token of MaxSim / query tokens), so a grid
+    over weights and alpha / beta runs the service's own rerank code at no MaxSim cost."""
+
+    def __init__(self, fused_by_method: list[dict], qtok, tokens, kappa: int):
+        from encoders.multivector import maxsim_scores
+        self.n_q, self.table = {}, {}
+        for q in fused_by_method[0]:
+            ids = list(dict.fromkeys(d for f in fused_by_method for d, _ in f[q][:kappa]))
+            sims = maxsim_scores(qtok[q], tokens(ids))
+            n = len(qtok[q])
+            self.n_q[q] = n
+            self.table.update({(q, d): np.array([[s / max(n, 1)]], np.float32) for d, s in zip(ids, sims)})
+
+    def query(self, q):
+        return np.ones((self.n_q[q], 1), np.float32)
+
+    def fetcher(self, q):
+        return lambda ids: [self.table[(q, d)] for d in ids]
+
+
+def evaluate_config(fused, table: ScoreTable, qrels, kappa, weight, alpha=0.0, beta=None, rerank=True):
+    rankings, scored = {}, []
+    for q, f in fused.items():
+        if rerank:
+            rankings[q], st = rerank_one(f, table.query(q), table.fetcher(q), kappa, weight, alpha, beta)
+            scored.append(st.scored)
+        else:
+            rankings[q] = f
+    m = metrics(rankings, qrels)
+    m["scored"] = float(np.mean(scored)) if scored else 0.0
+    return m, rankings
+
+
+def choose_alpha_beta(fused, table, qrels, kappa, weight, tolerance=0.0) -> tuple[list[dict], dict]:
+    """Grid on the given (train) queries: every (alpha, beta) with nDCG@10 and candidates scored;
+    the choice scores the fewest candidates with no nDCG@10 loss against exhaustive."""
+    grid = []
+    for a in ALPHAS:
+        for b in BETAS:
+            m, _ = evaluate_config(fused, table, qrels, kappa, weight, a, b)
+            grid.append({"alpha": a, "beta": b, **m})
+    base = grid[0]
+    ok = [g for g in grid if g["ndcg@10"] >= base["ndcg@10"] - tolerance - 1e-9]
+    best = min(ok, key=lambda g: (g["scored"], -g["ndcg@10"]))
+    return grid, best
+
+
+def _pct(x, p):
+    return float(np.percentile(np.asarray(x) * 1e3, p))
+
+
+def time_arms(queries, fused, qtok, fetch, kappa, weight, arms, repeats=3):
+    """Per query, every arm ``repeats`` times in alternating order; the median counts.
+    Returns the latencies (s) and each arm's rankings (reranked head + first-stage rest)."""
+    from service.rerank import maxsim_rerank
+    lat = {name: [] for name in arms}
+    rankings = {name: {} for name in arms}
+    scored = {name: [] for name in arms}
+    for qi, q in enumerate(queries):
+        per = {name: [] for name in arms}
+        for r in range(repeats):
+            order = list(arms) if (qi + r) % 2 == 0 else list(arms)[::-1]
+            for name in order:
+                a, b = arms[name]
+                t0 = time.perf_counter()
+                got, st = maxsim_rerank(fused[q][:kappa], qtok[q], fetch, 10, a, b, first_stage_weight=weight)
+                per[name].append(time.perf_counter() - t0)
+                if r == 0:
+                    done = {d for d, _ in got}
+                    rankings[name][q] = got + [(d, s) for d, s in fused[q] if d not in done]
+                    scored[name].append(st.scored)
+        for name in arms:
+            lat[name].append(float(np.median(per[name])))
+    return lat, rankings, scored
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "scifact")
+    ap.add_argument("--cache", type=Path, default=ROOT / ".cache" / "rerank")
+    ap.add_argument("--model", default="all-MiniLM-L6-v2", help="backbone of the dense and multivector encoders")
+    ap.add_argument("--multivector", help="trained projection: a model folder or a .safetensors")
+    ap.add_argument("--fusion", choices=["rrf", "convex"], default="convex")
+    ap.add_argument("--fusion-alpha", type=float, default=0.3, help="convex: dense weight (0.3: chosen on train)")
+    ap.add_argument("--kappa", type=int, default=50)
+    ap.add_argument("--weight", type=float, default=None, help="first_stage_weight (null: MaxSim only)")
+    ap.add_argument("--alpha", type=float)
+    ap.add_argument("--beta", type=int)
+    ap.add_argument("--no-beta", action="store_true", help="with --alpha: beta=None")
+    ap.add_argument("--on-demand-queries", type=int, default=0)
+    ap.add_argument("--select-queries", type=Path, help="JSON list of train query ids to choose alpha / beta on "
+                    "(e.g. those a trained projection did not see)")
+    ap.add_argument("--tolerance", type=float, default=0.0, help="nDCG@10 loss on train that counts as none")
+    ap.add_argument("--encode", action="store_true", help="encode the corpus token states first")
+    ap.add_argument("--shard", type=str, default="0/1", help="with --encode: i/n")
+    ap.add_argument("--grid", action="store_true", help="print nDCG@10 of fusion x kappa x weight on --split")
+    ap.add_argument("--split", default="train")
+    ap.add_argument("--queries", type=Path, help="JSON list of query ids to restrict --grid to")
+    ap.add_argument("--json", type=Path)
+    ap.add_argument("--plot", type=Path)
+    ap.add_argument("--threads", type=int, default=int(os.environ.get("LSR_TORCH_THREADS", "1")))
+    args = ap.parse_args(argv)
+    import torch
+    torch.set_num_threads(args.threads)
+    from encoders.beir import BeirDataset
+    args.cache.mkdir(parents=True, exist_ok=True)
+    if args.encode:
+        i, n = (int(x) for x in args.shard.split("/"))
+        encode_corpus_states(BeirDataset.load(args.data, "test"), args.cache, args.model, i, n)
+        return 0
+    weight = load_projection(args.multivector)
+    splits = [args.split] if args.grid else ["train", "test"]
+    data = {s: BeirDataset.load(args.data, s) for s in splits}
+    texts = {q: t for ds in data.values() for q, t in zip(ds.query_ids, ds.query_texts)}
+    qstates = query_states(texts, args.cache, args.model)
+    qtok = {q: project(qstates[q], weight) for q in texts}
+    lists = {s: first_stage_lists(ds, s, args.cache, args.model) for s, ds in data.items()}
+    tokens = Tokens(args.cache, data[splits[0]], weight)
+    print(f"token vectors: dim {tokens.docs[0].shape[1]}, projection {args.multivector or 'none'}",
+          file=sys.stderr)
+
+    if args.grid:
+        ds = data[args.split]
+        keep = set(json.loads(args.queries.read_text())) if args.queries else None
+        fused_m = {m: {q: fuse(ls, m, args.fusion_alpha) for q, ls in lists[args.split].items()
+                       if keep is None or q in keep} for m in ("rrf", "convex")}
+        table = ScoreTable(list(fused_m.values()), qtok, tokens, 100)
+        print(f"{args.split}: {len(fused_m['rrf'])} queries, multivector {args.multivector or 'no projection'}\n")
+        print("| fusion | kappa | first_stage_weight | nDCG@10 | R@100 |\n|---|---:|---|---:|---:|")
+        rows = []
+        for method, fused in fused_m.items():
+            m, _ = evaluate_config(fused, table, ds.qrels, 0, None, rerank=False)
+            print(f"| {method} | - | no rerank | {m['ndcg@10']:.4f} | {m['recall@100']:.4f} |")
+            for kappa in (50, 100):
+                for w in (None, 0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8):
+                    m, _ = evaluate_config(fused, table, ds.qrels, kappa, w)
+                    rows.append({"fusion": method, "kappa": kappa, "weight": w, **m})
+                    print(f"| {method} | {kappa} | {w} | {m['ndcg@10']:.4f} | {m['recall@100']:.4f} |",
+                          flush=True)
+        if args.json:
+            args.json.write_text(json.dumps(rows, indent=2) + "\n")
+        return 0
+
+    fused = {s: {q: fuse(ls, args.fusion, args.fusion_alpha) for q, ls in lists[s].items()} for s in splits}
+    train, test = data["train"], data["test"]
+    grid = None
+    if args.alpha is None and args.beta is None and not args.no_beta:
+        sel = fused["train"]
+        if args.select_queries:
+            keep = set(json.loads(args.select_queries.read_text()))
+            sel = {q: f for q, f in sel.items() if q in keep}
+        table = ScoreTable([sel], qtok, tokens, args.kappa)
+        grid, best = choose_alpha_beta(sel, table, train.qrels, args.kappa, args.weight, args.tolerance)
+        alpha, beta = best["alpha"], best["beta"]
+    else:
+        alpha, beta = args.alpha or 0.0, None if args.no_beta else args.beta
+    arms = {"exhaustive": (0.0, None), f"alpha={alpha}, beta={beta}": (alpha, beta)}
+    pruned_name = list(arms)[1]
+    first = metrics(fused["test"], test.qrels)
+    queries = list(fused["test"])
+    lat, rankings, scored = time_arms(queries, fused["test"], qtok, tokens, args.kappa, args.weight, arms)
+    quality = {name: {**metrics(rankings[name], test.qrels), "scored": float(np.mean(scored[name]))}
+               for name in arms}
+    lat_od = None
+    if args.on_demand_queries:
+        from encoders.multivector import MultiVectorEncoder
+        spec = args.multivector
+        p = Path(spec) if spec else None
+        if p is not None and p.suffix in (".safetensors", ".pt"):
+            enc = MultiVectorEncoder(args.model, projection=p, progress=False)
+        else:
+            enc = MultiVectorEncoder(spec or args.model, progress=False)
+        text = dict(zip(test.doc_ids, test.doc_texts))
+        fetch = lambda ids: enc.encode_documents([text[d] for d in ids], batch_size=16)  # noqa: E731
+        lat_od = time_arms(queries[:args.on_demand_queries], fused["test"], qtok, fetch, args.kappa,
+                           args.weight, arms, repeats=1)[0]
+
+    def row(name, lt, m):
+        return (f"| {name} | {m['ndcg@10']:.4f} | {m['recall@100']:.4f} | {m['scored']:.1f} | "
+                f"{np.mean(lt) * 1e3:.2f} | {_pct(lt, 50):.2f} | {_pct(lt, 99):.2f} |")
+    fusion_name = "RRF k=60" if args.fusion == "rrf" else f"convex min-max, dense weight {args.fusion_alpha}"
+    print(f"SciFact test ({len(queries)} queries); first stage: hybrid {fusion_name}, "
+          f"nDCG@10 {first['ndcg@10']:.4f}, R@100 {first['recall@100']:.4f}; rerank kappa={args.kappa}, "
+          f"first_stage_weight={args.weight}, multivector {args.multivector or args.model + ' (no projection)'}, "
+          f"{args.threads} thread(s)\n")
+    print("| rerank (token vectors in memory) | nDCG@10 | R@100 | candidates scored | mean ms | p50 ms | p99 ms |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for name in arms:
+        print(row(name, lat[name], quality[name]))
+    speed = np.mean(lat["exhaustive"]) / np.mean(lat[pruned_name])
+    print(f"\nspeed-up (mean latency, exhaustive / pruned): {speed:.2f}x; "
+          f"p50 {_pct(lat['exhaustive'], 50) / _pct(lat[pruned_name], 50):.2f}x")
+    speed_od = None
+    if lat_od:
+        n = len(lat_od["exhaustive"])
+        print(f"\n| rerank (token vectors encoded on demand, first {n} queries) | mean ms | p50 ms | p99 ms |")
+        print("|---|---:|---:|---:|")
+        for name in arms:
+            print(f"| {name} | {np.mean(lat_od[name]) * 1e3:.0f} | {_pct(lat_od[name], 50):.0f} | "
+                  f"{_pct(lat_od[name], 99):.0f} |")
+        speed_od = np.mean(lat_od["exhaustive"]) / np.mean(lat_od[pruned_name])
+        print(f"\nspeed-up with on-demand encoding: {speed_od:.2f}x")
+    if grid is not None:
+        print(f"\nalpha / beta chosen on train ({len(sel)} queries): fewest candidates scored "
+              f"with train nDCG@10 >= exhaustive ({grid[0]['ndcg@10']:.4f}) - {args.tolerance}: alpha={alpha}, beta={beta} "
+              f"(train nDCG@10 {best['ndcg@10']:.4f}, {best['scored']:.1f} scored)")
+    out = {"kappa": args.kappa, "fusion": args.fusion, "fusion_alpha": args.fusion_alpha,
+           "first_stage_weight": args.weight, "multivector": args.multivector, "alpha": alpha, "beta": beta,
+           "first_stage": first, "quality": quality, "speedup": speed, "speedup_on_demand": speed_od,
+           "latency_ms": {k: [x * 1e3 for x in v] for k, v in lat.items()},
+           "latency_on_demand_ms": {k: [x * 1e3 for x in v] for k, v in (lat_od or {}).items()},
+           "train_grid": grid}
+    if args.json:
+        args.json.write_text(json.dumps(out, indent=2) + "\n")
+    if args.plot:
+        plot(out, pruned_name, args.plot)
+    return 0
+
+
+def plot(out: dict, pruned_name: str, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    ax = axes[0]
+    for name, xs in out["latency_ms"].items():
+        xs = np.sort(xs)
+        ax.plot(xs, np.arange(1, len(xs) + 1) / len(xs), label=f"{name} (nDCG@10 {out['quality'][name]['ndcg@10']:.4f})")
+    ax.set_xlabel("rerank latency per query (ms), token vectors in memory")
+    ax.set_ylabel("fraction of test queries")
+    ax.set_title(f"SciFact test, kappa={out['kappa']}: {out['speedup']:.2f}x faster")
+    ax.legend(fontsize=8)
+    ax = axes[1]
+    if out["train_grid"]:
+        g = out["train_grid"]
+        ax.scatter([x["scored"] for x in g], [x["ndcg@10"] for x in g], s=12, c="grey", label="(alpha, beta) grid")
+        ax.scatter([g[0]["scored"]], [g[0]["ndcg@10"]], c="C0", label="exhaustive")
+        ch = next(x for x in g if x["alpha"] == out["alpha"] and x["beta"] == out["beta"])
+        ax.scatter([ch["scored"]], [ch["ndcg@10"]], c="C1", label=f"chosen: {pruned_name}")
+        ax.set_xlabel("candidates scored per query (train)")
+        ax.set_ylabel("nDCG@10 (train)")
+        ax.set_title("choosing alpha / beta on the train queries")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
