@@ -32,14 +32,17 @@ DEFAULT_CACHE = REPO_ROOT / ".cache" / "encoded"
 
 
 def build_encoder(name: str, model: str | None, top_k_documents: int | None,
-                  progress: bool | None) -> Any:
+                  progress: bool | None, vocabulary: Path | None = None) -> Any:
+    if vocabulary is not None and name != "splade":
+        raise ValueError("--vocabulary (a restricted LM head) applies to the splade encoder only")
     if name == "bm25":
         from encoders.bm25 import BM25Encoder
         return BM25Encoder(progress=progress)
     if name == "splade":
         from encoders.models import DEFAULT_SPLADE
         from encoders.splade import SpladeEncoder
-        return SpladeEncoder(model or DEFAULT_SPLADE, top_k_documents=top_k_documents, progress=progress)
+        return SpladeEncoder(model or DEFAULT_SPLADE, top_k_documents=top_k_documents, progress=progress,
+                             vocabulary=None if vocabulary is None else str(vocabulary))
     if name == "inference-free":
         from encoders.inference_free import InferenceFreeEncoder
         from encoders.models import DEFAULT_SPLADE
@@ -122,9 +125,9 @@ def export_npz(path: Path, ds: BeirDataset, docs: sp.csr_matrix, queries: sp.csr
 def run_eval(folder: str | Path, encoder: str, *, model: str | None = None, split: str = "test",
              k: int = 100, batch_size: int = 32, top_k_documents: int | None = None,
              cache_dir: Path | None = DEFAULT_CACHE, progress: bool | None = None,
-             export: Path | None = None) -> dict[str, Any]:
+             export: Path | None = None, vocabulary: Path | None = None) -> dict[str, Any]:
     ds = BeirDataset.load(folder, split)
-    enc = build_encoder(encoder, model, top_k_documents, progress)
+    enc = build_encoder(encoder, model, top_k_documents, progress, vocabulary)
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
     if encoder in ("bm25", "inference-free"):
         # Corpus statistics (BM25 vocabulary, IDF) are cheap and deterministic to refit.
@@ -133,6 +136,8 @@ def run_eval(folder: str | Path, encoder: str, *, model: str | None = None, spli
     model_tag = model
     if model and Path(model).is_file():
         model_tag = f"{Path(model).stem}-{file_hash(model)[:12]}"
+    if vocabulary is not None:
+        model_tag = f"{model_tag or 'default'}-vocab{file_hash(vocabulary)[:12]}"
     # Inference-free documents are plain SPLADE vectors of the same model: share the entry.
     doc_key = "splade" if encoder == "inference-free" else encoder
     path = cache_path(cache_dir, doc_key, model_tag, top_k_documents, ds.corpus_sha256) if cache_dir else None
@@ -179,13 +184,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE)
     ap.add_argument("--no-cache", action="store_true")
     ap.add_argument("--no-progress", action="store_true")
+    ap.add_argument("--vocabulary", type=Path,
+                    help="splade: restrict the LM head to these term ids (.npy; approximate, faster)")
     ap.add_argument("--export", type=Path, help="sparse encoders: save doc + query CSR arrays here")
     ap.add_argument("--json", type=Path, help="write all results here")
     args = ap.parse_args(argv)
     res = run_eval(args.folder, args.encoder, model=args.model, split=args.split, k=args.k,
                    batch_size=args.batch_size, top_k_documents=args.top_k_documents,
                    cache_dir=None if args.no_cache else args.cache_dir,
-                   progress=False if args.no_progress else None, export=args.export)
+                   progress=False if args.no_progress else None, export=args.export,
+                   vocabulary=args.vocabulary)
     print(f"nDCG@10 {res['nDCG@10']:.4f}")
     print(f"R@{args.k} {res[f'R@{args.k}']:.4f}")
     print(f"encoding: {res['docs_per_s']:.1f} docs/s, peak RSS {res['peak_rss_mb']:.0f} MiB", file=sys.stderr)

@@ -3,15 +3,23 @@
 SPLADE weights are ``max_t log(1 + relu(h_t W^T + b))`` over the unpadded tokens t of a text.
 log1p∘relu is monotone, so it commutes with the max: we take the max of the raw logits and
 activate once per (text, term). The bias is constant over t, so it is added after the max.
-Raw logits are computed for ``chunk_tokens`` unpadded tokens at a time and folded into a
-running per-text max, so peak extra memory is chunk_tokens x vocab instead of
-batch x seq x vocab (the idea of Sparton's fused LM-head kernel, done with CPU chunking).
+The C++ kernel (native/splade_head.hpp) keeps the logits in registers and writes only the
+per-text maxima (the idea of Sparton's fused LM-head kernel, on the CPU); the reference path
+computes raw logits for ``chunk_tokens`` unpadded tokens at a time and folds them into a
+running per-text max, so its peak extra memory is chunk_tokens x vocab instead of
+batch x seq x vocab.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
+
+try:  # the fused head + max kernel (native/splade_head.hpp); chunked torch.mm without it
+    import lsr_native as _native
+except ImportError:
+    _native = None
 
 
 class _Passthrough(nn.Module):
@@ -54,24 +62,54 @@ class SplitLMHead:
         return out.logits if hasattr(out, "logits") else out[0]
 
 
+def pack_weight(weight: torch.Tensor) -> np.ndarray | None:
+    """The head's [vocab, hidden] weight in the fused kernel's layout [tiles, hidden, 16]
+    (16 vocabulary rows interleaved per hidden unit), or None without the C++ extension."""
+    if _native is None:
+        return None
+    vocab, hidden = weight.shape
+    tiles = -(-vocab // 16)
+    w = np.zeros((tiles * 16, hidden), dtype=np.float32)
+    w[:vocab] = weight.detach().float().numpy()
+    return np.ascontiguousarray(w.reshape(tiles, 16, hidden).transpose(0, 2, 1))
+
+
 def max_pool(
     states: torch.Tensor,
     lengths: list[int],
     weight: torch.Tensor,
     bias: torch.Tensor | None,
     chunk_tokens: int = 1024,
+    packed: np.ndarray | None = None,
 ) -> torch.Tensor:
     """SPLADE weights [n_texts, vocab] from the concatenated states of the pooled tokens.
 
     ``states`` is [sum(lengths), hidden]: the tokens of text 0, then text 1, ... (padding
-    already removed). A text with length 0 gets an all-zero row.
+    already removed). A text with length 0 gets an all-zero row. With ``packed`` (from
+    :func:`pack_weight`) the maxima come from the fused C++ kernel, else from chunked torch.mm.
     """
     n, vocab = len(lengths), weight.shape[0]
+    # Text i owns tokens [starts[i], starts[i+1]).
+    starts = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(lengths, out=starts[1:])
+    if packed is not None:
+        out = torch.from_numpy(_native.splade_max_logits(
+            np.ascontiguousarray(states.detach().numpy(), dtype=np.float32), packed, starts, vocab,
+            torch.get_num_threads()))
+    else:
+        out = _chunked_max(states, starts.tolist(), weight, chunk_tokens)
+    empty = torch.from_numpy(np.diff(starts) == 0)
+    if bias is not None:
+        out += bias
+    out[empty] = 0.0
+    return torch.log1p(torch.relu(out))
+
+
+def _chunked_max(states: torch.Tensor, starts: list[int], weight: torch.Tensor,
+                 chunk_tokens: int) -> torch.Tensor:
+    """Per-text max of the raw logits, ``chunk_tokens`` rows of logits at a time (reference)."""
+    n, vocab = len(starts) - 1, weight.shape[0]
     out = torch.full((n, vocab), float("-inf"), dtype=weight.dtype)
-    # Text id of each token boundary: text i owns tokens [starts[i], starts[i+1]).
-    starts = [0]
-    for length in lengths:
-        starts.append(starts[-1] + length)
     total = starts[-1]
     # The only large temporary, reused across chunks (fresh allocations would page-fault).
     buf = torch.empty((min(chunk_tokens, max(total, 1)), vocab), dtype=weight.dtype)
@@ -88,11 +126,7 @@ def max_pool(
                 text += 1
             else:
                 break
-    empty = torch.tensor([length == 0 for length in lengths])
-    if bias is not None:
-        out += bias
-    out[empty] = 0.0
-    return torch.log1p(torch.relu(out))
+    return out
 
 
 def naive_splade(logits: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -12,7 +13,7 @@ from transformers import AutoModelForMaskedLM
 from encoders.base import check_texts, csr_from_rows, decode_row, progress, topk_indices
 from encoders.batching import length_sorted_batches, model_max_length, pad_batch, token_ids
 from encoders.models import DEFAULT_SPLADE, load_model, load_tokenizer
-from encoders.sparse_head import SplitLMHead, max_pool
+from encoders.sparse_head import SplitLMHead, max_pool, pack_weight
 
 
 class SpladeEncoder:
@@ -20,6 +21,14 @@ class SpladeEncoder:
 
     ``top_k_documents`` / ``top_k_queries`` optionally keep only that many terms per text.
     ``chunk_tokens`` bounds the LM-head temporary to chunk_tokens x vocab floats.
+    ``fused_head`` runs the LM head and max-pooling in the fused C++ kernel when the
+    extension is built; False (or no extension) uses chunked torch.mm, the reference.
+
+    ``vocabulary`` (approximate, opt-in): term ids (an array or a ``.npy`` file, e.g. from
+    :meth:`calibrate_vocabulary`) the LM head is restricted to, together with the batch's own
+    input tokens (rare terms are mostly a text's own words, and calibration cannot know
+    them). The head is ~3/4 of the work, so it shrinks in proportion; other terms get weight
+    0, kept terms get exactly the weights of the full head.
     """
 
     def __init__(
@@ -32,6 +41,8 @@ class SpladeEncoder:
         top_k_queries: int | None = None,
         chunk_tokens: int = 1024,
         progress: bool | None = None,
+        vocabulary: np.ndarray | str | None = None,
+        fused_head: bool = True,
     ):
         self.name = str(model)
         self.tokenizer = load_tokenizer(model)
@@ -44,6 +55,32 @@ class SpladeEncoder:
         self.top_k_queries = top_k_queries
         self.chunk_tokens = chunk_tokens
         self.progress = progress
+        self.fused_head = fused_head
+        self._packed = pack_weight(self.head.weight) if fused_head else None
+        self.vocabulary: torch.Tensor | None = None
+        if vocabulary is not None:
+            self.set_vocabulary(vocabulary)
+
+    def set_vocabulary(self, vocabulary: np.ndarray | str | None) -> None:
+        """Restrict the LM head to these term ids (None: the full vocabulary)."""
+        if vocabulary is None:
+            self.vocabulary = None
+            return
+        ids = np.load(vocabulary) if isinstance(vocabulary, (str, Path)) else np.asarray(vocabulary)
+        if ids.ndim != 1 or len(ids) == 0 or not np.issubdtype(ids.dtype, np.integer):
+            raise ValueError("vocabulary must be a non-empty 1-d array of integer term ids")
+        if ids.min() < 0 or ids.max() >= self.dim:
+            raise ValueError(f"vocabulary term ids must be in [0, {self.dim})")
+        self.vocabulary = torch.from_numpy(np.unique(ids).astype(np.int64))
+
+    def calibrate_vocabulary(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
+        """Ids of every term with a non-zero document weight on ``texts`` (full head)."""
+        saved, self.vocabulary = self.vocabulary, None
+        try:
+            m = self.encode_documents(texts, batch_size)
+        finally:
+            self.vocabulary = saved
+        return np.unique(m.indices).astype(np.int32)
 
     def encode_documents(self, texts: list[str], batch_size: int = 32) -> sp.csr_matrix:
         return self._encode(texts, batch_size, self.max_length, self.top_k_documents, "documents")
@@ -65,7 +102,16 @@ class SpladeEncoder:
         states = self.head.hidden(input_ids, mask)
         # Only unpadded positions reach the vocabulary projection.
         valid = states[mask.bool()]
-        return max_pool(valid, lengths, self.head.weight, self.head.bias, self.chunk_tokens)
+        if self.vocabulary is None:
+            return max_pool(valid, lengths, self.head.weight, self.head.bias, self.chunk_tokens, self._packed)
+        keep = torch.unique(torch.cat([self.vocabulary, input_ids[mask.bool()]]))
+        bias = None if self.head.bias is None else self.head.bias[keep]
+        weight = self.head.weight[keep]
+        packed = pack_weight(weight) if self.fused_head else None
+        sub = max_pool(valid, lengths, weight, bias, self.chunk_tokens, packed)
+        out = torch.zeros((len(ids), self.dim), dtype=sub.dtype)
+        out[:, keep] = sub
+        return out
 
     def _encode(self, texts: Any, batch_size: int, max_length: int, top_k: int | None,
                 what: str) -> sp.csr_matrix:

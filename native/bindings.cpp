@@ -10,6 +10,7 @@
 
 #include "exact.hpp"
 #include "seismic.hpp"
+#include "splade_head.hpp"
 
 namespace nb = nanobind;
 using namespace nb::literals;
@@ -209,6 +210,32 @@ class Exact {
 
 }  // namespace
 
+// SPLADE head + max-pooling (splade_head.hpp): states [T, K], packed [tiles, K, 16] float32,
+// starts [n + 1] int64 -> [n, vocab] float32 maxima of the raw logits.
+nb::ndarray<nb::numpy, float> splade_max_logits(
+    nb::ndarray<nb::numpy, nb::ro, float, nb::ndim<2>, nb::c_contig, nb::device::cpu> states,
+    nb::ndarray<nb::numpy, nb::ro, float, nb::ndim<3>, nb::c_contig, nb::device::cpu> packed,
+    nb::ndarray<nb::numpy, nb::ro, int64_t, nb::ndim<1>, nb::c_contig, nb::device::cpu> starts,
+    int64_t vocab, int n_threads) {
+  const int64_t K = (int64_t)states.shape(1), T = (int64_t)states.shape(0);
+  if ((int64_t)packed.shape(1) != K || packed.shape(2) != (size_t)lsr::kTile)
+    throw std::invalid_argument("packed weights must be [tiles, hidden, 16] with the states' hidden size");
+  if (vocab < 1 || (int64_t)packed.shape(0) * lsr::kTile < vocab)
+    throw std::invalid_argument("vocab does not fit the packed weights");
+  if (starts.shape(0) < 1) throw std::invalid_argument("starts must hold at least one offset");
+  const int64_t n = (int64_t)starts.shape(0) - 1;
+  const int64_t* st = starts.data();
+  for (int64_t i = 0; i < n; ++i)
+    if (st[i] < 0 || st[i] > st[i + 1] || st[i + 1] > T)
+      throw std::invalid_argument("starts must be non-decreasing offsets within the states");
+  auto* out = new float[std::max<int64_t>(n * vocab, 1)];
+  {
+    nb::gil_scoped_release nogil;
+    lsr::splade_max_logits(states.data(), K, packed.data(), vocab, st, n, out, n_threads);
+  }
+  return owned(out, {(size_t)n, (size_t)vocab});
+}
+
 NB_MODULE(lsr_native, m) {
   m.doc() = "lsr-search C++ query kernels (Seismic and exact term-at-a-time).";
   nb::class_<Seismic>(m, "SeismicKernel")
@@ -218,6 +245,8 @@ NB_MODULE(lsr_native, m) {
            "heap_factor"_a)
       .def("search_batch", &Seismic::search_batch, "q_ptr"_a, "q_terms"_a, "q_vals"_a, "k"_a,
            "query_cut"_a, "heap_factor"_a, "n_threads"_a);
+  m.def("splade_max_logits", &splade_max_logits, "states"_a, "packed"_a, "starts"_a, "vocab"_a,
+        "n_threads"_a);
   nb::class_<Exact>(m, "ExactKernel")
       .def(nb::init<Arr, Arr, Arr, int64_t>(), "col_ptr"_a, "col_docs"_a, "col_vals"_a, "n_docs"_a)
       .def("search", &Exact::search, "q_terms"_a, "q_vals"_a, "k"_a)

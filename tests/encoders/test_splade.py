@@ -7,7 +7,7 @@ from encoders.base import SparseEncoder, validate_csr
 from encoders.batching import token_ids
 from encoders.models import load_model, load_tokenizer
 from encoders.profiling import measure_peak
-from encoders.sparse_head import max_pool, naive_splade
+from encoders.sparse_head import max_pool, naive_splade, pack_weight
 from encoders.splade import SpladeEncoder
 
 
@@ -135,3 +135,64 @@ def test_sliced_tokenisation_equals_one_call(splade, scifact_texts):
     tok = splade.tokenizer
     assert token_ids(tok, scifact_texts, slice_size=5, truncation=True, max_length=64) == \
         tok(scifact_texts, truncation=True, max_length=64)["input_ids"]
+
+
+@pytest.mark.skipif(pack_weight(torch.zeros(1, 1)) is None, reason="C++ extension not built")
+@pytest.mark.parametrize("vocab,lengths", [(50, [2, 0, 3]), (37, [13, 1, 6, 0, 7]), (1000, [64, 5])])
+def test_fused_head_equals_chunked_reference(vocab, lengths):
+    # vocab sizes that are not multiples of 16, texts of 0, < 6 and many tokens, chunks of 4
+    g = torch.Generator().manual_seed(vocab)
+    w, bias = torch.randn(vocab, 24, generator=g), torch.randn(vocab, generator=g)
+    states = torch.randn(sum(lengths), 24, generator=g)
+    fused = max_pool(states, lengths, w, bias, packed=pack_weight(w))
+    ref = max_pool(states, lengths, w, bias, chunk_tokens=4)
+    assert torch.allclose(fused, ref, atol=1e-5, rtol=0), (fused - ref).abs().max()
+    assert fused[torch.tensor(lengths) == 0].abs().sum() == 0
+
+
+@pytest.mark.skipif(pack_weight(torch.zeros(1, 1)) is None, reason="C++ extension not built")
+def test_fused_head_rejects_inconsistent_arrays():
+    import lsr_native
+    w = torch.randn(20, 8)
+    packed, states = pack_weight(w), np.zeros((5, 8), np.float32)
+    with pytest.raises(ValueError, match="hidden size"):
+        lsr_native.splade_max_logits(np.zeros((5, 4), np.float32), packed, np.array([0, 5]), 20, 1)
+    with pytest.raises(ValueError, match="vocab"):
+        lsr_native.splade_max_logits(states, packed, np.array([0, 5]), 33, 1)
+    with pytest.raises(ValueError, match="offsets"):
+        lsr_native.splade_max_logits(states, packed, np.array([0, 6]), 20, 1)
+    with pytest.raises(ValueError, match="offsets"):
+        lsr_native.splade_max_logits(states, packed, np.array([3, 2]), 20, 1)
+
+
+def test_restricted_vocabulary_keeps_exact_weights_on_kept_terms(splade_tiny_path, scifact_texts):
+    enc = SpladeEncoder(splade_tiny_path, progress=False)
+    calib, held_out = scifact_texts[:8], scifact_texts[8:12]
+    vocab = enc.calibrate_vocabulary(calib)
+    full_calib = enc.encode_documents(calib)
+    assert np.array_equal(vocab, np.unique(full_calib.indices))  # every active term, nothing else
+    full = enc.encode_documents(held_out).toarray()
+    enc.set_vocabulary(vocab)
+    approx = enc.encode_documents(held_out, batch_size=1).toarray()  # one text per batch
+    for i, text in enumerate(held_out):
+        # kept: the calibrated terms and the text's own tokens; everything else is zero
+        own = np.array(enc._tokenize([text], enc.max_length)[0])
+        kept = np.union1d(vocab, own)
+        outside = np.setdiff1d(np.arange(enc.dim), kept)
+        assert np.all(approx[i, outside] == 0)
+        assert np.allclose(approx[i, kept], full[i, kept], atol=1e-5)  # full ran padded in a batch of 4
+    # On the calibration texts themselves the restricted head loses nothing.
+    assert np.allclose(enc.encode_documents(calib).toarray(), full_calib.toarray(), atol=1e-6)
+    enc.set_vocabulary(None)
+    assert np.allclose(enc.encode_documents(held_out).toarray(), full, atol=1e-6)
+
+
+def test_vocabulary_file_and_bad_vocabularies(splade_tiny_path, tmp_path):
+    path = tmp_path / "vocab.npy"
+    np.save(path, np.array([2000, 1000, 2000], dtype=np.int32))
+    enc = SpladeEncoder(splade_tiny_path, progress=False, vocabulary=str(path))
+    assert enc.vocabulary.tolist() == [1000, 2000]
+    for bad, msg in (([], "non-empty"), ([[1, 2]], "1-d"), ([0.5], "integer"), ([-1], r"\[0, "),
+                     ([enc.dim], r"\[0, ")):
+        with pytest.raises(ValueError, match=msg):
+            enc.set_vocabulary(np.array(bad))
