@@ -30,6 +30,8 @@ from pathlib import Path
 import httpx
 import numpy as np
 
+from encoders.beir import load_titled_corpus
+
 from .report import ROOT, machine, write_section
 
 QUERIES = ["how do wind turbines make electricity", "baking sourdough bread", "black holes and gravity",
@@ -48,22 +50,22 @@ def free_port() -> int:
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9])")
 
 
-def passages(corpus: Path, limit: int):
+def passages(folder: Path, limit: int):
     """(id, text) passages of a BEIR corpus: every title, then sentence windows of width 1, 2
     and 3 of every document, until ``limit``. Deterministic, so a rerun reuses the index."""
-    docs = [json.loads(line) for line in open(corpus)]
-    sentences = [[s for s in SENTENCE_END.split(d.get("text", "")) if len(s.split()) >= 4] for d in docs]
+    ids, titles, texts = load_titled_corpus(folder)
+    sentences = [[s for s in SENTENCE_END.split(text) if len(s.split()) >= 4] for text in texts]
     n = 0
-    for d in docs:
-        if d.get("title", "").strip():
-            yield f"{d['_id']}-t", d["title"]
+    for doc_id, title in zip(ids, titles):
+        if title:
+            yield f"{doc_id}-t", title
             n += 1
             if n >= limit:
                 return
     for width in (1, 2, 3):
-        for d, sents in zip(docs, sentences):
+        for doc_id, sents in zip(ids, sentences):
             for i in range(len(sents) - width + 1):
-                yield f"{d['_id']}-w{width}-{i}", " ".join(sents[i:i + width])
+                yield f"{doc_id}-w{width}-{i}", " ".join(sents[i:i + width])
                 n += 1
                 if n >= limit:
                     return
@@ -75,7 +77,7 @@ def build_passage_collection(beir: Path, limit: int, data_dir: Path, name: str) 
     from service.indexing import index_records
     from service.settings import Settings
     from service.store import Store
-    rows = list(passages(beir / "corpus.jsonl", limit))
+    rows = list(passages(beir, limit))
     settings = Settings(data_dir=data_dir)
     store = Store(data_dir, batch_size=settings.encode_batch_size)
     try:

@@ -17,9 +17,9 @@ def _require(path: Path) -> Path:
     return path
 
 
-def load_corpus(folder: str | Path) -> tuple[list[str], list[str]]:
-    """Document ids and texts; a text is "title text" as BEIR's evaluation joins them."""
-    ids, texts = [], []
+def load_titled_corpus(folder: str | Path) -> tuple[list[str], list[str], list[str]]:
+    """Document ids, titles and texts of corpus.jsonl (stripped), in file order."""
+    ids, titles, texts = [], [], []
     with _require(Path(folder) / "corpus.jsonl").open(encoding="utf-8") as f:
         for n, line in enumerate(f, 1):
             if not line.strip():
@@ -28,8 +28,15 @@ def load_corpus(folder: str | Path) -> tuple[list[str], list[str]]:
             if "_id" not in d:
                 raise ValueError(f"corpus.jsonl line {n} has no _id")
             ids.append(str(d["_id"]))
-            texts.append(f"{d.get('title') or ''} {d.get('text') or ''}".strip())
-    return ids, texts
+            titles.append((d.get("title") or "").strip())
+            texts.append((d.get("text") or "").strip())
+    return ids, titles, texts
+
+
+def load_corpus(folder: str | Path) -> tuple[list[str], list[str]]:
+    """Document ids and texts; a text is "title text" as BEIR's evaluation joins them."""
+    ids, titles, texts = load_titled_corpus(folder)
+    return ids, [f"{t} {x}".strip() for t, x in zip(titles, texts)]
 
 
 def load_queries(folder: str | Path) -> dict[str, str]:

@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from encoders.batching import model_max_length, pad_batch, token_ids
-from encoders.beir import BeirDataset, _require
+from encoders.beir import BeirDataset, load_titled_corpus
 from encoders.inference_free import IdfTable, InferenceFreeEncoder
 
 SPARSE_TEACHERS = ("bm25", "splade")
@@ -189,19 +189,6 @@ class TrainingPool:
     queries: list[str]
     positives: list[int]  # per query: position in docs of the abstract it is the title of
     negatives: list[list[int]]  # per query: positions in docs of its hard negatives
-
-
-def load_titled_corpus(folder: str | Path) -> tuple[list[str], list[str], list[str]]:
-    """Document ids, titles and texts of corpus.jsonl, in file order (as BeirDataset)."""
-    ids, titles, texts = [], [], []
-    with _require(Path(folder) / "corpus.jsonl").open(encoding="utf-8") as f:
-        for line in f:
-            if line.strip():
-                d = json.loads(line)
-                ids.append(str(d["_id"]))
-                titles.append((d.get("title") or "").strip())
-                texts.append((d.get("text") or "").strip())
-    return ids, titles, texts
 
 
 def build_pool(ids: list[str], titles: list[str], texts: list[str], exclude: set[str],

@@ -5,6 +5,7 @@ import pytest
 import torch
 from transformers import BertConfig, BertForMaskedLM
 
+from encoders.beir import load_titled_corpus
 from encoders.inference_free import IdfTable, InferenceFreeEncoder
 from encoders.models import load_tokenizer
 from encoders.splade import SpladeEncoder
@@ -15,7 +16,6 @@ from encoders.train_inference_free import (
     distillation_loss,
     ensemble_targets,
     idf_aware_flops,
-    load_titled_corpus,
     main,
     minmax_per_query,
     train_step,
