@@ -152,7 +152,6 @@ class WriteBuffer:
         rows, scores = score_rows(ptr, terms, vals, rows, q_dense)
         return top_k(rows, scores, k)
 
-    def search_dense(self, field, q, k, allowed):
-        mat = self._dense[field].view()
-        rows = np.arange(len(mat)) if allowed is None else np.flatnonzero(allowed)
-        return top_k(rows, (mat[rows] @ q).astype(np.float32), k)
+    def dense_scores(self, field: str, queries: np.ndarray) -> np.ndarray:
+        """[n_queries, rows so far] dot products (a snapshot's rows are a prefix of these)."""
+        return queries @ self._dense[field].view().T

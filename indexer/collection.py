@@ -41,8 +41,9 @@ import scipy.sparse as sp
 from .atomic import fsync_dir, read_json_checked, write_json_atomic
 from .buffer import WriteBuffer
 from .collection_config import CollectionConfig, check_name
+from .combining import Combiner
 from .filters import Filter
-from .scoring import dense_query
+from .scoring import dense_query, top_k
 from .segment import Segment, segment_dir_name, write_segment
 from .storage import IndexFormatError, load_arrays, save_arrays
 from .validation import as_document_csr, as_query, check_k, check_search_params
@@ -191,6 +192,7 @@ class Collection:
                 self._live_put(seg.ids[row], _Loc(seg, int(row), int(seg.seqs[row])))
         self._sealing: list[WriteBuffer] = []
         self._buffer = WriteBuffer(self.config)
+        self._dense_combiner = Combiner(self._search_dense_batch)
         self._init_term_stats()
         self._wal = WriteAheadLog(self.path / "wal")
         for op in self._wal.replay():
@@ -456,11 +458,35 @@ class Collection:
         if q.shape != (dim,) or not np.all(np.isfinite(q)):
             raise ValueError(f"dense query must be {dim} finite numbers, got shape {q.shape}")
         flt = Filter.parse(filter)
-        return self._fan_out(lambda c, allowed, _n: c.search_dense(field, q, k, allowed), flt, k)
+        # concurrent dense searches share one scan of the vectors (see combining.py)
+        return self._dense_combiner.submit((field, q, k, flt))
 
-    def _fan_out(self, run, flt: Filter | None, k: int) -> list[Hit]:
+    def _search_dense_batch(self, requests: list) -> list[list[Hit]]:
+        """Dense searches [(field, q, k, filter)] over one snapshot, one matrix product per
+        field and segment for all of them."""
+        snapshot = self._snapshot()
+        results: list = [None] * len(requests)
+        by_field: dict[str, list[int]] = {}
+        for i, (field, _, _, _) in enumerate(requests):
+            by_field.setdefault(field, []).append(i)
+        for field, idx in by_field.items():
+            queries = np.stack([requests[i][1] for i in idx])
+            scores = {id(c): c.dense_scores(field, queries) for c, _ in snapshot}  # [batch, rows]
+            for col, i in enumerate(idx):
+                _, _, k, flt = requests[i]
+
+                def run(c, allowed, _n, col=col, k=k):
+                    s = scores[id(c)][col]
+                    if allowed is None:
+                        return top_k(np.arange(c.n_rows), s[: c.n_rows], k)
+                    rows = np.flatnonzero(allowed)
+                    return top_k(rows, s[rows], k)
+                results[i] = self._fan_out(run, flt, k, snapshot)
+        return results
+
+    def _fan_out(self, run, flt: Filter | None, k: int, snapshot: list | None = None) -> list[Hit]:
         found = []
-        for c, alive in self._snapshot():
+        for c, alive in (self._snapshot() if snapshot is None else snapshot):
             allowed = alive
             if flt is not None:
                 allowed = alive & flt.mask(c.metadata_columns())[: len(alive)]

@@ -214,7 +214,6 @@ class Segment:
                 return rows[keep][:k], scores[keep][:k]
             want = min(self.n_rows, want * 4)
 
-    def search_dense(self, field, q, k, allowed):
-        scores = self._dense[field] @ q
-        rows = np.arange(self.n_rows) if allowed is None else np.flatnonzero(allowed)
-        return top_k(rows, scores[rows].astype(np.float32), k)
+    def dense_scores(self, field: str, queries: np.ndarray) -> np.ndarray:
+        """[n_queries, n_rows] dot products of every row with each query."""
+        return queries @ self._dense[field].T

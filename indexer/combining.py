@@ -1,0 +1,67 @@
+"""Flat combining: concurrent callers' requests run together as one batch.
+
+A caller queues its request, then whoever holds the run lock executes every queued request in
+one ``run_batch`` call and hands each caller its own result. A lone caller runs its request at
+once (no timer, no extra thread); under load, requests that arrive while a batch runs are served
+by the next batch. Used for flat dense scans, where one [batch × dim] @ [dim × rows] product
+reads the vectors once for every query instead of once per query — and where many concurrent
+multithreaded BLAS calls would otherwise fight over the cores.
+"""
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+
+class _Slot:
+    __slots__ = ("request", "result", "error", "done")
+
+    def __init__(self, request: Any):
+        self.request = request
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self.done = False
+
+
+class Combiner:
+    """``submit(request)`` returns ``run_batch([..., request, ...])[its position]``."""
+
+    def __init__(self, run_batch: Callable[[list], list], max_batch: int = 64):
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+        self._run_batch = run_batch
+        self.max_batch = max_batch
+        self._queue: list[_Slot] = []
+        self._queue_lock = threading.Lock()
+        self._run_lock = threading.Lock()
+        self.batches = 0  # batches run so far (a statistic, for tests and metrics)
+
+    def submit(self, request: Any) -> Any:
+        slot = _Slot(request)
+        with self._queue_lock:
+            self._queue.append(slot)
+        while not slot.done:
+            with self._run_lock:
+                if not slot.done:
+                    self._run_queued()
+        if slot.error is not None:
+            raise slot.error
+        return slot.result
+
+    def _run_queued(self) -> None:
+        with self._queue_lock:
+            batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch:]
+        if not batch:
+            return
+        self.batches += 1
+        try:
+            results = self._run_batch([s.request for s in batch])
+            if len(results) != len(batch):
+                raise RuntimeError(f"run_batch returned {len(results)} results for {len(batch)} requests")
+        except BaseException as exc:  # every caller in the batch sees the failure
+            for s in batch:
+                s.error, s.done = exc, True
+            return
+        for s, r in zip(batch, results):
+            s.result, s.done = r, True
