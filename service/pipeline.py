@@ -23,6 +23,7 @@ from indexer.filters import Filter
 
 from . import fusion, lexical, prf
 from .errors import BadRequest
+from .query_batching import QueryBatcher
 from .rerank import maxsim_rerank
 from .schemas import SearchRequest, SearchResponse, SearchResult
 from .store import EncoderSet, Store
@@ -75,6 +76,7 @@ class SearchPipeline:
         self.store = store
         self.max_k = max_k
         self.tokens = token_cache or TokenCache()
+        self.queries = QueryBatcher()
 
     # ---------------------------------------------------------------- entry point
     def search(self, name: str, req: SearchRequest) -> SearchResponse:
@@ -124,17 +126,16 @@ class SearchPipeline:
             raise BadRequest(f"mode {mode!r} needs a {mode} field; this collection has {available}")
         return [mode]
 
-    @staticmethod
-    def _encode_query(query: str, names: list[str], enc: EncoderSet, coll: Collection) -> QueryVectors:
+    def _encode_query(self, query: str, names: list[str], enc: EncoderSet, coll: Collection) -> QueryVectors:
         qv = QueryVectors()
         if "sparse" in names:
-            row = enc.sparse.encode_queries([query])
+            row = self.queries.encode(enc.sparse, query)  # a 1 × vocabulary CSR row
             qv.sparse = (row.indices.astype(np.int32), row.data.astype(np.float32))
         if "bm25" in names:
             stats = coll.term_stats("bm25")
             qv.bm25 = lexical.encode_query(query, stats.df, stats.n_docs)
         if "dense" in names:
-            qv.dense = enc.dense.encode_queries([query])[0]
+            qv.dense = self.queries.encode(enc.dense, query)
         return qv
 
     def _search_field(self, coll: Collection, field: str, query, k: int, flt: Filter | None) -> list[Hit]:
@@ -189,7 +190,7 @@ class SearchPipeline:
         spec = req.rerank
         head = fused[:spec.kappa]
         mv = enc.multivector
-        q_tokens = mv.encode_queries([req.query])[0]
+        q_tokens = self.queries.encode(mv, req.query)
 
         def doc_tokens(ids: list[str]) -> list[np.ndarray]:
             texts = [hits[d].text or "" for d in ids]

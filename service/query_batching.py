@@ -1,0 +1,37 @@
+"""Concurrent requests' queries are encoded together: one forward pass per encoder and batch.
+
+Under load a search service receives many short queries at once. Encoding each alone costs a
+model call per request, and dozens of concurrent calls, each with its own intra-op thread team,
+oversubscribe the cores. Flat combining (indexer/combining.py) turns them into one padded batch
+per encoder while a lone request still runs at once. A query's vector may differ from its
+alone-encoded one in the last float bits (padding changes the summation order), never more.
+"""
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from indexer.combining import Combiner
+
+
+class QueryBatcher:
+    def __init__(self, max_batch: int = 32):
+        self.max_batch = max_batch
+        self._lock = threading.Lock()
+        self._combiners: dict[int, tuple[Any, Combiner]] = {}
+
+    def encode(self, encoder: Any, query: str) -> Any:
+        """``encoder.encode_queries([query])[0]``, batched with concurrent calls."""
+        return self._combiner(encoder).submit(query)
+
+    def _combiner(self, encoder: Any) -> Combiner:
+        key = id(encoder)
+        with self._lock:
+            entry = self._combiners.get(key)
+            if entry is None or entry[0] is not encoder:
+                def run(queries: list[str], enc=encoder) -> list:
+                    out = enc.encode_queries(queries)
+                    return [out[i] for i in range(len(queries))]
+                entry = (encoder, Combiner(run, self.max_batch))
+                self._combiners[key] = entry
+            return entry[1]
