@@ -490,7 +490,7 @@ class Collection:
             allowed = alive
             if flt is not None:
                 allowed = alive & flt.mask(c.metadata_columns())[: len(alive)]
-            n_allowed = int(allowed.sum())
+            n_allowed = int(np.count_nonzero(allowed))
             if n_allowed == 0:
                 continue
             if isinstance(c, Segment) and n_allowed == c.n_rows:
@@ -547,7 +547,7 @@ class Collection:
             seg_id = None
             for buf in pending:  # normally one; more only after an earlier flush failed
                 seg_id = self._seal(buf)
-            if self.config.max_segments and len(self._segments) > self.config.max_segments:
+            if self._merge_due():
                 self.merge()
             return seg_id
 
@@ -588,6 +588,18 @@ class Collection:
                     self._live[seg.ids[j]] = _Loc(seg, j, int(seg.seqs[j]))
                 j += 1
 
+    def _merge_due(self) -> bool:
+        """After a flush: merge when there are too many segments, or as soon as the small
+        segments together hold merge_small_docs live documents — a 100k-document collection
+        then searches a few large Seismic segments instead of many small exact ones."""
+        cfg = self.config
+        if not cfg.max_segments:
+            return False
+        with self._lock:
+            live = [int(np.count_nonzero(s.alive)) for s in self._segments]
+        small = [n for n in live if n < cfg.merge_small_docs]
+        return len(live) > cfg.max_segments or (len(small) >= 2 and sum(small) >= cfg.merge_small_docs)
+
     def merge(self, force: bool = False) -> int:
         """Rewrite small segments (and those with many deleted rows) into one, dropping dead
         rows; force=True rewrites all segments into one. Returns how many were rewritten."""
@@ -595,7 +607,7 @@ class Collection:
         with self._maint:
             with self._lock:
                 self._check_open()
-                live = {s: int(s.alive.sum()) for s in self._segments}
+                live = {s: int(np.count_nonzero(s.alive)) for s in self._segments}
                 dirty = [s for s in self._segments if s.n_rows and
                          (s.n_rows - live[s]) / s.n_rows >= cfg.merge_deleted_fraction]
                 if force:

@@ -77,6 +77,7 @@ class CollectionConfig:
     max_segments:        after a flush leaves more segments than this, small ones are merged
                          (0 disables automatic merging).
     merge_small_docs:    merge() rewrites segments with fewer live documents than this ...
+                         (automatically, after a flush, once they hold this many together) ...
     merge_deleted_fraction: ... and segments whose fraction of deleted rows is at least this.
     filter_exact_docs:   a filtered search scores the matching rows of a segment exactly when at
                          most this many match (otherwise it over-fetches from the index).

@@ -403,3 +403,21 @@ def test_concurrent_search_during_ingest_flush_merge(tmp_path):
     assert not errors, errors[0]
     assert coll.stats()["documents"] == len(all_ids) - deleted
     coll.close()
+
+
+def test_small_segments_merge_once_they_would_make_a_large_one(tmp_path):
+    rng = np.random.default_rng(11)
+    coll = make(tmp_path, flush_docs=20, exact_segment_docs=50, merge_small_docs=50, max_segments=16)
+    m = random_docs(rng, 120, DIM)
+    for a in range(0, 40, 20):
+        coll.upsert([f"d{i}" for i in range(a, a + 20)], m[a:a + 20])
+    assert coll.stats()["segments"] == 2  # 40 docs in small segments: not yet worth a large one
+    coll.upsert([f"d{i}" for i in range(40, 60)], m[40:60])  # the third flush makes 60 >= 50
+    st = coll.stats()
+    assert st["segments"] == 1 and st["documents"] == 60  # 60 >= 50: merged into one
+    assert coll._segments[0].kinds["sparse"] == "seismic"  # large enough for the Seismic index
+    qd = np.zeros(DIM, np.float32)
+    qd[m[7].indices] = m[7].data
+    best = int(np.argmax((m[:60] @ qd)))
+    assert coll.search(m[7].indices, m[7].data, k=1, **EXACT_SEARCH)[0].id == f"d{best}"
+    coll.close()
