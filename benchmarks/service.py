@@ -90,6 +90,9 @@ def build_passage_collection(beir: Path, limit: int, data_dir: Path, name: str) 
         if done < len(rows):
             index_records(store, name, ((pid, text, {}) for pid, text in rows[done:]), len(rows) - done,
                           chunk=256)
+        # after a bulk load, compact: the small segments left by the last flushes become one
+        # Seismic segment (what a fresh build and a resumed one both end with)
+        store.get(name).merge()
         return store.stats(name)["documents"]
     finally:
         store.close()
