@@ -27,11 +27,14 @@ class _Slot:
 class Combiner:
     """``submit(request)`` returns ``run_batch([..., request, ...])[its position]``."""
 
-    def __init__(self, run_batch: Callable[[list], list], max_batch: int = 64):
+    def __init__(self, run_batch: Callable[[list], list], max_batch: int = 64,
+                 on_batch: Callable[[int], None] | None = None):
+        """``on_batch(size)`` is called before each batch runs (e.g. to record batch sizes)."""
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
         self._run_batch = run_batch
         self.max_batch = max_batch
+        self._on_batch = on_batch
         self._queue: list[_Slot] = []
         self._queue_lock = threading.Lock()
         self._run_lock = threading.Lock()
@@ -56,6 +59,8 @@ class Combiner:
             return
         self.batches += 1
         try:
+            if self._on_batch is not None:
+                self._on_batch(len(batch))
             results = self._run_batch([s.request for s in batch])
             if len(results) != len(batch):
                 raise RuntimeError(f"run_batch returned {len(results)} results for {len(batch)} requests")

@@ -21,6 +21,7 @@ from .errors import ServiceError
 from .jobs import JobManager
 from .middleware import BodyLimit, Metrics
 from .pipeline import SearchPipeline
+from .query_batching import QueryBatcher
 from .routes import collections, health, jobs, rag, search
 from .settings import Settings
 from .store import Store
@@ -81,7 +82,14 @@ def create_app(settings: Settings | None = None, preload: bool = False) -> FastA
     registry = CollectorRegistry()
     app.state.settings = settings
     app.state.store = store
-    app.state.pipeline = SearchPipeline(store, settings.max_k)
+    batch_sizes = Histogram(
+        "lsr_query_batch_size", "queries encoded per forward pass (concurrent requests share one)",
+        ["encoder", "model"], registry=registry, buckets=(1, 2, 4, 8, 16, 32))
+
+    def record_batch(encoder, size: int) -> None:
+        batch_sizes.labels(type(encoder).__name__, getattr(encoder, "name", "?")).observe(size)
+    queries = QueryBatcher(on_batch=record_batch)
+    app.state.pipeline = SearchPipeline(store, settings.max_k, queries=queries)
     app.state.jobs = job_manager
     app.state.registry = registry
     app.state.search_seconds = Histogram(

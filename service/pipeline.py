@@ -72,11 +72,12 @@ def _text_key(text: str | None) -> str:
 
 
 class SearchPipeline:
-    def __init__(self, store: Store, max_k: int = 1000, token_cache: TokenCache | None = None):
+    def __init__(self, store: Store, max_k: int = 1000, token_cache: TokenCache | None = None,
+                 queries: QueryBatcher | None = None):
         self.store = store
         self.max_k = max_k
         self.tokens = token_cache or TokenCache()
-        self.queries = QueryBatcher()
+        self.queries = queries or QueryBatcher()
 
     # ---------------------------------------------------------------- entry point
     def search(self, name: str, req: SearchRequest) -> SearchResponse:

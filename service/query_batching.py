@@ -9,14 +9,19 @@ alone-encoded one in the last float bits (padding changes the summation order), 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from indexer.combining import Combiner
 
 
 class QueryBatcher:
-    def __init__(self, max_batch: int = 32):
+    """``on_batch(encoder, size)`` is told each batch's size (the service feeds a histogram)."""
+
+    def __init__(self, max_batch: int = 32,
+                 on_batch: Callable[[Any, int], None] | None = None):
         self.max_batch = max_batch
+        self.on_batch = on_batch
         self._lock = threading.Lock()
         self._combiners: dict[int, tuple[Any, Combiner]] = {}
 
@@ -32,6 +37,7 @@ class QueryBatcher:
                 def run(queries: list[str], enc=encoder) -> list:
                     out = enc.encode_queries(queries)
                     return [out[i] for i in range(len(queries))]
-                entry = (encoder, Combiner(run, self.max_batch))
+                hook = None if self.on_batch is None else (lambda n, enc=encoder: self.on_batch(enc, n))
+                entry = (encoder, Combiner(run, self.max_batch, hook))
                 self._combiners[key] = entry
             return entry[1]

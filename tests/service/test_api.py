@@ -19,6 +19,14 @@ def test_health_ready_metrics(client):
     assert 'lsr_requests_total{method="GET",route="/collections/{name}",status="200"}' in text
     search(client, query="x", mode="bm25")
     assert 'lsr_search_seconds_count{mode="bm25",rerank="false"}' in client.get("/metrics").text
+    key = 'lsr_query_batch_size_count{encoder="DenseEncoder",model="all-MiniLM-L6-v2"} '
+
+    def batches() -> float:
+        line = [ln for ln in client.get("/metrics").text.splitlines() if ln.startswith(key)]
+        return float(line[0].split()[-1]) if line else 0.0
+    before = batches()
+    search(client, query="wind turbines", mode="dense")
+    assert batches() == before + 1  # a lone request: one batch of one query
 
 
 def test_readyz_waits_for_preloaded_models(tmp_path):
