@@ -16,6 +16,7 @@ import re
 import sys
 import time
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -32,9 +33,11 @@ DEFAULT_CACHE = REPO_ROOT / ".cache" / "encoded"
 
 
 def build_encoder(name: str, model: str | None, top_k_documents: int | None,
-                  progress: bool | None, vocabulary: Path | None = None) -> Any:
+                  progress: bool | None, vocabulary: Path | None = None, int8: bool = False) -> Any:
     if vocabulary is not None and name != "splade":
         raise ValueError("--vocabulary (a restricted LM head) applies to the splade encoder only")
+    if int8 and name != "dense":
+        raise ValueError("--int8 (dynamically quantised linear layers) applies to the dense encoder only")
     if name == "bm25":
         from encoders.bm25 import BM25Encoder
         return BM25Encoder(progress=progress)
@@ -59,7 +62,7 @@ def build_encoder(name: str, model: str | None, top_k_documents: int | None,
     if name == "dense":
         from encoders.dense import DenseEncoder
         from encoders.models import DEFAULT_DENSE
-        return DenseEncoder(model or DEFAULT_DENSE, progress=progress)
+        return DenseEncoder(model or DEFAULT_DENSE, progress=progress, int8=int8)
     raise ValueError(f"unknown encoder {name!r}; choose from {ENCODERS}")
 
 
@@ -125,9 +128,15 @@ def export_npz(path: Path, ds: BeirDataset, docs: sp.csr_matrix, queries: sp.csr
 def run_eval(folder: str | Path, encoder: str, *, model: str | None = None, split: str = "test",
              k: int = 100, batch_size: int = 32, top_k_documents: int | None = None,
              cache_dir: Path | None = DEFAULT_CACHE, progress: bool | None = None,
-             export: Path | None = None, vocabulary: Path | None = None) -> dict[str, Any]:
+             export: Path | None = None, vocabulary: Path | None = None, int8: bool = False,
+             search: Callable | None = None, index: str = "exact") -> dict[str, Any]:
+    """Encode the corpus (cached) and the split's queries, retrieve the top k, score the run.
+
+    ``search(queries, docs, k) -> (doc positions [nq, k], scores [nq, k])`` replaces the exact
+    brute-force search (``lsr eval --index seismic`` passes a Seismic index; encoders cannot
+    import the indexer), ``index`` names it in the result."""
     ds = BeirDataset.load(folder, split)
-    enc = build_encoder(encoder, model, top_k_documents, progress, vocabulary)
+    enc = build_encoder(encoder, model, top_k_documents, progress, vocabulary, int8)
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
     if encoder in ("bm25", "inference-free"):
         # Corpus statistics (BM25 vocabulary, IDF) are cheap and deterministic to refit.
@@ -138,6 +147,8 @@ def run_eval(folder: str | Path, encoder: str, *, model: str | None = None, spli
         model_tag = f"{Path(model).stem}-{file_hash(model)[:12]}"
     if vocabulary is not None:
         model_tag = f"{model_tag or 'default'}-vocab{file_hash(vocabulary)[:12]}"
+    if int8:
+        model_tag = f"{model_tag or 'default'}-int8"
     # Inference-free documents are plain SPLADE vectors of the same model: share the entry.
     doc_key = "splade" if encoder == "inference-free" else encoder
     path = cache_path(cache_dir, doc_key, model_tag, top_k_documents, ds.corpus_sha256) if cache_dir else None
@@ -163,44 +174,60 @@ def run_eval(folder: str | Path, encoder: str, *, model: str | None = None, spli
             raise ValueError("--export needs a sparse encoder")
         export_npz(export, ds, docs, queries)
         log(f"exported vectors to {export}")
-    idx, scores = exact_search(queries, docs, k)
+    t0 = time.perf_counter()
+    idx, scores = (search or exact_search)(queries, docs, k)
+    search_s = time.perf_counter() - t0
     run = to_run(ds.query_ids, ds.doc_ids, idx, scores, sparse=sp.issparse(docs))
     metrics = evaluate(run, ds.qrels, 10, k)
     return {"dataset": ds.name, "split": split, "encoder": encoder, "model": getattr(enc, "name", encoder),
-            "n_docs": len(ds.doc_ids), "n_queries": len(ds.query_ids), **metrics,
+            "index": index, "n_docs": len(ds.doc_ids), "n_queries": len(ds.query_ids), **metrics,
+            "search_seconds": search_s,
             "encode_seconds": encode_s, "docs_per_s": docs_per_s, "cached": cached,
             "queries_per_s": len(ds.query_ids) / query_s, "peak_rss_mb": peak_rss_mb()}
+
+
+def add_encoder_arguments(ap: argparse.ArgumentParser, required: bool = True) -> None:
+    """The encoder options, shared by ``python -m encoders.evaluate`` and ``lsr eval --encoder``."""
+    ap.add_argument("--encoder", choices=ENCODERS, required=required,
+                    help="evaluate this encoder alone (exact retrieval over its vectors)")
+    ap.add_argument("--model", help="model name or path (default: the encoder's default)")
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--top-k-documents", type=int, help="SPLADE: keep this many terms per document; CSR: override k")
+    ap.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE)
+    ap.add_argument("--no-cache", action="store_true")
+    ap.add_argument("--vocabulary", type=Path,
+                    help="splade: restrict the LM head to these term ids (.npy; approximate, faster)")
+    ap.add_argument("--int8", action="store_true",
+                    help="dense: int8 dynamically quantised linear layers (approximate, faster)")
+    ap.add_argument("--export", type=Path, help="sparse encoders: save doc + query CSR arrays here")
+
+
+def run_from_args(args: argparse.Namespace, search: Callable | None = None, index: str = "exact") -> int:
+    """Run ``run_eval`` with parsed options, print one line per metric, write ``--json``."""
+    res = run_eval(args.folder, args.encoder, model=args.model, split=args.split, k=args.k,
+                   batch_size=args.batch_size, top_k_documents=args.top_k_documents,
+                   cache_dir=None if args.no_cache else args.cache_dir,
+                   progress=False if args.no_progress else None, export=args.export,
+                   vocabulary=args.vocabulary, int8=args.int8, search=search, index=index)
+    print(f"nDCG@10 {res['nDCG@10']:.4f}")
+    print(f"R@{args.k} {res[f'R@{args.k}']:.4f}")
+    print(f"encoding: {res['docs_per_s']:.1f} docs/s, peak RSS {res['peak_rss_mb']:.0f} MiB; "
+          f"{index} retrieval for {res['n_queries']} queries (index build included): {res['search_seconds']:.2f} s", file=sys.stderr)
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(res, indent=2) + "\n")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m encoders.evaluate", description=__doc__.splitlines()[0])
     ap.add_argument("folder", type=Path, help="BEIR-layout folder (corpus.jsonl, queries.jsonl, qrels/)")
-    ap.add_argument("--encoder", choices=ENCODERS, required=True)
-    ap.add_argument("--model", help="model name or path (default: the encoder's default)")
     ap.add_argument("--split", default="test")
     ap.add_argument("--k", type=int, default=100, help="retrieval depth and recall cut-off")
-    ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--top-k-documents", type=int, help="SPLADE: keep this many terms per document; CSR: override k")
-    ap.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE)
-    ap.add_argument("--no-cache", action="store_true")
     ap.add_argument("--no-progress", action="store_true")
-    ap.add_argument("--vocabulary", type=Path,
-                    help="splade: restrict the LM head to these term ids (.npy; approximate, faster)")
-    ap.add_argument("--export", type=Path, help="sparse encoders: save doc + query CSR arrays here")
     ap.add_argument("--json", type=Path, help="write all results here")
-    args = ap.parse_args(argv)
-    res = run_eval(args.folder, args.encoder, model=args.model, split=args.split, k=args.k,
-                   batch_size=args.batch_size, top_k_documents=args.top_k_documents,
-                   cache_dir=None if args.no_cache else args.cache_dir,
-                   progress=False if args.no_progress else None, export=args.export,
-                   vocabulary=args.vocabulary)
-    print(f"nDCG@10 {res['nDCG@10']:.4f}")
-    print(f"R@{args.k} {res[f'R@{args.k}']:.4f}")
-    print(f"encoding: {res['docs_per_s']:.1f} docs/s, peak RSS {res['peak_rss_mb']:.0f} MiB", file=sys.stderr)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(res, indent=2) + "\n")
-    return 0
+    add_encoder_arguments(ap)
+    return run_from_args(ap.parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -5,6 +5,8 @@
     lsr search "query" --collection NAME [--mode hybrid] [--k 10] [--rerank]
     lsr eval <beir-folder> [--mode hybrid] [--rerank] [--fusion rrf|convex] [--alpha 0.5]
              [--kappa 50] [--rerank-alpha A] [--rerank-beta B] [--rerank-top T] [--rerank-weight W]
+    lsr eval <beir-folder> --encoder bm25|splade|inference-free|csr|dense [--index exact|seismic]
+             [--json out.json]   (one encoder alone; the options of python -m encoders.evaluate)
 """
 from __future__ import annotations
 
@@ -106,7 +108,27 @@ def cmd_search(args) -> int:
     return 0
 
 
+def seismic_search(query_cut: int, heap_factor: float):
+    """A ``search`` for ``encoders.evaluate.run_eval``: build a Seismic index over the corpus
+    vectors, answer the queries with it (approximate top-k)."""
+    def search(queries, docs, k):
+        import scipy.sparse as sp
+
+        from indexer import SeismicIndex
+        if not sp.issparse(docs):
+            raise ValueError("--index seismic indexes sparse vectors; the dense encoder has none "
+                             "(use --index exact)")
+        t0 = time.perf_counter()
+        index = SeismicIndex.build(docs)
+        print(f"Seismic index over {docs.shape[0]} documents built in {time.perf_counter() - t0:.1f} s",
+              file=sys.stderr)
+        return index.search_batch(queries, k=k, query_cut=query_cut, heap_factor=heap_factor)
+    return search
+
+
 def cmd_eval(args) -> int:
+    if args.encoder is not None:
+        return _eval_encoder(args)
     from encoders.beir import BeirDataset
     from encoders.metrics import evaluate
 
@@ -154,6 +176,16 @@ def _search_options(p) -> None:
                    help="interpolate: weight of the normalised first-stage score (default: MaxSim only)")
 
 
+def _eval_encoder(args) -> int:
+    from encoders.evaluate import run_from_args
+    if args.index == "exact":
+        return run_from_args(args)
+    from .pipeline import HEAP_FACTOR, QUERY_CUT  # imported late: it loads the indexer (seconds)
+    cut = QUERY_CUT if args.query_cut is None else args.query_cut
+    heap = HEAP_FACTOR if args.heap_factor is None else args.heap_factor
+    return run_from_args(args, seismic_search(cut, heap), "seismic")
+
+
 def _encoder_options(p) -> None:
     p.add_argument("--no-sparse", action="store_true", help="new collection without SPLADE")
     p.add_argument("--no-dense", action="store_true", help="new collection without dense/multivector")
@@ -185,7 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     _search_options(p)
     p.set_defaults(func=cmd_search)
-    p = sub.add_parser("eval", help="nDCG@10 / recall of the full pipeline on a BEIR folder")
+    p = sub.add_parser("eval", help="nDCG@10 / recall on a BEIR folder: of the full pipeline, or "
+                       "with --encoder of one encoder alone")
     p.add_argument("folder", type=Path)
     p.add_argument("--split", default="test")
     p.add_argument("--collection", help="default: beir-<folder name>")
@@ -194,6 +227,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true")
     _search_options(p)
     _encoder_options(p)
+    from encoders.evaluate import add_encoder_arguments
+    g = p.add_argument_group("one encoder alone (--encoder)")
+    add_encoder_arguments(g, required=False)
+    g.add_argument("--index", choices=["exact", "seismic"], default="exact",
+                   help="--encoder: brute-force search, or a Seismic index over the corpus vectors")
+    g.add_argument("--query-cut", type=int, help="--index seismic: query terms used "
+                   "(default: the search API's)")
+    g.add_argument("--heap-factor", type=float, help="--index seismic: block pruning "
+                   "(default: the search API's)")
     p.set_defaults(func=cmd_eval, k=100)  # deep enough for R@100
     return ap
 

@@ -102,3 +102,18 @@ def test_projection_from_file_and_from_colbert_style_folder(tmp_path, minilm_pat
     save_file({"weight": torch.randn(8, 100)}, str(tmp_path / "bad.safetensors"))
     with pytest.raises(ValueError, match="projection"):
         MultiVectorEncoder(str(minilm_path), projection=tmp_path / "bad.safetensors")
+
+
+def test_int8_path_quantises_every_linear_and_keeps_the_meaning(dense, scifact_texts):
+    fast = DenseEncoder("all-MiniLM-L6-v2", progress=False, int8=True)
+    from torch.ao.nn.quantized.dynamic import Linear as DynamicQuantizedLinear
+    linears = [m for m in fast.backbone.model.modules() if type(m) is torch.nn.Linear]
+    quantised = [m for m in fast.backbone.model.modules() if isinstance(m, DynamicQuantizedLinear)]
+    assert not linears and len(quantised) == 6 * 6 + 1  # q, k, v, out, FFN up, down; + the pooler
+    exact, approx = dense.encode_documents(scifact_texts[:8]), fast.encode_documents(scifact_texts[:8])
+    np.testing.assert_allclose(np.linalg.norm(approx, axis=1), 1.0, atol=1e-5)
+    cos = (exact * approx).sum(axis=1)
+    assert cos.min() > 0.95 and not np.allclose(exact, approx, atol=1e-4)  # approximate, not exact
+    # the ranking of the documents for a query barely moves
+    q_exact, q_approx = dense.encode_queries(["vitamin D"]), fast.encode_queries(["vitamin D"])
+    assert np.argmax(exact @ q_exact[0]) == np.argmax(approx @ q_approx[0])

@@ -21,7 +21,7 @@ def test_index_then_search(tmp_path, capsys):
     assert res["results"][0]["id"] == "cooking-01" and len(res["results"]) == 2
 
 
-def test_eval_on_a_tiny_beir_folder(tmp_path, capsys):
+def _tiny_beir(tmp_path):
     beir = tmp_path / "beir"
     (beir / "qrels").mkdir(parents=True)
     docs = load_corpus(per_topic=2, topics=5)
@@ -31,6 +31,32 @@ def test_eval_on_a_tiny_beir_folder(tmp_path, capsys):
         json.dumps({"_id": "q1", "text": "wind turbine electricity"}) + "\n"
         + json.dumps({"_id": "q2", "text": "cooking rice slowly with stock"}) + "\n")
     (beir / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\tenergy-02\t1\nq2\tcooking-02\t1\n")
+    return beir
+
+
+def test_eval_one_encoder_exact_and_seismic(tmp_path, capsys):
+    beir = _tiny_beir(tmp_path)
+    results = {}
+    for index in ("exact", "seismic"):
+        out = tmp_path / f"{index}.json"
+        assert main(["eval", str(beir), "--encoder", "splade", "--index", index, "--cache-dir",
+                     str(tmp_path / "cache"), "--no-progress", "--json", str(out)]) == 0
+        lines = capsys.readouterr().out.splitlines()
+        assert lines[0].startswith("nDCG@10 ") and lines[1].startswith("R@100 ")
+        results[index] = json.loads(out.read_text())
+        assert results[index]["index"] == index and results[index]["encoder"] == "splade"
+    assert results["seismic"]["cached"]  # the second run reused the encoded corpus
+    # ten documents: the Seismic index finds what brute force finds
+    assert results["seismic"]["nDCG@10"] == results["exact"]["nDCG@10"] > 0.5
+    assert main(["eval", str(beir), "--encoder", "dense", "--index", "seismic", "--no-cache",
+                 "--no-progress"]) == 1
+    assert "indexes sparse vectors" in capsys.readouterr().err
+    assert main(["eval", str(beir), "--encoder", "bm25", "--int8", "--no-progress"]) == 1
+    assert "--int8" in capsys.readouterr().err
+
+
+def test_eval_on_a_tiny_beir_folder(tmp_path, capsys):
+    beir = _tiny_beir(tmp_path)
     out = tmp_path / "res.json"
     assert main(["eval", str(beir), "--data-dir", str(tmp_path / "data"), "--mode", "sparse", "--no-dense",
                  "--no-progress", "--json", str(out)]) == 0
