@@ -49,6 +49,7 @@ def create_app(settings: Settings | None = None, preload: bool = False) -> FastA
     if settings.torch_threads is not None:
         import torch
         torch.set_num_threads(settings.torch_threads)
+    ENCODERS.dense_int8 = settings.dense_int8
     store = Store(settings.data_dir, ENCODERS, settings.encode_batch_size)
     job_manager = JobManager(store, settings.data_dir / ".jobs", settings.job_chunk_docs)
     ready = threading.Event()

@@ -30,7 +30,9 @@ def _store(settings):
     from .store import Store
     if settings.models_dir is not None:
         os.environ["LSR_MODELS_DIR"] = str(settings.models_dir)
-    return Store(settings.data_dir, batch_size=settings.encode_batch_size)
+    from .encoder_cache import ENCODERS
+    ENCODERS.dense_int8 = settings.dense_int8
+    return Store(settings.data_dir, ENCODERS, batch_size=settings.encode_batch_size)
 
 
 def _ensure_collection(store, name: str, args) -> None:

@@ -14,6 +14,8 @@ class EncoderCache:
         self._lock = threading.Lock()
         self._items: dict[tuple[str, str], Any] = {}
         self._loading: dict[tuple[str, str], threading.Lock] = {}
+        # process-wide, from Settings.dense_int8: dense models load with int8 linear layers
+        self.dense_int8 = False
 
     def _get(self, kind: str, name: str, factory) -> Any:
         key = (kind, name)
@@ -39,7 +41,9 @@ class EncoderCache:
 
     def dense(self, name: str):
         from encoders.dense import DenseEncoder
-        return self._get("dense", name, lambda n: DenseEncoder(n, progress=False))
+        int8 = self.dense_int8
+        return self._get("dense-int8" if int8 else "dense", name,
+                         lambda n: DenseEncoder(n, progress=False, int8=int8))
 
     def multivector(self, name: str):
         from encoders.multivector import MultiVectorEncoder

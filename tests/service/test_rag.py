@@ -51,3 +51,26 @@ def test_lone_surrogates_are_a_400_not_a_500(client):
                       ("/collections/demo/search", {"query": "bad \ud800"})]:
         r = client.post(url, content=json.dumps(body).encode(), headers={"content-type": "application/json"})
         assert 400 <= r.status_code < 500 and "nicode" in r.json()["detail"], (url, r.text)
+
+
+def test_dense_int8_setting_serves_quantised_embeddings(tmp_path):
+    """LSR_DENSE_INT8: the dense model loads with int8 linear layers (close to, not equal to, fp32)."""
+    import numpy as np
+    from fastapi.testclient import TestClient
+
+    from service.app import create_app
+    from service.encoder_cache import ENCODERS
+    from service.settings import Settings
+    texts = ["wind turbines make electricity", "sourdough bread needs a starter"]
+    try:
+        with TestClient(create_app(Settings(data_dir=tmp_path / "a", _env_file=None, dense_int8=True))) as c:
+            r = c.post("/v1/embeddings", json={"input": texts})
+            assert r.status_code == 200, r.text
+            approx = np.array([d["embedding"] for d in r.json()["data"]])
+            assert "dense-int8:all-MiniLM-L6-v2" in c.get("/readyz").json()["models"]
+    finally:
+        ENCODERS.dense_int8 = False  # process-wide: the other tests' apps use float32
+    with TestClient(create_app(Settings(data_dir=tmp_path / "b", _env_file=None))) as c:
+        exact = np.array([d["embedding"] for d in c.post("/v1/embeddings", json={"input": texts}).json()["data"]])
+    cos = (approx * exact).sum(axis=1)
+    assert cos.min() > 0.95 and not np.allclose(approx, exact, atol=1e-4)
