@@ -26,7 +26,7 @@ class DenseEncoder:
 
     def __init__(self, model: str = DEFAULT_DENSE, *, max_length: int | None = None,
                  progress: bool | None = None, int8: bool = False):
-        # int8: approximate, ~1.5x faster on CPU (see transformer.quantize_int8)
+        # int8: approximate, ~1.3x faster on CPU (see transformer.quantize_int8)
         self.backbone = TokenStates(model, max_length, progress, int8=int8)
         self.name = self.backbone.name
         self.dim = self.backbone.hidden_size

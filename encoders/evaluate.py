@@ -15,8 +15,8 @@ import json
 import re
 import sys
 import time
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -189,7 +189,7 @@ def run_eval(folder: str | Path, encoder: str, *, model: str | None = None, spli
 def add_encoder_arguments(ap: argparse.ArgumentParser, required: bool = True) -> None:
     """The encoder options, shared by ``python -m encoders.evaluate`` and ``lsr eval --encoder``."""
     ap.add_argument("--encoder", choices=ENCODERS, required=required,
-                    help="evaluate this encoder alone (exact retrieval over its vectors)")
+                    help="evaluate this encoder alone, retrieving over its own vectors")
     ap.add_argument("--model", help="model name or path (default: the encoder's default)")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--top-k-documents", type=int, help="SPLADE: keep this many terms per document; CSR: override k")
@@ -211,8 +211,9 @@ def run_from_args(args: argparse.Namespace, search: Callable | None = None, inde
                    vocabulary=args.vocabulary, int8=args.int8, search=search, index=index)
     print(f"nDCG@10 {res['nDCG@10']:.4f}")
     print(f"R@{args.k} {res[f'R@{args.k}']:.4f}")
-    print(f"encoding: {res['docs_per_s']:.1f} docs/s, peak RSS {res['peak_rss_mb']:.0f} MiB; "
-          f"{index} retrieval for {res['n_queries']} queries (index build included): {res['search_seconds']:.2f} s", file=sys.stderr)
+    print(f"encoding: {res['docs_per_s']:.1f} docs/s, peak RSS {res['peak_rss_mb']:.0f} MiB; {index} "
+          f"retrieval for {res['n_queries']} queries (index build included): {res['search_seconds']:.2f} s",
+          file=sys.stderr)
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(res, indent=2) + "\n")

@@ -28,8 +28,8 @@ def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
     channel, activations quantised per batch at run time, FBGEMM's AVX2 int8 GEMMs.
 
     The approximate fast path (BENCHMARKS.md, "Encoding speed"): on the 2-core AVX2 machine
-    MiniLM encodes ~1.5x faster, cosine to the float32 embedding ≥ 0.97, SciFact nDCG@10 within
-    0.002. Per-tensor weight scales (PyTorch's default) were too coarse: worst cosine 0.88.
+    MiniLM encodes 1.3-1.4x faster, cosine to the float32 embedding ≥ 0.97, SciFact nDCG@10
+    within 0.002. Per-tensor weight scales (PyTorch's default) were too coarse: worst cosine 0.88.
     ``torch.ao`` dynamic quantisation is deprecated upstream in favour of torchao but present
     in the pinned torch; its deprecation warnings are silenced here."""
     import warnings

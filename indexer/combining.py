@@ -3,7 +3,8 @@
 A caller queues its request, then whoever holds the run lock executes every queued request in
 one ``run_batch`` call and hands each caller its own result. A lone caller runs its request at
 once (no timer, no extra thread); under load, requests that arrive while a batch runs are served
-by the next batch. Used for flat dense scans, where one [batch × dim] @ [dim × rows] product
+by the next batch. When a batch fails, its requests are rerun one at a time, so only the
+caller of a bad request sees an error. Used for flat dense scans, where one [batch × dim] @ [dim × rows] product
 reads the vectors once for every query instead of once per query — and where many concurrent
 multithreaded BLAS calls would otherwise fight over the cores.
 """
@@ -61,10 +62,26 @@ class Combiner:
         try:
             if self._on_batch is not None:
                 self._on_batch(len(batch))
+            self._settle(batch, isolate=len(batch) > 1)
+        except BaseException as exc:  # KeyboardInterrupt and the like: every waiting caller sees it
+            for s in batch:
+                if not s.done:
+                    s.error, s.done = exc, True
+            raise
+
+    def _settle(self, batch: list[_Slot], isolate: bool) -> None:
+        """Run ``batch``; record each result, or the exception in every slot. With ``isolate``
+        a failed batch is rerun one request at a time, so that one bad request does not fail
+        the others that happened to share its batch."""
+        try:
             results = self._run_batch([s.request for s in batch])
             if len(results) != len(batch):
                 raise RuntimeError(f"run_batch returned {len(results)} results for {len(batch)} requests")
-        except BaseException as exc:  # every caller in the batch sees the failure
+        except Exception as exc:
+            if isolate:
+                for s in batch:
+                    self._settle([s], isolate=False)
+                return
             for s in batch:
                 s.error, s.done = exc, True
             return

@@ -1,5 +1,5 @@
-"""Flat combining: every caller gets its own result, failures reach every caller of the batch,
-and concurrent callers really are served in shared batches."""
+"""Flat combining: every caller gets its own result, a failing request fails alone, and
+concurrent callers really are served in shared batches."""
 import threading
 
 import numpy as np
@@ -39,19 +39,36 @@ def test_concurrent_callers_share_batches_and_get_their_own_results():
     assert sum(sizes) == 20 and max(sizes) == 8 and len(sizes) < 20
 
 
-def test_failure_reaches_every_caller_of_the_batch_and_the_combiner_recovers():
+def test_a_bad_request_fails_alone_and_the_combiner_recovers():
+    calls = []
+
     def run(reqs):
+        calls.append(list(reqs))
         if "bad" in reqs:
             raise ValueError("bad request in batch")
-        return reqs
+        return [r.upper() for r in reqs]
     c = Combiner(run)
     with pytest.raises(ValueError, match="bad request"):
         c.submit("bad")
-    assert c.submit("good") == "good"
+    assert c.submit("good") == "GOOD"
+    # a batch holding one bad request: it is rerun one request at a time
+    for r in ("a", "bad", "b"):
+        c._queue.append(_slot(r))
+    slots = list(c._queue)
+    c._run_queued()
+    assert [s.done for s in slots] == [True, True, True]
+    assert slots[0].result == "A" and slots[2].result == "B" and slots[0].error is None
+    assert isinstance(slots[1].error, ValueError)
+    assert calls[-4:] == [["a", "bad", "b"], ["a"], ["bad"], ["b"]]
     with pytest.raises(RuntimeError, match="2 results for 1"):
         Combiner(lambda reqs: [1, 2]).submit(0)
     with pytest.raises(ValueError, match="max_batch"):
         Combiner(lambda r: r, max_batch=0)
+
+
+def _slot(request):
+    from indexer.combining import _Slot
+    return _Slot(request)
 
 
 def test_concurrent_dense_searches_equal_sequential_ones(tmp_path):
