@@ -4,9 +4,10 @@ A caller queues its request, then whoever holds the run lock executes every queu
 one ``run_batch`` call and hands each caller its own result. A lone caller runs its request at
 once (no timer, no extra thread); under load, requests that arrive while a batch runs are served
 by the next batch. When a batch fails, its requests are rerun one at a time, so only the
-caller of a bad request sees an error. Used for flat dense scans, where one [batch × dim] @ [dim × rows] product
-reads the vectors once for every query instead of once per query — and where many concurrent
-multithreaded BLAS calls would otherwise fight over the cores.
+caller of a bad request sees an error. Used for flat dense scans, where one
+[batch × dim] @ [dim × rows] product reads the vectors once for every query instead of once per
+query — and where many concurrent multithreaded BLAS calls would otherwise fight over the
+cores — and for query encoding in the service (one forward pass per batch).
 """
 from __future__ import annotations
 
