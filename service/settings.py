@@ -33,7 +33,7 @@ class Settings(BaseSettings):
                              "queries): ~1.3x faster on CPU, SciFact nDCG@10 0.6435 vs 0.6451")
     encode_batch_size: int = Field(32, ge=1)
     torch_threads: int | None = Field(None, ge=1, description="intra-op threads per encoder call "
-                                      "(default: torch's; 1 suits many concurrent requests)")
+                                      "(default: torch's; concurrent queries share batches anyway)")
     job_chunk_docs: int = Field(64, ge=1, description="documents encoded and committed per job step")
 
     @property
