@@ -215,8 +215,8 @@ def run_from_args(args: argparse.Namespace, search: Callable | None = None, inde
           f"retrieval for {res['n_queries']} queries (index build included): {res['search_seconds']:.2f} s",
           file=sys.stderr)
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(res, indent=2) + "\n")
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(res, indent=2) + "\n")
     return 0
 
 

@@ -237,7 +237,7 @@ nb::ndarray<nb::numpy, float> splade_max_logits(
 }
 
 NB_MODULE(lsr_native, m) {
-  m.doc() = "lsr-search C++ query kernels (Seismic and exact term-at-a-time).";
+  m.doc() = "lsr-search C++ kernels (Seismic and exact term-at-a-time search, fused SPLADE head).";
   nb::class_<Seismic>(m, "SeismicKernel")
       .def(nb::init<nb::dict, int64_t, int64_t, int64_t>(), "arrays"_a, "n_docs"_a, "dim"_a,
            "max_blocks_per_list"_a)
