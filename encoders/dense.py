@@ -20,27 +20,32 @@ def mean_pool(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 class DenseEncoder:
     """``encode_*`` return float32 [n, dim] arrays with unit-norm rows.
 
+    ``int8=True`` encodes documents through the fused int8 ONNX graph (``encoders.onnx_int8``:
+    ~1.6x the throughput on a 2-core AVX2 CPU, approximate); queries stay float32 — they are
+    short, so int8 saves little there, and quantising both sides cost 0.005 nDCG@10 on SciFact's
+    train queries where documents alone cost 0.0002 (BENCHMARKS.md, "Encoding speed").
+
     An empty string is encoded like any text (its [CLS] [SEP] embedding), as
     sentence-transformers does, so every row stays a unit vector.
     """
 
     def __init__(self, model: str = DEFAULT_DENSE, *, max_length: int | None = None,
                  progress: bool | None = None, int8: bool = False):
-        # int8: approximate, ~1.3x faster on CPU (see transformer.quantize_int8)
+        self.int8 = int8
         self.backbone = TokenStates(model, max_length, progress, int8=int8)
         self.name = self.backbone.name
         self.dim = self.backbone.hidden_size
 
     def encode_documents(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
-        return self._encode(texts, batch_size, "dense documents")
+        return self._encode(texts, batch_size, "dense documents", self.int8)
 
     def encode_queries(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
-        return self._encode(texts, batch_size, "dense queries")
+        return self._encode(texts, batch_size, "dense queries", False)
 
-    def _encode(self, texts: list[str], batch_size: int, desc: str) -> np.ndarray:
+    def _encode(self, texts: list[str], batch_size: int, desc: str, int8: bool) -> np.ndarray:
         texts = check_texts(texts)
         out = np.empty((len(texts), self.dim), dtype=np.float32)
-        for idx, states, mask in self.backbone.batches(texts, batch_size, desc):
+        for idx, states, mask in self.backbone.batches(texts, batch_size, desc, int8):
             pooled = torch.nn.functional.normalize(mean_pool(states, mask), dim=-1)
             out[idx] = pooled.numpy()
         return out

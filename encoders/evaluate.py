@@ -37,7 +37,7 @@ def build_encoder(name: str, model: str | None, top_k_documents: int | None,
     if vocabulary is not None and name != "splade":
         raise ValueError("--vocabulary (a restricted LM head) applies to the splade encoder only")
     if int8 and name != "dense":
-        raise ValueError("--int8 (dynamically quantised linear layers) applies to the dense encoder only")
+        raise ValueError("--int8 (the fused int8 ONNX Runtime graph) applies to the dense encoder only")
     if name == "bm25":
         from encoders.bm25 import BM25Encoder
         return BM25Encoder(progress=progress)
@@ -147,8 +147,8 @@ def run_eval(folder: str | Path, encoder: str, *, model: str | None = None, spli
         model_tag = f"{Path(model).stem}-{file_hash(model)[:12]}"
     if vocabulary is not None:
         model_tag = f"{model_tag or 'default'}-vocab{file_hash(vocabulary)[:12]}"
-    if int8:
-        model_tag = f"{model_tag or 'default'}-int8"
+    if int8:  # keyed by the converted model, so a new conversion recipe re-encodes
+        model_tag = f"{model_tag or 'default'}-int8-{enc.backbone.int8_model.key}"
     # Inference-free documents are plain SPLADE vectors of the same model: share the entry.
     doc_key = "splade" if encoder == "inference-free" else encoder
     path = cache_path(cache_dir, doc_key, model_tag, top_k_documents, ds.corpus_sha256) if cache_dir else None
@@ -198,7 +198,7 @@ def add_encoder_arguments(ap: argparse.ArgumentParser, required: bool = True) ->
     ap.add_argument("--vocabulary", type=Path,
                     help="splade: restrict the LM head to these term ids (.npy; approximate, faster)")
     ap.add_argument("--int8", action="store_true",
-                    help="dense: int8 dynamically quantised linear layers (approximate, faster)")
+                    help="dense: documents through the fused int8 ONNX Runtime graph (approximate, faster; queries stay float32)")
     ap.add_argument("--export", type=Path, help="sparse encoders: save doc + query CSR arrays here")
 
 

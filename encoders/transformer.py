@@ -13,6 +13,7 @@ from transformers import AutoModel
 from encoders.base import progress
 from encoders.batching import length_sorted_batches, model_max_length, pad_batch, token_ids
 from encoders.models import load_model, load_tokenizer, resolve
+from encoders.onnx_int8 import Int8Transformer
 
 
 def sentence_transformers_max_length(path: str) -> int | None:
@@ -23,26 +24,11 @@ def sentence_transformers_max_length(path: str) -> int | None:
     return None
 
 
-def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
-    """Dynamic int8 quantisation of every ``nn.Linear``: weights int8 with one scale per output
-    channel, activations quantised per batch at run time, FBGEMM's AVX2 int8 GEMMs.
-
-    The approximate fast path (BENCHMARKS.md, "Encoding speed"): on the 2-core AVX2 machine
-    MiniLM encodes 1.3-1.4x faster, cosine to the float32 embedding ≥ 0.97, SciFact nDCG@10
-    within 0.002. Per-tensor weight scales (PyTorch's default) were too coarse: worst cosine 0.88.
-    ``torch.ao`` dynamic quantisation is deprecated upstream in favour of torchao but present
-    in the pinned torch; its deprecation warnings are silenced here."""
-    import warnings
-
-    from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return quantize_dynamic(model, {torch.nn.Linear: per_channel_dynamic_qconfig})
-
-
 class TokenStates:
-    """Loads ``AutoModel`` + tokenizer and yields last hidden states for batches of texts
-    (``int8=True``: through ``quantize_int8``, the approximate fast path)."""
+    """Loads ``AutoModel`` + tokenizer and yields last hidden states for batches of texts.
+
+    ``int8=True`` also loads the fused int8 ONNX Runtime graph of the model (the approximate
+    fast path, ``encoders.onnx_int8``), used where ``batches(..., int8=True)`` asks for it."""
 
     def __init__(self, model: str, max_length: int | None = None, progress: bool | None = None,
                  int8: bool = False):
@@ -50,9 +36,7 @@ class TokenStates:
         self.path = resolve(model)
         self.tokenizer = load_tokenizer(model)
         self.model = load_model(model, AutoModel)
-        self.int8 = int8
-        if int8:
-            self.model = quantize_int8(self.model)
+        self.int8_model = Int8Transformer(self.path) if int8 else None
         if max_length is None:
             max_length = sentence_transformers_max_length(self.path)
         self.max_length = model_max_length(self.tokenizer, self.model.config, max_length)
@@ -63,12 +47,15 @@ class TokenStates:
         return token_ids(self.tokenizer, texts, truncation=True, max_length=self.max_length)
 
     @torch.inference_mode()
-    def batches(self, texts: list[str], batch_size: int, desc: str
+    def batches(self, texts: list[str], batch_size: int, desc: str, int8: bool = False
                 ) -> Iterator[tuple[list[int], torch.Tensor, torch.Tensor]]:
         """(text indices, hidden states [B, L, H], attention mask [B, L]) per batch."""
+        if int8 and self.int8_model is None:
+            raise ValueError(f"{self.name}: loaded without int8=True, no int8 graph to run")
+        model: Any = self.int8_model if int8 else self.model
         ids = self.tokenize(texts)
         groups = length_sorted_batches([len(x) for x in ids], batch_size)
         for group in progress(groups, len(groups), len(texts), self.progress, desc):
             input_ids, mask = pad_batch([ids[i] for i in group], self.tokenizer.pad_token_id)
-            out: Any = self.model(input_ids=input_ids, attention_mask=mask)
+            out: Any = model(input_ids=input_ids, attention_mask=mask)
             yield group, out.last_hidden_state, mask

@@ -53,8 +53,9 @@ def test_lone_surrogates_are_a_400_not_a_500(client):
         assert 400 <= r.status_code < 500 and "nicode" in r.json()["detail"], (url, r.text)
 
 
-def test_dense_int8_setting_serves_quantised_embeddings(tmp_path):
-    """LSR_DENSE_INT8: the dense model loads with int8 linear layers (close to, not equal to, fp32)."""
+def test_dense_int8_setting_indexes_documents_in_int8_and_keeps_queries_exact(tmp_path, corpus):
+    """LSR_DENSE_INT8: documents are encoded by the fused int8 ONNX graph (dense scores close to,
+    not equal to, float32); queries and /v1/embeddings stay float32."""
     import numpy as np
     from fastapi.testclient import TestClient
 
@@ -62,15 +63,25 @@ def test_dense_int8_setting_serves_quantised_embeddings(tmp_path):
     from service.encoder_cache import ENCODERS
     from service.settings import Settings
     texts = ["wind turbines make electricity", "sourdough bread needs a starter"]
-    try:
-        with TestClient(create_app(Settings(data_dir=tmp_path / "a", _env_file=None, dense_int8=True))) as c:
+    query = {"query": "renewable energy", "mode": "dense", "k": 5}
+
+    def run(sub: str, **settings) -> tuple[np.ndarray, dict[str, float]]:
+        with TestClient(create_app(Settings(data_dir=tmp_path / sub, _env_file=None, **settings))) as c:
+            assert c.post("/collections", json={"name": "d"}).status_code == 201
+            assert c.put("/collections/d/documents", json={"documents": corpus}).status_code == 200
             r = c.post("/v1/embeddings", json={"input": texts})
             assert r.status_code == 200, r.text
-            approx = np.array([d["embedding"] for d in r.json()["data"]])
-            assert "dense-int8:all-MiniLM-L6-v2" in c.get("/readyz").json()["models"]
+            emb = np.array([d["embedding"] for d in r.json()["data"]])
+            hits = c.post("/collections/d/search", json=query).json()["results"]
+            if settings:
+                assert "dense-int8:all-MiniLM-L6-v2" in c.get("/readyz").json()["models"]
+            return emb, {h["id"]: h["score"] for h in hits}
+    try:
+        emb_int8, hits_int8 = run("a", dense_int8=True)
     finally:
         ENCODERS.dense_int8 = False  # process-wide: the other tests' apps use float32
-    with TestClient(create_app(Settings(data_dir=tmp_path / "b", _env_file=None))) as c:
-        exact = np.array([d["embedding"] for d in c.post("/v1/embeddings", json={"input": texts}).json()["data"]])
-    cos = (approx * exact).sum(axis=1)
-    assert cos.min() > 0.95 and not np.allclose(approx, exact, atol=1e-4)
+    emb, hits = run("b")
+    np.testing.assert_allclose(emb_int8, emb, atol=1e-6)  # queries: the float32 model
+    assert list(hits_int8)[:2] == list(hits)[:2]
+    diffs = [abs(hits_int8[d] - hits[d]) for d in hits if d in hits_int8]
+    assert len(diffs) >= 4 and max(diffs) < 0.03 and max(diffs) > 1e-5  # documents: int8
