@@ -1,7 +1,12 @@
 """Encoding speed: the naive Hugging Face pipeline vs our encoders, side by side in one run.
 
     python -m benchmarks.encoding <beir-folder> [--n 384] [--repeats 2] [--calibration 1000]
-                                  [--vocab-out FILE] [--write]
+                                  [--vocab-out FILE] [--json OUT] [--write]
+                                  [--ndcg ARM=EVAL.json ...] [--from-json OUT]
+
+``--ndcg`` adds the whole-corpus nDCG@10 of `lsr eval --json` runs as a column (the speed is
+measured on a sample; effectiveness needs the whole corpus); ``--from-json`` re-renders an
+earlier result with it instead of measuring again.
 
 Arms (every arm encodes the same documents from raw text, in length-sorted batches of 32,
 under ``torch.inference_mode`` with the same thread count):
@@ -81,9 +86,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--vocab-out", type=Path, help="save the calibrated vocabulary (.npy)")
+    ap.add_argument("--ndcg", nargs="+", default=[], metavar="ARM=EVAL.json",
+                    help="add a whole-corpus nDCG@10 column from `lsr eval --json` outputs, "
+                         "e.g. 'MiniLM int8=int8.json'")
+    ap.add_argument("--from-json", type=Path, help="print (and --write) the table of an earlier "
+                    "--json result instead of measuring again")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--write", action="store_true", help="rewrite the section in BENCHMARKS.md")
     args = ap.parse_args(argv)
+    ndcg = parse_ndcg(args.ndcg)
+    if args.from_json:
+        return report(json.loads(args.from_json.read_text()), ndcg, args.write)
     torch.set_num_threads(args.threads)
 
     corpus = load_corpus(args.folder)[1]
@@ -143,16 +156,34 @@ def main(argv: list[str] | None = None) -> int:
         "minilm_exact_max_diff": float(np.abs(out["MiniLM ours"] - out["MiniLM naive"]).max()),
         "minilm_int8_cosine": [float(c.min()), float(c.mean())],
     }
-    table = format_table(res)
-    print(table)
     if args.json:
         args.json.write_text(json.dumps(res, indent=2) + "\n")
-    if args.write:
+    return report(res, ndcg, args.write)
+
+
+def parse_ndcg(specs: list[str]) -> dict[str, float]:
+    """'ARM=eval.json' pairs -> {arm: nDCG@10 of that `lsr eval --json` file}."""
+    out = {}
+    for spec in specs:
+        arm, sep, path = spec.partition("=")
+        if not sep:
+            raise SystemExit(f"--ndcg expects ARM=EVAL.json, got {spec!r}")
+        out[arm] = float(json.loads(Path(path).read_text())["nDCG@10"])
+    return out
+
+
+def report(res: dict, ndcg: dict[str, float], write: bool) -> int:
+    unknown = set(ndcg) - set(res["rates"])
+    if unknown:
+        raise SystemExit(f"--ndcg names unknown arms {sorted(unknown)}; arms: {list(res['rates'])}")
+    table = format_table(res, ndcg)
+    print(table)
+    if write:
         write_section("encoding-speed", table)
     return 0
 
 
-def format_table(res: dict) -> str:
+def format_table(res: dict, ndcg: dict[str, float] | None = None) -> str:
     r, p = res["rates"], res["peak_mb"]
     quality = {
         "SPLADE naive": "reference", "MiniLM naive": "reference",
@@ -166,9 +197,16 @@ def format_table(res: dict) -> str:
     lines = [f"{res['n']} SciFact documents (seeded sample outside the calibration set), batch 32, "
              f"{res['threads']} threads, best of {res['repeats']} alternating rounds; {res['machine']}.", "",
              "| arm | docs/s | × naive | peak RSS rise (MiB) | output |", "|---|---:|---:|---:|---|"]
+    ndcg = ndcg or {}
+    if ndcg:  # whole-corpus effectiveness from separate `lsr eval` runs
+        lines[-2:] = ["| arm | docs/s | × naive | peak RSS rise (MiB) | output | SciFact nDCG@10 |",
+                      "|---|---:|---:|---:|---|---:|"]
     for name in r:
         base = r["SPLADE naive" if name.startswith("SPLADE") else "MiniLM naive"]
-        lines.append(f"| {name} | {r[name]:.1f} | {r[name] / base:.2f} | {p[name]:.0f} | {quality[name]} |")
+        row = f"| {name} | {r[name]:.1f} | {r[name] / base:.2f} | {p[name]:.0f} | {quality[name]} |"
+        if ndcg:
+            row += f" {ndcg[name]:.4f} |" if name in ndcg else " |"
+        lines.append(row)
     return "\n".join(lines)
 
 

@@ -84,3 +84,26 @@ def test_inference_free_and_dense_run_through_the_same_cli(splade_tiny_path, min
     assert {p.name.split("-")[0] for p in tmp_path.glob("*.npz")} == {"splade", "dense"}
     # Inference-free documents are SPLADE documents: the SPLADE run reuses them.
     assert run_eval(mini_beir, "splade", cache_dir=tmp_path, progress=False)["cached"]
+
+
+def test_encoding_benchmark_table_takes_ndcg_from_eval_json(tmp_path, capsys):
+    """`benchmarks.encoding --from-json R --ndcg ARM=eval.json` adds the whole-corpus column."""
+    from benchmarks.encoding import main as bench_main
+    res = {"machine": "m", "threads": 2, "n": 4, "repeats": 1, "vocabulary": 10, "vocab_size": 30,
+           "rates": {"MiniLM naive": 10.0, "MiniLM ours": 10.0, "MiniLM int8": 16.0},
+           "peak_mb": {"MiniLM naive": 1, "MiniLM ours": 1, "MiniLM int8": 1},
+           "splade_exact_max_diff": 0.0, "splade_chunked_max_diff": 0.0, "splade_approx_top10_same": 1.0,
+           "minilm_exact_max_diff": 0.0, "minilm_int8_cosine": [0.99, 0.995]}
+    (tmp_path / "r.json").write_text(json.dumps(res))
+    (tmp_path / "e.json").write_text(json.dumps({"nDCG@10": 0.64351}))
+    assert bench_main(["x", "--from-json", str(tmp_path / "r.json"),
+                       "--ndcg", f"MiniLM int8={tmp_path / 'e.json'}"]) == 0
+    rows = capsys.readouterr().out.splitlines()
+    assert rows[2].endswith("| SciFact nDCG@10 |")
+    assert [r for r in rows if r.startswith("| MiniLM int8 |")][0].endswith("| 1.60 | 1 | "
+                                                                          "cosine to naive: min 0.9900, mean 0.9950 | 0.6435 |")
+    assert [r for r in rows if r.startswith("| MiniLM ours |")][0].endswith("| |")
+    with pytest.raises(SystemExit, match="unknown arms"):
+        bench_main(["x", "--from-json", str(tmp_path / "r.json"), "--ndcg", f"nope={tmp_path / 'e.json'}"])
+    with pytest.raises(SystemExit, match="ARM=EVAL.json"):
+        bench_main(["x", "--from-json", str(tmp_path / "r.json"), "--ndcg", "no-equals-sign"])
