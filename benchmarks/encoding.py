@@ -22,7 +22,7 @@ under ``torch.inference_mode`` with the same thread count):
 - MiniLM naive (``AutoModel`` eager PyTorch + mean pooling) vs ``DenseEncoder`` (ours: the
   same model call on length-sorted, slice-tokenised batches);
 - MiniLM int8: ``DenseEncoder(int8=True)``, the model as a fused ONNX Runtime graph with every
-  matmul dynamically quantised to int8, per-channel weight scales (``encoders/onnx_int8.py``;
+  matmul dynamically quantised to int8, per-channel weight scales (``encoders/onnx_graphs.py``;
   converted before timing) — reported: cosine to the naive embeddings (min and mean).
 
 Arms alternate for ``--repeats`` rounds and each keeps its best rate, so a load change on the

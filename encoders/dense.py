@@ -20,10 +20,11 @@ def mean_pool(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 class DenseEncoder:
     """``encode_*`` return float32 [n, dim] arrays with unit-norm rows.
 
-    ``int8=True`` encodes documents through the fused int8 ONNX graph (``encoders.onnx_int8``:
-    ~1.6x the throughput on a 2-core AVX2 CPU, approximate); queries stay float32 — they are
-    short, so int8 saves little there, and quantising both sides cost 0.005 nDCG@10 on SciFact's
-    train queries where documents alone cost 0.0002 (BENCHMARKS.md, "Encoding speed").
+    ``int8=True`` runs the model in ONNX Runtime (``encoders.onnx_graphs``): documents through the
+    fused int8 graph (~1.6x the throughput on a 2-core AVX2 CPU, approximate), queries through the
+    fused float32 graph (the PyTorch vectors to ~1e-6, a lone query ~2.5x faster). Int8 queries
+    would be faster still but cost 0.005 nDCG@10 on SciFact's train queries where int8 documents
+    alone cost 0.0002 (BENCHMARKS.md, "Encoding speed").
 
     An empty string is encoded like any text (its [CLS] [SEP] embedding), as
     sentence-transformers does, so every row stays a unit vector.

@@ -198,7 +198,7 @@ def add_encoder_arguments(ap: argparse.ArgumentParser, required: bool = True) ->
     ap.add_argument("--vocabulary", type=Path,
                     help="splade: restrict the LM head to these term ids (.npy; approximate, faster)")
     ap.add_argument("--int8", action="store_true",
-                    help="dense: documents through the fused int8 ONNX Runtime graph (approximate, faster; queries stay float32)")
+                    help="dense: ONNX Runtime, documents through the fused int8 graph (approximate, faster), queries float32")
     ap.add_argument("--export", type=Path, help="sparse encoders: save doc + query CSR arrays here")
 
 

@@ -140,17 +140,18 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("names", nargs="*", default=sorted(MODELS), help="models (default: all)")
     ap.add_argument("--dir", type=Path, default=None, help="models dir (default: LSR_MODELS_DIR or <repo>/models)")
-    ap.add_argument("--int8", nargs="+", default=[], metavar="NAME",
-                    help="also build these models' int8 ONNX graphs now (LSR_DENSE_INT8 then starts "
+    ap.add_argument("--onnx", nargs="+", default=[], metavar="NAME",
+                    help="also build these models' ONNX Runtime graphs now (LSR_DENSE_INT8 then starts "
                          "without converting; a read-only models dir, as in the Docker image, needs this)")
     args = ap.parse_args(argv)
     for name in args.names:
         path = fetch(name, args.dir)
         print(f"{name}: {path}")
-    for name in args.int8:
-        from encoders.onnx_int8 import int8_model_path
+    for name in args.onnx:
+        from encoders.onnx_graphs import graph_paths
         root = args.dir if args.dir is not None else models_dir()
-        print(f"{name} int8: {int8_model_path(fetch(name, root), root / 'onnx-int8')}")
+        for precision, path in graph_paths(fetch(name, root), root / "onnx").items():
+            print(f"{name} {precision}: {path}")
     return 0
 
 

@@ -8,12 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoModel
+from transformers import AutoConfig, AutoModel
 
 from encoders.base import progress
 from encoders.batching import length_sorted_batches, model_max_length, pad_batch, token_ids
 from encoders.models import load_model, load_tokenizer, resolve
-from encoders.onnx_int8 import Int8Transformer
+from encoders.onnx_graphs import OnnxTransformer
 
 
 def sentence_transformers_max_length(path: str) -> int | None:
@@ -25,22 +25,29 @@ def sentence_transformers_max_length(path: str) -> int | None:
 
 
 class TokenStates:
-    """Loads ``AutoModel`` + tokenizer and yields last hidden states for batches of texts.
+    """Loads a transformer + tokenizer and yields last hidden states for batches of texts.
 
-    ``int8=True`` also loads the fused int8 ONNX Runtime graph of the model (the approximate
-    fast path, ``encoders.onnx_int8``), used where ``batches(..., int8=True)`` asks for it."""
+    ``int8=False``: the Hugging Face ``AutoModel`` in PyTorch. ``int8=True``: the model's two
+    ONNX Runtime graphs instead (``encoders.onnx_graphs``): the fused float32 graph by default,
+    the int8 one (approximate, faster on long inputs) where ``batches(..., int8=True)`` asks."""
 
     def __init__(self, model: str, max_length: int | None = None, progress: bool | None = None,
                  int8: bool = False):
         self.name = str(model)
         self.path = resolve(model)
         self.tokenizer = load_tokenizer(model)
-        self.model = load_model(model, AutoModel)
-        self.int8_model = Int8Transformer(self.path) if int8 else None
+        self.int8_model: OnnxTransformer | None = None
+        if int8:
+            self.config = AutoConfig.from_pretrained(self.path)
+            self.model: Any = OnnxTransformer(self.path, "fp32")
+            self.int8_model = OnnxTransformer(self.path, "int8")
+        else:
+            self.model = load_model(model, AutoModel)
+            self.config = self.model.config
         if max_length is None:
             max_length = sentence_transformers_max_length(self.path)
-        self.max_length = model_max_length(self.tokenizer, self.model.config, max_length)
-        self.hidden_size = self.model.config.hidden_size
+        self.max_length = model_max_length(self.tokenizer, self.config, max_length)
+        self.hidden_size = self.config.hidden_size
         self.progress = progress
 
     def tokenize(self, texts: list[str]) -> list[list[int]]:

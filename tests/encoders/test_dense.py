@@ -122,11 +122,14 @@ def test_int8_path_is_a_fused_int8_graph_that_keeps_the_meaning(dense, scifact_t
     cos = (exact * approx).sum(axis=1)
     assert cos.min() > 0.98 and not np.allclose(exact, approx, atol=1e-4)  # approximate, not exact
     np.testing.assert_array_equal(approx, fast.encode_documents(scifact_texts[:8]))  # deterministic
-    # queries stay float32: the same vectors as the exact encoder's
-    q_exact, q_fast = dense.encode_queries(["vitamin D"]), fast.encode_queries(["vitamin D"])
-    np.testing.assert_array_equal(q_exact, q_fast)
+    # queries: the fused float32 graph, the PyTorch vectors to float rounding
+    fp32 = Counter(n.op_type for n in onnx.load(str(fast.backbone.model.path)).graph.node)
+    assert fp32["Attention"] == 6 and fp32["MatMulInteger"] == 0
+    queries = ["vitamin D", "stem cells and cancer", scifact_texts[0]]
+    q_exact, q_fast = dense.encode_queries(queries), fast.encode_queries(queries)
+    np.testing.assert_allclose(q_fast, q_exact, atol=1e-5)
     assert np.argmax(exact @ q_exact[0]) == np.argmax(approx @ q_fast[0])
-    # the conversion is cached: a second encoder reuses the file instead of converting again
+    # the conversion is cached: a second encoder reuses the files instead of converting again
     mtime = graph.stat().st_mtime_ns
     again = DenseEncoder("all-MiniLM-L6-v2", progress=False, int8=True)
     assert again.backbone.int8_model.path == graph and graph.stat().st_mtime_ns == mtime
@@ -134,21 +137,25 @@ def test_int8_path_is_a_fused_int8_graph_that_keeps_the_meaning(dense, scifact_t
         next(dense.backbone.batches(["x"], 1, "x", int8=True))
 
 
-def test_int8_cache_location_and_errors(tmp_path, monkeypatch):
-    from encoders.onnx_int8 import cache_dirs, int8_model_path
+def test_onnx_cache_location_and_errors(tmp_path, monkeypatch, minilm_path):
     from encoders.models import models_dir
-    assert cache_dirs()[0] == models_dir() / "onnx-int8"
+    from encoders.onnx_graphs import OnnxTransformer, cache_dirs, graph_paths
+    assert cache_dirs()[0] == models_dir() / "onnx"
     monkeypatch.setenv("LSR_ONNX_CACHE", str(tmp_path / "onnx"))
     assert cache_dirs() == [tmp_path / "onnx"]
     with pytest.raises(ValueError, match="local model folder"):
-        int8_model_path(tmp_path / "no-such-model")
+        graph_paths(tmp_path / "no-such-model")
+    with pytest.raises(ValueError, match="precision"):
+        OnnxTransformer(minilm_path, "bf16")
 
 
-def test_fetch_models_builds_the_int8_graph_ahead_of_time(minilm_path, capsys):
+def test_fetch_models_builds_the_onnx_graphs_ahead_of_time(minilm_path, capsys):
     from encoders.fetch_models import main
     from encoders.models import models_dir
-    from encoders.onnx_int8 import int8_model_path
-    assert main(["all-MiniLM-L6-v2", "--int8", "all-MiniLM-L6-v2"]) == 0
-    built = int8_model_path(minilm_path)
-    assert built.parent == models_dir() / "onnx-int8" and built.is_file()
-    assert f"all-MiniLM-L6-v2 int8: {built}" in capsys.readouterr().out
+    from encoders.onnx_graphs import graph_paths
+    assert main(["all-MiniLM-L6-v2", "--onnx", "all-MiniLM-L6-v2"]) == 0
+    built = graph_paths(minilm_path)
+    out = capsys.readouterr().out
+    for precision, path in built.items():
+        assert path.parent == models_dir() / "onnx" and path.is_file()
+        assert f"all-MiniLM-L6-v2 {precision}: {path}" in out

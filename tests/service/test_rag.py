@@ -55,7 +55,8 @@ def test_lone_surrogates_are_a_400_not_a_500(client):
 
 def test_dense_int8_setting_indexes_documents_in_int8_and_keeps_queries_exact(tmp_path, corpus):
     """LSR_DENSE_INT8: documents are encoded by the fused int8 ONNX graph (dense scores close to,
-    not equal to, float32); queries and /v1/embeddings stay float32."""
+    not equal to, float32); queries and /v1/embeddings by the fused float32 graph (equal to
+    PyTorch's up to float rounding)."""
     import numpy as np
     from fastapi.testclient import TestClient
 
@@ -81,7 +82,7 @@ def test_dense_int8_setting_indexes_documents_in_int8_and_keeps_queries_exact(tm
     finally:
         ENCODERS.dense_int8 = False  # process-wide: the other tests' apps use float32
     emb, hits = run("b")
-    np.testing.assert_allclose(emb_int8, emb, atol=1e-6)  # queries: the float32 model
+    np.testing.assert_allclose(emb_int8, emb, atol=1e-5)  # queries: the fused float32 graph
     assert list(hits_int8)[:2] == list(hits)[:2]
     diffs = [abs(hits_int8[d] - hits[d]) for d in hits if d in hits_int8]
     assert len(diffs) >= 4 and max(diffs) < 0.03 and max(diffs) > 1e-5  # documents: int8

@@ -1,18 +1,21 @@
-"""The approximate int8 path for transformer encoders: the model exported to ONNX, its layers
-fused by ONNX Runtime's transformer optimizer (one Attention op per layer, bias + GELU,
-skip + LayerNorm), every matmul dynamically quantised to int8 with one weight scale per output
-channel (the embedding tables stay float32), run by ONNX Runtime. ``DenseEncoder(int8=True)``
-encodes documents with it; queries stay float32.
+"""ONNX Runtime graphs of a transformer encoder: the fast paths of ``DenseEncoder(int8=True)``.
 
-Why ONNX Runtime and not ``torch.ao`` dynamic quantisation: on the 2-core AVX2 machine the fused
-int8 graph encodes MiniLM ~1.6x faster than eager float32 PyTorch, ``torch.ao`` int8 linear layers
-~1.3x (the attention, GELU and LayerNorm between them stay unfused float32); and its worst
-document cosine to float32 is 0.99 vs 0.97 (BENCHMARKS.md, "Encoding speed").
+One conversion per model: the model is exported to ONNX (eager attention, so the optimizer can
+see it) and fused by ONNX Runtime's transformer optimizer (one Attention op per layer, bias +
+GELU, skip + LayerNorm). Two graphs are kept:
 
-The converted model is built once per model and cached as a file (``int8_model_path``):
-``$LSR_ONNX_CACHE``, else ``<models dir>/onnx-int8``, else the temp directory when that is
-read-only. Activations are quantised per batch, so a text's vector depends slightly on the
-other texts in its batch (within the accuracy above); the same batch always gives the same output.
+- ``fp32``: the fused graph as is. Same vectors as PyTorch to ~1e-6, with much less per-call
+  overhead: a lone MiniLM query encodes ~2.5x faster (queries use it).
+- ``int8``: every matmul of the fused graph dynamically quantised, int8 weights with one scale per
+  output channel, activations with one scale per batch; the embedding tables stay float32.
+  Approximate, ~1.6x the throughput of PyTorch on long documents (documents use it).
+  ``torch.ao`` int8 linear layers gave ~1.3x at a worse fidelity (worst cosine 0.97 vs 0.99):
+  attention, GELU and LayerNorm stay unfused float32 between its int8 GEMMs.
+
+Measurements: BENCHMARKS.md, "Encoding speed". The graphs are cached as files
+(``graph_paths``): ``$LSR_ONNX_CACHE``, else ``<models dir>/onnx``, else the temp directory when
+that is read-only. Because int8 activations are quantised per batch, a text's int8 vector depends
+slightly on the other texts in its batch; the same batch always gives the same output.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from encoders.models import models_dir
 log = logging.getLogger(__name__)
 
 # Bump when the conversion recipe changes, so cached files from an older recipe are not reused.
-RECIPE = "2"
+RECIPE = "3"
 
 
 def _model_key(model_path: Path) -> str:
@@ -52,45 +55,50 @@ def cache_dirs() -> list[Path]:
     env = os.environ.get("LSR_ONNX_CACHE")
     if env:
         return [Path(env).expanduser()]
-    return [models_dir() / "onnx-int8", Path(tempfile.gettempdir()) / "lsr-onnx-int8"]
+    return [models_dir() / "onnx", Path(tempfile.gettempdir()) / "lsr-onnx"]
 
 
-def int8_model_path(model_path: str | os.PathLike[str], cache_dir: Path | None = None) -> Path:
-    """The cached int8 ONNX file for the local model folder ``model_path``, converted on first use
-    (into ``cache_dir`` if given, else the first writable of ``cache_dirs()``)."""
+PRECISIONS = ("fp32", "int8")
+
+
+def graph_paths(model_path: str | os.PathLike[str], cache_dir: Path | None = None) -> dict[str, Path]:
+    """The cached ``{"fp32": file, "int8": file}`` graphs of the local model folder ``model_path``,
+    converted on first use (into ``cache_dir`` if given, else the first writable of ``cache_dirs()``)."""
     src = Path(model_path)
     if not (src / "config.json").is_file():
-        raise ValueError(f"the int8 path needs a local model folder with config.json, got {str(model_path)!r}")
-    name = f"{src.name}-{_model_key(src)}.onnx"
+        raise ValueError(f"the ONNX graphs need a local model folder with config.json, got {str(model_path)!r}")
+    stem = f"{src.name}-{_model_key(src)}"
     roots = [cache_dir] if cache_dir is not None else cache_dirs()
     for root in roots:
-        if (root / name).is_file():
-            return root / name
+        paths = {p: root / f"{stem}.{p}.onnx" for p in PRECISIONS}
+        if all(f.is_file() for f in paths.values()):
+            return paths
     errors = []
     for root in roots:
         try:
             root.mkdir(parents=True, exist_ok=True)
-            out = root / name
-            _convert(src, out)
-            return out
+            paths = {p: root / f"{stem}.{p}.onnx" for p in PRECISIONS}
+            _convert(src, paths)
+            return paths
         except OSError as e:  # read-only cache: try the next one
             errors.append(f"{root}: {e}")
-    raise OSError("cannot write the int8 ONNX model to any cache directory: " + "; ".join(errors))
+    raise OSError("cannot write the ONNX graphs to any cache directory: " + "; ".join(errors))
 
 
-def _convert(src: Path, out: Path) -> None:
-    """Export -> fuse -> quantise, through temporary files, then one atomic rename (two processes
-    converting at once each write their own temporaries; the last rename wins, both valid)."""
+def _convert(src: Path, out: dict[str, Path]) -> None:
+    """Export -> fuse (-> fp32 file) -> quantise (-> int8 file) in a temporary directory, then
+    atomic renames (two processes converting at once each write their own temporaries; the last
+    rename wins, both valid)."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from onnxruntime.transformers import optimizer
     from transformers import AutoModel
 
-    log.info("converting %s to int8 ONNX (once; cached as %s)", src, out)
+    log.info("converting %s to ONNX Runtime graphs (once; cached as %s)", src, out["fp32"].parent)
     # eager attention exports as plain matmul/softmax, which the optimizer fuses into Attention
     model = AutoModel.from_pretrained(str(src), attn_implementation="eager").eval()
     cfg = model.config
-    with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
+    with tempfile.TemporaryDirectory(dir=out["fp32"].parent) as tmp:
         fp32, fused = Path(tmp) / "fp32.onnx", Path(tmp) / "fused.onnx"
         ids = torch.ones((2, 8), dtype=torch.long)
         with warnings.catch_warnings(), torch.inference_mode(False):
@@ -107,16 +115,18 @@ def _convert(src: Path, out: Path) -> None:
         # The embedding tables stay float32: quantising them costs accuracy and saves no time
         # (a lookup, not a matmul). Chosen on SciFact's train queries, BENCHMARKS.md.
         keep_fp32 = [n.name for n in opt.model.graph.node if n.op_type == "EmbedLayerNormalization"]
-        partial = out.with_name(out.name + f".{os.getpid()}.tmp")
+        int8 = Path(tmp) / "int8.onnx"
         # the fused ops are outside ONNX's shape inference; their outputs are float32
         root = logging.getLogger()
         level, root.level = root.level, logging.ERROR  # the quantizer's advice goes to the root logger
         try:
-            quantize_dynamic(str(fused), str(partial), per_channel=True, weight_type=QuantType.QInt8,
+            quantize_dynamic(str(fused), str(int8), per_channel=True, weight_type=QuantType.QInt8,
                              nodes_to_exclude=keep_fp32, extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
         finally:
             root.level = level
-        os.replace(partial, out)
+        # atomic: the temporary dir is inside the cache directory, on the same filesystem
+        os.replace(int8, out["int8"])
+        os.replace(fused, out["fp32"])
 
 
 class _LastHiddenState(torch.nn.Module):
@@ -128,15 +138,18 @@ class _LastHiddenState(torch.nn.Module):
         return self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
 
 
-class Int8Transformer:
+class OnnxTransformer:
     """Callable like a Hugging Face ``AutoModel`` for ``last_hidden_state`` (float32 torch tensor),
-    backed by an ONNX Runtime session over ``int8_model_path(model_path)``."""
+    backed by an ONNX Runtime session over the model's ``precision`` graph (``graph_paths``)."""
 
-    def __init__(self, model_path: str | os.PathLike[str], threads: int | None = None):
+    def __init__(self, model_path: str | os.PathLike[str], precision: str, threads: int | None = None):
         import onnxruntime as ort
 
-        self.path = int8_model_path(model_path)
-        self.key = self.path.stem.rsplit("-", 1)[-1]  # identifies model + conversion recipe
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        self.precision = precision
+        self.path = graph_paths(model_path)[precision]
+        self.key = self.path.name.rsplit(".", 2)[0].rsplit("-", 1)[-1]  # model + conversion recipe
         so = ort.SessionOptions()
         so.intra_op_num_threads = threads or torch.get_num_threads()
         so.inter_op_num_threads = 1
