@@ -22,7 +22,7 @@ class DenseEncoder:
 
     ``int8=True`` runs the model in ONNX Runtime (``encoders.onnx_graphs``): documents through the
     fused int8 graph (~1.6x the throughput on a 2-core AVX2 CPU, approximate), queries through the
-    fused float32 graph (the PyTorch vectors to ~1e-6, a lone query ~2.5x faster). Int8 queries
+    fused float32 graph (PyTorch's vectors to ~1e-7, a lone query ~2x faster). Int8 queries
     would be faster still but cost 0.005 nDCG@10 on SciFact's train queries where int8 documents
     alone cost 0.0002 (BENCHMARKS.md, "Encoding speed").
 

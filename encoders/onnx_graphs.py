@@ -4,8 +4,8 @@ One conversion per model: the model is exported to ONNX (eager attention, so the
 see it) and fused by ONNX Runtime's transformer optimizer (one Attention op per layer, bias +
 GELU, skip + LayerNorm). Two graphs are kept:
 
-- ``fp32``: the fused graph as is. Same vectors as PyTorch to ~1e-6, with much less per-call
-  overhead: a lone MiniLM query encodes ~2.5x faster (queries use it).
+- ``fp32``: the fused graph as is. Same vectors as PyTorch to ~1e-7, with much less per-call
+  overhead: a lone MiniLM query encodes ~2x faster (queries use it).
 - ``int8``: every matmul of the fused graph dynamically quantised, int8 weights with one scale per
   output channel, activations with one scale per batch; the embedding tables stay float32.
   Approximate, ~1.6x the throughput of PyTorch on long documents (documents use it).

@@ -159,3 +159,17 @@ def test_fetch_models_builds_the_onnx_graphs_ahead_of_time(minilm_path, capsys):
     for precision, path in built.items():
         assert path.parent == models_dir() / "onnx" and path.is_file()
         assert f"all-MiniLM-L6-v2 {precision}: {path}" in out
+
+
+def test_onnx_conversion_falls_back_to_the_next_writable_cache(tmp_path, monkeypatch, minilm_path):
+    """An unusable first cache (here a file where a directory should be; in the Docker image a
+    read-only models dir) is skipped; the conversion lands whole in the next one."""
+    import encoders.onnx_graphs as graphs
+    blocked = tmp_path / "blocked"
+    blocked.write_text("not a directory")
+    monkeypatch.setattr(graphs, "cache_dirs", lambda: [blocked, tmp_path / "fallback"])
+    paths = graphs.graph_paths(minilm_path)
+    assert {p.parent for p in paths.values()} == {tmp_path / "fallback"}
+    assert sorted(f.name for f in (tmp_path / "fallback").iterdir()) == sorted(p.name for p in paths.values())
+    with pytest.raises(OSError, match="cannot write the ONNX graphs"):
+        graphs.graph_paths(minilm_path, cache_dir=blocked)
