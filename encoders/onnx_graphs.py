@@ -26,10 +26,10 @@ import os
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
+from transformers.modeling_outputs import BaseModelOutput
 
 from encoders.models import models_dir
 
@@ -69,15 +69,14 @@ def graph_paths(model_path: str | os.PathLike[str], cache_dir: Path | None = Non
         raise ValueError(f"the ONNX graphs need a local model folder with config.json, got {str(model_path)!r}")
     stem = f"{src.name}-{_model_key(src)}"
     roots = [cache_dir] if cache_dir is not None else cache_dirs()
-    for root in roots:
-        paths = {p: root / f"{stem}.{p}.onnx" for p in PRECISIONS}
+    candidates = [(root, {p: root / f"{stem}.{p}.onnx" for p in PRECISIONS}) for root in roots]
+    for _, paths in candidates:
         if all(f.is_file() for f in paths.values()):
             return paths
     errors = []
-    for root in roots:
+    for root, paths in candidates:
         try:
             root.mkdir(parents=True, exist_ok=True)
-            paths = {p: root / f"{stem}.{p}.onnx" for p in PRECISIONS}
             _convert(src, paths)
             return paths
         except OSError as e:  # read-only cache: try the next one
@@ -158,15 +157,8 @@ class OnnxTransformer:
         so.log_severity_level = 3
         self.session = ort.InferenceSession(str(self.path), so, providers=["CPUExecutionProvider"])
 
-    def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> Any:
+    def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> BaseModelOutput:
         feeds = {"input_ids": np.ascontiguousarray(input_ids.numpy(), dtype=np.int64),
                  "attention_mask": np.ascontiguousarray(attention_mask.numpy(), dtype=np.int64)}
         (states,) = self.session.run(None, feeds)
-        return _Output(torch.from_numpy(states))
-
-
-class _Output:
-    __slots__ = ("last_hidden_state",)
-
-    def __init__(self, last_hidden_state: torch.Tensor):
-        self.last_hidden_state = last_hidden_state
+        return BaseModelOutput(last_hidden_state=torch.from_numpy(states))

@@ -14,7 +14,7 @@ class EncoderCache:
         self._lock = threading.Lock()
         self._items: dict[tuple[str, str], Any] = {}
         self._loading: dict[tuple[str, str], threading.Lock] = {}
-        # process-wide, from Settings.dense_int8: dense models run as fused int8 ONNX graphs
+        # process-wide, from Settings.dense_int8: dense models run in ONNX Runtime (int8 documents)
         self.dense_int8 = False
 
     def _get(self, kind: str, name: str, factory) -> Any:
