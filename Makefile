@@ -26,8 +26,17 @@ models: install
 run: models
 	$(BIN)/python -m service.demo
 
-test: install
-	$(BIN)/python -m pytest -q
+# The portable kernel variants (x86-64-v2 / -v3, what the Docker image ships) are built too, so
+# that the tests check them against the -march=native build on every run.
+PORTABLE := build/portable
+$(PORTABLE)/.built: $(STAMP)
+	cmake -S . -B $(PORTABLE) -G Ninja -DLSR_PORTABLE=ON -DPython_EXECUTABLE=$(abspath $(BIN)/python) \
+	      -DCMAKE_MAKE_PROGRAM=$(abspath $(BIN)/ninja) > /dev/null
+	cmake --build $(PORTABLE) > /dev/null
+	touch $@
+
+test: install $(PORTABLE)/.built
+	PYTHONPATH=$(PORTABLE) $(BIN)/python -m pytest -q
 
 bench: bench-index bench-collection bench-service
 

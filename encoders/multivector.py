@@ -21,7 +21,7 @@ from encoders.transformer import TokenStates
 
 
 def _load_weight(path: Path, keys: tuple[str, ...]) -> torch.Tensor | None:
-    state = load_file(str(path)) if path.suffix == ".safetensors" else torch.load(path, map_location="cpu")
+    state = load_file(str(path)) if path.suffix == ".safetensors" else torch.load(path, map_location="cpu", weights_only=True)
     for k in keys:
         if k in state:
             return state[k].float()

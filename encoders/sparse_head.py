@@ -16,10 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
-try:  # the fused head + max kernel (native/splade_head.hpp); chunked torch.mm without it
-    import lsr_native as _native
-except ImportError:
-    _native = None
+# the fused head + max kernel (native/splade_head.hpp), or None: chunked torch.mm instead
+from .native import MODULE as _native
 
 
 class _Passthrough(nn.Module):

@@ -12,6 +12,7 @@ import uuid
 import zlib
 from pathlib import Path
 
+from . import crashpoints
 from .storage import IndexFormatError, crc32_file, fsync_dir
 
 __all__ = ["IndexFormatError", "crc32_file", "fsync_dir", "read_json_checked", "write_json_atomic",
@@ -23,11 +24,17 @@ def _canonical(obj: dict) -> bytes:
 
 
 def write_bytes_durable(path: Path, data: bytes) -> None:
-    """Write a new file and fsync it (the caller fsyncs the directory once for many files)."""
-    with open(path, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
+    """Write a new file and fsync it (the caller fsyncs the directory once for many files).
+    On failure (a full disk...) the partial file is removed."""
+    try:
+        with open(path, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        Path(path).unlink(missing_ok=True)
+        raise
+    crashpoints.step("write_bytes_durable")
 
 
 def write_json_atomic(path, obj: dict) -> None:
@@ -40,6 +47,7 @@ def write_json_atomic(path, obj: dict) -> None:
     try:
         write_bytes_durable(tmp, json.dumps(body, indent=1, sort_keys=True).encode())
         os.replace(tmp, path)
+        crashpoints.step("write_json_atomic.rename")
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -50,14 +58,16 @@ def read_json_checked(path, what: str) -> dict:
     """Read a file written by write_json_atomic; IndexFormatError if missing, torn or altered."""
     path = Path(path)
     if not path.is_file():
-        raise IndexFormatError(f"{what} {path} is missing")
+        raise IndexFormatError(f"{what} {path} is missing", path=path, check="missing file")
     try:
         body = json.loads(path.read_bytes())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise IndexFormatError(f"{what} {path} is corrupted (not valid JSON: {exc})") from exc
+        raise IndexFormatError(f"{what} {path} is corrupted (not valid JSON: {exc})", path=path,
+                               check="json") from exc
     if not isinstance(body, dict) or "crc32" not in body:
-        raise IndexFormatError(f"{what} {path} is corrupted (no checksum)")
+        raise IndexFormatError(f"{what} {path} is corrupted (no checksum)", path=path, check="checksum")
     crc = body.pop("crc32")
     if zlib.crc32(_canonical(body)) != crc:
-        raise IndexFormatError(f"{what} {path} is corrupted (checksum mismatch)")
+        raise IndexFormatError(f"{what} {path} is corrupted (checksum mismatch)", path=path,
+                               check="checksum")
     return body

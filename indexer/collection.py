@@ -6,6 +6,7 @@
       segments/         sealed, immutable segments (segment.py)
       tombstones/       deleted / superseded rows of the listed segments, one dir per manifest
       wal/              write-ahead log of operations not yet sealed (wal.py)
+      quarantine/       WAL bytes that recovery dropped, kept for inspection (not in snapshots)
       LOCK              held (flock) by the one process that has the collection open
 
 Writes: an upsert or delete gets the next sequence number, is appended to the WAL and fsync'd,
@@ -24,9 +25,11 @@ run without it: masks and buffers are replaced or appended, never changed in pla
 """
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
+import re
 import shutil
 import threading
 import uuid
@@ -38,30 +41,38 @@ from typing import NamedTuple
 import numpy as np
 import scipy.sparse as sp
 
+from . import crashpoints
 from .atomic import fsync_dir, read_json_checked, write_json_atomic
 from .buffer import WriteBuffer
-from .collection_config import CollectionConfig, check_name
+from .collection_config import CollectionConfig, check_document_id, check_name
 from .combining import Combiner
+from .errors import (ClosedError, ConflictError, CorruptionError, InvalidInputError, LockedError, LsrError,
+                     NotFoundError)
 from .filters import Filter
 from .scoring import dense_query, top_k
 from .segment import Segment, segment_dir_name, write_segment
 from .storage import IndexFormatError, load_arrays, save_arrays
 from .validation import as_document_csr, as_query, check_k, check_search_params
-from .wal import DeleteOp, UpsertOp, WriteAheadLog, encode_op
+from .wal import TOLERATE_TORN_TAIL, DeleteOp, UpsertOp, WriteAheadLog, encode_op
 
 FORMAT_VERSION = 1
-MAX_ID_LENGTH = 1024
+# .<name>.<kind>-<hex>: a create/restore in progress, a dropped or a replaced collection
+_LEFTOVER_RE = re.compile(r"^\.(.+)\.(tmp|dropped|replaced)-[0-9a-f]{8}$")
+# What a snapshot holds: the configuration and the committed state plus its WAL.
+_STATE_ENTRIES = {"collection.json", "MANIFEST.json", "segments", "tombstones", "wal"}
+# Exceptions that reading a damaged file can raise from numpy, pyarrow, json or the OS.
+_LOAD_FAILURES = (ValueError, KeyError, TypeError, IndexError, EOFError, OSError)
 
 
-class CollectionExistsError(ValueError):
+class CollectionExistsError(ConflictError):
     """create() or restore() found a collection of that name already."""
 
 
-class CollectionNotFoundError(KeyError):
+class CollectionNotFoundError(NotFoundError):
     """open() found no collection of that name."""
 
 
-class CollectionLockedError(RuntimeError):
+class CollectionLockedError(LockedError):
     """Another Collection object (in this or another process) has the collection open."""
 
 
@@ -121,6 +132,7 @@ class Collection:
             fsync_dir(tmp)
             try:
                 os.rename(tmp, final)  # fails if a concurrent create won the race
+                crashpoints.step("collection.create.rename")
             except OSError as exc:
                 raise CollectionExistsError(f"collection {name!r} already exists") from exc
             fsync_dir(data_dir)
@@ -129,12 +141,13 @@ class Collection:
         return cls.open(data_dir, name)
 
     @classmethod
-    def open(cls, data_dir, name: str) -> "Collection":
+    def open(cls, data_dir, name: str, *, wal_recovery: str = TOLERATE_TORN_TAIL) -> "Collection":
+        """wal_recovery: how a damaged write-ahead log is replayed (wal.WAL_RECOVERY_MODES)."""
         name = check_name(name)
         path = Path(data_dir) / name
         if not (path / "collection.json").is_file():
             raise CollectionNotFoundError(f"no collection {name!r} in {data_dir}")
-        return cls(path)
+        return cls(path, wal_recovery=wal_recovery)
 
     @staticmethod
     def list(data_dir) -> list[str]:
@@ -154,25 +167,32 @@ class Collection:
         lock = _acquire_lock(path)
         gone = Path(data_dir) / f".{name}.dropped-{uuid.uuid4().hex[:8]}"
         os.rename(path, gone)  # the name disappears atomically; the files go after
+        crashpoints.step("collection.drop.rename")
         fsync_dir(Path(data_dir))
         os.close(lock)
         shutil.rmtree(gone, ignore_errors=True)
+        crashpoints.step("collection.drop.remove")
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, *, wal_recovery: str = TOLERATE_TORN_TAIL):
         self.path = Path(path)
         self.name = self.path.name
         self._lock_fd = _acquire_lock(self.path)
         try:
-            self._load()
-        except BaseException:
+            self._load(wal_recovery)
+        except BaseException as exc:
             os.close(self._lock_fd)
-            raise
+            if isinstance(exc, LsrError) or not isinstance(exc, _LOAD_FAILURES) or _disk_full(exc):
+                raise
+            # Whatever else fails while reading the files back is damage, not bad input.
+            raise CorruptionError(f"collection {self.name!r} cannot be loaded: "
+                                  f"{type(exc).__name__}: {exc}", path=self.path, check="load") from exc
 
-    def _load(self) -> None:
+    def _load(self, wal_recovery: str) -> None:
         body = read_json_checked(self.path / "collection.json", "collection configuration")
         if body.get("format_version") != FORMAT_VERSION:
             raise IndexFormatError(f"{self.path} has collection format version "
-                                   f"{body.get('format_version')}, this version reads {FORMAT_VERSION}")
+                                   f"{body.get('format_version')}, this version reads {FORMAT_VERSION}",
+                                   path=self.path / "collection.json", check="format version")
         self.config = CollectionConfig.from_dict(body["config"])
         m = read_json_checked(self.path / "MANIFEST.json", "collection manifest")
         self._generation = m["generation"]
@@ -195,7 +215,9 @@ class Collection:
         self._dense_combiner = Combiner(self._search_dense_batch)
         self._init_term_stats()
         self._wal = WriteAheadLog(self.path / "wal")
-        for op in self._wal.replay():
+        # files a crash left between a commit and their removal hold only sealed records
+        self._wal.remove_before(self._checkpoint + 1)
+        for op in self._wal.replay(wal_recovery):
             if op.seq <= self._checkpoint:
                 continue  # already sealed into a segment
             self._apply(op)
@@ -227,16 +249,18 @@ class Collection:
     def _apply_tombstones(self) -> None:
         if self._tomb_name is None:
             return
-        arrays, _ = load_arrays(self.path / "tombstones" / self._tomb_name, "tombstones", mmap=False)
+        tomb = self.path / "tombstones" / self._tomb_name
+        arrays, _ = load_arrays(tomb, "tombstones", mmap=False)
         by_id = {s.id: s for s in self._segments}
         for sid in np.unique(arrays["segments"]):
             if int(sid) not in by_id:
                 raise IndexFormatError(f"tombstones {self._tomb_name} name segment {sid}, which the "
-                                       "manifest does not list")
+                                       "manifest does not list", path=tomb, check="segment ids")
             rows = arrays["rows"][arrays["segments"] == sid]
             seg = by_id[int(sid)]
             if rows.size and (rows.min() < 0 or rows.max() >= seg.n_rows):
-                raise IndexFormatError(f"tombstones {self._tomb_name}: row out of range for segment {sid}")
+                raise IndexFormatError(f"tombstones {self._tomb_name}: row out of range for segment {sid}",
+                                       path=tomb, check="row range")
             seg.kill(rows)
 
     def close(self) -> None:
@@ -254,7 +278,7 @@ class Collection:
 
     def _check_open(self) -> None:
         if self._closed:
-            raise RuntimeError(f"collection {self.name!r} is closed")
+            raise ClosedError(f"collection {self.name!r} is closed")
 
     # ------------------------------------------------------------------ writes
     def upsert(self, ids, vectors, texts=None, metadata=None, lengths=None) -> int:
@@ -265,7 +289,7 @@ class Collection:
         lengths: document lengths in tokens for BM25 statistics; default: the number of
         non-zero terms in the first sparse field. Raises ValueError on bad input, storing nothing.
         """
-        ids = _check_ids(ids, allow_empty=False)
+        ids = _check_ids(ids, allow_empty=False, new=True)
         n = len(ids)
         vecs = self._check_vectors(vectors, n)
         texts = _check_list(texts, n, "texts", lambda t: t is None or isinstance(t, str), "a string or None")
@@ -275,13 +299,13 @@ class Collection:
             try:
                 metadata = json.loads(json.dumps(metadata, allow_nan=False))
             except (TypeError, ValueError) as exc:
-                raise ValueError(f"metadata must be JSON-serialisable (no NaN/infinity): {exc}") from None
+                raise InvalidInputError(f"metadata must be JSON-serialisable (no NaN/infinity): {exc}") from None
         if lengths is None:
             sparse = self.config.sparse_fields
             lengths = np.diff(vecs[sparse[0]].indptr) if sparse else np.zeros(n, np.int64)
         lengths = np.asarray(lengths)
         if lengths.shape != (n,) or lengths.dtype.kind not in "iu" or (n and lengths.min() < 0):
-            raise ValueError(f"lengths must be {n} non-negative integers")
+            raise InvalidInputError(f"lengths must be {n} non-negative integers")
         flush = False
         with self._lock:
             self._check_open()
@@ -307,6 +331,20 @@ class Collection:
             self._next_seq += 1
             self._apply(op)
         return len(present)
+
+    def delete_where(self, filter) -> int:
+        """Delete every live document whose metadata matches a filter (filters.py syntax);
+        returns how many. One WAL record, under the lock: no write can slip in between."""
+        flt = Filter.parse(filter)
+        if flt is None or not flt.conditions:
+            raise InvalidInputError("filter: give at least one condition (to delete everything, "
+                                    "drop the collection)")
+        with self._lock:
+            ids = []
+            for c, alive in self._snapshot():
+                rows = np.flatnonzero(alive & flt.mask(c.metadata_columns())[: len(alive)])
+                ids += [c.ids[r] for r in rows]
+            return self.delete(ids)
 
     def _apply(self, op) -> None:
         """Apply a logged operation to the in-memory state (also used by WAL replay)."""
@@ -361,12 +399,12 @@ class Collection:
         fields = self.config.fields
         if not isinstance(vectors, dict):
             if len(fields) != 1:
-                raise ValueError(f"this collection has fields {sorted(fields)}: pass vectors as "
+                raise InvalidInputError(f"this collection has fields {sorted(fields)}: pass vectors as "
                                  "{field: matrix}")
             vectors = {next(iter(fields)): vectors}
         missing, unknown = sorted(set(fields) - set(vectors)), sorted(set(vectors) - set(fields))
         if missing or unknown:
-            raise ValueError(f"vectors: missing field(s) {missing}, unknown field(s) {unknown}; "
+            raise InvalidInputError(f"vectors: missing field(s) {missing}, unknown field(s) {unknown}; "
                              f"this collection has {sorted(fields)}")
         out = {}
         for name, spec in fields.items():
@@ -375,19 +413,19 @@ class Collection:
                 try:
                     csr = as_document_csr(m, allow_negative=spec.allow_negative, dim=spec.dim)
                 except ValueError as exc:
-                    raise ValueError(f"vectors[{name!r}]: {exc}") from None
+                    raise InvalidInputError(f"vectors[{name!r}]: {exc}") from None
                 if csr.shape[0] != n:
-                    raise ValueError(f"vectors[{name!r}] has {csr.shape[0]} rows for {n} ids")
+                    raise InvalidInputError(f"vectors[{name!r}] has {csr.shape[0]} rows for {n} ids")
                 out[name] = sp.csr_matrix((csr.data, csr.indices.astype(np.int32), csr.indptr),
                                           shape=(n, spec.dim))
             else:
                 a = np.asarray(m.toarray() if sp.issparse(m) else m)
                 if a.shape != (n, spec.dim) or a.dtype.kind not in "fiu":
-                    raise ValueError(f"vectors[{name!r}] must be a numeric array of shape ({n}, "
+                    raise InvalidInputError(f"vectors[{name!r}] must be a numeric array of shape ({n}, "
                                      f"{spec.dim}), got {a.dtype} {a.shape}")
                 a = a.astype(np.float32)
                 if not np.all(np.isfinite(a)):
-                    raise ValueError(f"vectors[{name!r}] contains NaN or infinity")
+                    raise InvalidInputError(f"vectors[{name!r}] contains NaN or infinity")
                 out[name] = a
         return out
 
@@ -395,10 +433,10 @@ class Collection:
         names = [n for n, s in self.config.fields.items() if s.kind == kind]
         if field is None:
             if not names:
-                raise ValueError(f"this collection has no {kind} field")
+                raise InvalidInputError(f"this collection has no {kind} field")
             return names[0]
         if field not in names:
-            raise KeyError(f"no {kind} field {field!r}; {kind} fields: {names}")
+            raise InvalidInputError(f"no {kind} field {field!r}; {kind} fields: {names}")
         return field
 
     # ------------------------------------------------------------------ reads
@@ -456,7 +494,7 @@ class Collection:
         k = check_k(k)
         q = np.asarray(vector, dtype=np.float32)
         if q.shape != (dim,) or not np.all(np.isfinite(q)):
-            raise ValueError(f"dense query must be {dim} finite numbers, got shape {q.shape}")
+            raise InvalidInputError(f"dense query must be {dim} finite numbers, got shape {q.shape}")
         flt = Filter.parse(filter)
         # concurrent dense searches share one scan of the vectors (see combining.py)
         return self._dense_combiner.submit((field, q, k, flt))
@@ -636,6 +674,7 @@ class Collection:
                 self._commit()
             for s in cands:  # searches still holding them keep their open mmaps
                 shutil.rmtree(s.path, ignore_errors=True)
+                crashpoints.step("merge.remove_segment")
             return len(cands)
 
     def _write_merged(self, seg_id: int, sources: list):
@@ -674,52 +713,118 @@ class Collection:
             self._next_seq, self._next_segment_id))
         if old_tomb is not None and old_tomb != self._tomb_name:
             shutil.rmtree(self.path / "tombstones" / old_tomb, ignore_errors=True)
+            crashpoints.step("commit.remove_tombstones")
 
     # ------------------------------------------------------------------ snapshot / restore
-    def snapshot(self, dest_dir) -> None:
+    def snapshot(self, dest_dir, *, hard_links: bool = True) -> None:
         """Write a consistent copy of the collection to a new directory dest_dir.
 
-        The buffer is flushed first; segment files are hard-linked when on the same file system
-        (they are immutable), everything else copied and fsync'd; dest_dir appears atomically."""
+        The buffer is flushed first. Segment files are immutable: they are copied (or, with
+        hard_links, linked when on the same file system — cheap, but then a flipped bit hits
+        both, so a snapshot meant for recovering from damage takes copies) while only the
+        maintenance lock is held, so writes and searches go on. The manifest, tombstones and
+        WAL are copied under the lock; everything is fsync'd; dest_dir appears atomically."""
         dest = Path(dest_dir)
         if dest.exists():
-            raise ValueError(f"snapshot destination {dest} already exists")
+            raise ConflictError(f"snapshot destination {dest} already exists")
         self.flush()
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.parent / f".{dest.name}.tmp-{uuid.uuid4().hex[:8]}"
-        with self._maint, self._lock:
-            self._check_open()
+        with self._maint:  # no flush or merge: the segment list and the tombstones stay put
             try:
-                _copy_tree(self.path, tmp, skip={"LOCK"},
-                           keep_dirs={"segments": {segment_dir_name(s.id) for s in self._segments},
-                                      "tombstones": {self._tomb_name}})
+                with self._lock:
+                    self._check_open()
+                    segments = {segment_dir_name(s.id) for s in self._segments}
+                tmp.mkdir(parents=True)
+                _copy_tree(self.path / "segments", tmp / "segments", keep=segments, link=hard_links)
+                with self._lock:
+                    self._check_open()
+                    for sub in ("tombstones", "wal"):
+                        _copy_tree(self.path / sub, tmp / sub,
+                                   keep={self._tomb_name} if sub == "tombstones" else None, link=False)
+                    for name in ("collection.json", "MANIFEST.json"):
+                        _copy_file(self.path / name, tmp / name, link=False)
+                fsync_dir(tmp)
                 os.rename(tmp, dest)
+                crashpoints.step("snapshot.rename")
                 fsync_dir(dest.parent)
             except BaseException:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise
 
     @classmethod
-    def restore(cls, src_dir, data_dir, name: str) -> "Collection":
-        """Create collection `name` in data_dir from a snapshot directory and open it."""
+    def restore(cls, src_dir, data_dir, name: str, *, replace: bool = False,
+                wal_recovery: str = TOLERATE_TORN_TAIL) -> "Collection":
+        """Create collection `name` in data_dir from a snapshot directory and open it.
+
+        replace=True swaps out an existing collection of that name (which no Collection object
+        may have open): the snapshot is copied in full first, then two renames swap the
+        directories, and the old one is deleted only once the restored one has opened — if
+        opening fails, the old one is put back. A crash between the two renames leaves the old
+        directory as .<name>.replaced-*, which recover_interrupted() puts back."""
         name = check_name(name)
         src = Path(src_dir)
         read_json_checked(src / "collection.json", "snapshot configuration")
         read_json_checked(src / "MANIFEST.json", "snapshot manifest")
         data_dir = Path(data_dir)
-        final, tmp = _new_collection_paths(data_dir, name)
+        final = data_dir / name
+        if final.exists() and not replace:
+            raise CollectionExistsError(f"collection {name!r} already exists")
+        data_dir.mkdir(parents=True, exist_ok=True)
+        tmp = data_dir / f".{name}.tmp-{uuid.uuid4().hex[:8]}"
+        aside = data_dir / f".{name}.replaced-{uuid.uuid4().hex[:8]}"
+        lock = _acquire_lock(final) if final.exists() else None  # nobody may have it open
         try:
-            _copy_tree(src, tmp, skip={"LOCK"})
+            # copies, not links: the restored collection and the snapshot share no inode
+            _copy_tree(src, tmp, keep=_STATE_ENTRIES, link=False)
+            if lock is not None:
+                os.rename(final, aside)
+                crashpoints.step("restore.rename_old")
             os.rename(tmp, final)
+            crashpoints.step("restore.rename")
             fsync_dir(data_dir)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
+            if aside.exists() and not final.exists():
+                os.rename(aside, final)
             raise
+        finally:
+            if lock is not None:
+                os.close(lock)
         try:
-            return cls.open(data_dir, name)
+            coll = cls.open(data_dir, name, wal_recovery=wal_recovery)
         except BaseException:
             shutil.rmtree(final, ignore_errors=True)  # a broken snapshot leaves nothing behind
+            if aside.exists():
+                os.rename(aside, final)
+            fsync_dir(data_dir)
             raise
+        shutil.rmtree(aside, ignore_errors=True)
+        return coll
+
+    @staticmethod
+    def recover_interrupted(data_dir) -> list[str]:
+        """Finish what a crash interrupted in data_dir: put back a collection whose restore
+        stopped between its two renames; delete leftovers of creates, restores and drops.
+        Only the process that writes to data_dir may call this. Returns what it did."""
+        done = []
+        d = Path(data_dir)
+        if not d.is_dir():
+            return done
+        for p in sorted(d.iterdir()):
+            m = _LEFTOVER_RE.fullmatch(p.name)
+            if m is None:
+                continue
+            name, kind = m.group(1), m.group(2)
+            if kind == "replaced" and not (d / name).exists():
+                os.rename(p, d / name)
+                done.append(f"put back {name!r} (its restore was interrupted)")
+            else:
+                shutil.rmtree(p, ignore_errors=True)
+                done.append(f"removed {p.name}")
+        if done:
+            fsync_dir(d)
+        return done
 
 
 # ---------------------------------------------------------------------- helpers
@@ -740,6 +845,10 @@ def _disk_bytes(path: Path) -> int:
     return total
 
 
+def _disk_full(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
 def _acquire_lock(path: Path) -> int:
     fd = os.open(path / "LOCK", os.O_RDWR | os.O_CREAT, 0o644)
     try:
@@ -750,18 +859,20 @@ def _acquire_lock(path: Path) -> int:
     return fd
 
 
-def _check_ids(ids, allow_empty: bool) -> list[str]:
+def _check_ids(ids, allow_empty: bool, new: bool = False) -> list[str]:
+    """A list of distinct ids; new ids (upserts) must also be addressable (check_document_id)."""
     if isinstance(ids, str) or not isinstance(ids, (list, tuple)):
-        raise ValueError(f"ids must be a list of strings, got {type(ids).__name__}")
+        raise InvalidInputError(f"ids must be a list of strings, got {type(ids).__name__}")
     if not ids and not allow_empty:
-        raise ValueError("no documents given (empty ids)")
+        raise InvalidInputError("no documents given (empty ids)")
     seen = set()
     for i in ids:
-        if not isinstance(i, str) or not i or len(i) > MAX_ID_LENGTH:
-            raise ValueError(f"document id {i!r} must be a non-empty string of at most "
-                             f"{MAX_ID_LENGTH} characters")
+        if new:
+            check_document_id(i)
+        elif not isinstance(i, str) or not i:
+            raise InvalidInputError(f"document id {i!r} must be a non-empty string")
         if i in seen:
-            raise ValueError(f"document id {i!r} appears twice in one call")
+            raise InvalidInputError(f"document id {i!r} appears twice in one call")
         seen.add(i)
     return list(ids)
 
@@ -770,10 +881,10 @@ def _check_list(values, n: int, what: str, ok, expected: str):
     if values is None:
         return None
     if not isinstance(values, (list, tuple)) or len(values) != n:
-        raise ValueError(f"{what} must be a list of {n} items (one per id)")
+        raise InvalidInputError(f"{what} must be a list of {n} items (one per id)")
     for i, v in enumerate(values):
         if not ok(v):
-            raise ValueError(f"{what}[{i}] must be {expected}, got {type(v).__name__}")
+            raise InvalidInputError(f"{what}[{i}] must be {expected}, got {type(v).__name__}")
     return list(values)
 
 
@@ -787,26 +898,17 @@ def _new_collection_paths(data_dir: Path, name: str) -> tuple[Path, Path]:
     return final, data_dir / f".{name}.tmp-{uuid.uuid4().hex[:8]}"
 
 
-def _copy_tree(src: Path, dst: Path, skip: set, keep_dirs: dict | None = None) -> None:
-    """Copy a collection directory durably: hard links for immutable segment files, copies
-    (fsync'd) for the rest; keep_dirs limits which entries of a subdirectory are taken."""
-    dst.mkdir(parents=True)
-    for p in sorted(src.iterdir()):
-        if p.name in skip or p.name.startswith("."):
+def _copy_tree(src: Path, dst: Path, keep: set | None, link: bool) -> None:
+    """Copy a directory durably (files fsync'd, or hard-linked with link=True); keep limits
+    which top-level entries are taken; hidden (temporary) entries are skipped."""
+    dst.mkdir()
+    for child in sorted(src.iterdir()):
+        if child.name.startswith(".") or (keep is not None and child.name not in keep):
             continue
-        if p.is_dir():
-            allowed = (keep_dirs or {}).get(p.name)
-            (dst / p.name).mkdir()
-            for child in sorted(p.iterdir()):
-                if child.name.startswith(".") or (allowed is not None and child.name not in allowed):
-                    continue
-                if child.is_dir():
-                    _copy_files(child, dst / p.name / child.name, link=p.name == "segments")
-                else:
-                    _copy_file(child, dst / p.name / child.name, link=False)
-            fsync_dir(dst / p.name)
+        if child.is_dir():
+            _copy_files(child, dst / child.name, link)
         else:
-            _copy_file(p, dst / p.name, link=False)
+            _copy_file(child, dst / child.name, link)
     fsync_dir(dst)
 
 
@@ -824,9 +926,11 @@ def _copy_file(src: Path, dst: Path, link: bool) -> None:
     if link:
         try:
             os.link(src, dst)
+            crashpoints.step("copy_tree.link")
             return
         except OSError:
             pass  # another file system: copy instead
     shutil.copyfile(src, dst)
     with open(dst, "rb+") as f:
         os.fsync(f.fileno())
+    crashpoints.step("copy_tree.copy")

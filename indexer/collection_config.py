@@ -4,6 +4,7 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass, field, fields
 
+from .errors import InvalidInputError
 from .seismic.config import SeismicParams
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -13,9 +14,34 @@ FIELD_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,31}$")
 def check_name(name) -> str:
     """A collection name that is one safe path component (no '/', '..', leading dot, NUL)."""
     if not isinstance(name, str) or not NAME_RE.fullmatch(name) or name in (".", ".."):
-        raise ValueError(f"invalid collection name {name!r}: use 1-64 characters from "
+        raise InvalidInputError(f"invalid collection name {name!r}: use 1-64 characters from "
                          "[A-Za-z0-9_.-], starting with a letter or digit")
     return name
+
+
+MAX_ID_LENGTH = 1024
+# Characters that cannot travel in a URL path as themselves (control characters).
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def check_document_id(doc_id) -> str:
+    """A document id that every client can address as a URL path: GET /documents/{id} takes
+    ids with '/', but clients normalise '.' and '..' segments away (`DELETE .../documents/..`
+    would reach `DELETE /collections/{name}`), and empty segments or control characters do not
+    survive proxies. Such ids are refused when stored, so every stored id stays addressable."""
+    if not isinstance(doc_id, str) or not doc_id or len(doc_id) > MAX_ID_LENGTH:
+        raise InvalidInputError(f"document id {doc_id!r} must be a non-empty string of at most "
+                                f"{MAX_ID_LENGTH} characters")
+    if _CONTROL_RE.search(doc_id):
+        raise InvalidInputError(f"document id {doc_id!r} contains a control character")
+    if any(seg in ("", ".", "..") for seg in doc_id.split("/")):
+        raise InvalidInputError(f"document id {doc_id!r} cannot travel in a URL path: no '.' or "
+                                "'..' segments, no leading, trailing or doubled '/'")
+    try:
+        doc_id.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInputError(f"document id {doc_id!r} is not valid Unicode (lone surrogate)") from None
+    return doc_id
 
 
 @dataclass(frozen=True)
@@ -35,13 +61,13 @@ class FieldSpec:
 
     def __post_init__(self):
         if self.kind not in ("sparse", "dense"):
-            raise ValueError(f"field kind must be 'sparse' or 'dense', got {self.kind!r}")
+            raise InvalidInputError(f"field kind must be 'sparse' or 'dense', got {self.kind!r}")
         if isinstance(self.dim, bool) or not isinstance(self.dim, int) or self.dim <= 0:
-            raise ValueError(f"field dim must be a positive integer, got {self.dim!r}")
+            raise InvalidInputError(f"field dim must be a positive integer, got {self.dim!r}")
         if self.kind == "sparse" and self.index not in ("seismic", "exact"):
-            raise ValueError(f"sparse field index must be 'seismic' or 'exact', got {self.index!r}")
+            raise InvalidInputError(f"sparse field index must be 'seismic' or 'exact', got {self.index!r}")
         if self.kind == "dense" and self.params:
-            raise ValueError("dense fields take no index params")
+            raise InvalidInputError("dense fields take no index params")
         if self.kind == "sparse":
             SeismicParams.from_dict(self.params)  # raises on unknown or invalid parameters
 
@@ -54,11 +80,11 @@ class FieldSpec:
         if isinstance(d, FieldSpec):
             return d
         if not isinstance(d, dict):
-            raise ValueError(f"a field spec must be a dict, got {type(d).__name__}")
+            raise InvalidInputError(f"a field spec must be a dict, got {type(d).__name__}")
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
-            raise ValueError(f"unknown field spec key(s) {unknown}; known: {sorted(known)}")
+            raise InvalidInputError(f"unknown field spec key(s) {unknown}; known: {sorted(known)}")
         return cls(**d)
 
 
@@ -94,27 +120,27 @@ class CollectionConfig:
 
     def __post_init__(self):
         if not isinstance(self.fields, dict) or not self.fields:
-            raise ValueError("a collection needs at least one vector field, e.g. "
+            raise InvalidInputError("a collection needs at least one vector field, e.g. "
                              "{'sparse': {'kind': 'sparse', 'dim': 30522}}")
         specs = {}
         for name, spec in self.fields.items():
             if not isinstance(name, str) or not FIELD_RE.fullmatch(name):
-                raise ValueError(f"invalid field name {name!r}: letters, digits and '_', "
+                raise InvalidInputError(f"invalid field name {name!r}: letters, digits and '_', "
                                  "starting with a letter, at most 32 characters")
             specs[name] = FieldSpec.from_dict(spec)
         object.__setattr__(self, "fields", specs)
         if not isinstance(self.encoders, dict) or not all(
                 isinstance(k, str) and (v is None or isinstance(v, str)) for k, v in self.encoders.items()):
-            raise ValueError("encoders must map strings to encoder names (str or None)")
+            raise InvalidInputError("encoders must map strings to encoder names (str or None)")
         for name in ("flush_docs", "exact_segment_docs", "merge_small_docs", "filter_exact_docs"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < (1 if name == "flush_docs" else 0):
-                raise ValueError(f"{name} must be a {'positive' if name == 'flush_docs' else 'non-negative'} "
+                raise InvalidInputError(f"{name} must be a {'positive' if name == 'flush_docs' else 'non-negative'} "
                                  f"integer, got {v!r}")
         if isinstance(self.max_segments, bool) or not isinstance(self.max_segments, int) or self.max_segments < 0:
-            raise ValueError(f"max_segments must be a non-negative integer, got {self.max_segments!r}")
+            raise InvalidInputError(f"max_segments must be a non-negative integer, got {self.max_segments!r}")
         if not 0 < self.merge_deleted_fraction <= 1:
-            raise ValueError(f"merge_deleted_fraction must be in (0, 1], got {self.merge_deleted_fraction!r}")
+            raise InvalidInputError(f"merge_deleted_fraction must be in (0, 1], got {self.merge_deleted_fraction!r}")
 
     @property
     def sparse_fields(self) -> list[str]:
@@ -125,7 +151,7 @@ class CollectionConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
-            raise ValueError(f"unknown collection option(s) {unknown}; known: {sorted(known)}")
+            raise InvalidInputError(f"unknown collection option(s) {unknown}; known: {sorted(known)}")
         return cls(**d)
 
     def to_dict(self) -> dict:

@@ -14,6 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
+from . import crashpoints
 from .storage import IndexFormatError
 
 SCHEMA = pa.schema([("id", pa.string()), ("seq", pa.int64()), ("text", pa.string()),
@@ -30,6 +31,7 @@ def write_docs(path: Path, ids: list[str], seqs: np.ndarray, texts: list, metada
                       pa.array(lengths, pa.int64())], schema=SCHEMA)
     with pa.OSFile(str(path), "wb") as sink, ipc.new_file(sink, SCHEMA) as writer:
         writer.write_table(table, max_chunksize=1 << 16)
+    crashpoints.step("docstore.write")
 
 
 class DocTable:
@@ -40,9 +42,11 @@ class DocTable:
             self._source = pa.memory_map(str(path), "r")
             table = ipc.open_file(self._source).read_all()
         except (pa.ArrowInvalid, OSError) as exc:
-            raise IndexFormatError(f"document store {path} is unreadable: {exc}") from exc
+            raise IndexFormatError(f"document store {path} is unreadable: {exc}", path=path,
+                                   check="arrow") from exc
         if not table.schema.equals(SCHEMA):
-            raise IndexFormatError(f"document store {path} has schema {table.schema}, expected {SCHEMA}")
+            raise IndexFormatError(f"document store {path} has schema {table.schema}, expected {SCHEMA}",
+                                   path=path, check="schema")
         self._table = table.combine_chunks()
         self.ids: list[str] = self._table.column("id").to_pylist()
         self.seqs = self._table.column("seq").to_numpy()

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .errors import InvalidInputError
 _RANGE_OPS = ("gt", "gte", "lt", "lte")
 _OPS = ("eq", "in") + _RANGE_OPS
 
@@ -37,7 +38,7 @@ def _norm(v):
 
 def _check_scalar(key, v):
     if _norm(v) is None or (isinstance(v, float) and not math.isfinite(v)):
-        raise ValueError(f"filter on {key!r}: value {v!r} is not a string, number, boolean or null")
+        raise InvalidInputError(f"filter on {key!r}: value {v!r} is not a string, number, boolean or null")
 
 
 @dataclass(frozen=True)
@@ -58,30 +59,30 @@ class Filter:
         if spec is None or isinstance(spec, Filter):
             return spec
         if not isinstance(spec, dict):
-            raise ValueError(f"a filter must be a JSON object, got {type(spec).__name__}")
+            raise InvalidInputError(f"a filter must be a JSON object, got {type(spec).__name__}")
         conds = []
         for key, cond in spec.items():
             if not isinstance(key, str) or not key:
-                raise ValueError(f"filter keys must be non-empty strings, got {key!r}")
+                raise InvalidInputError(f"filter keys must be non-empty strings, got {key!r}")
             if not isinstance(cond, dict):
                 _check_scalar(key, cond)
                 conds.append(Condition(key, "eq", cond))
                 continue
             if not cond:
-                raise ValueError(f"filter on {key!r} has no operator; use one of {list(_OPS)}")
+                raise InvalidInputError(f"filter on {key!r} has no operator; use one of {list(_OPS)}")
             for op, v in cond.items():
                 if op not in _OPS:
-                    raise ValueError(f"filter on {key!r}: unknown operator {op!r}; use one of {list(_OPS)}")
+                    raise InvalidInputError(f"filter on {key!r}: unknown operator {op!r}; use one of {list(_OPS)}")
                 if op == "eq":
                     _check_scalar(key, v)
                 elif op == "in":
                     if not isinstance(v, (list, tuple)):
-                        raise ValueError(f"filter on {key!r}: 'in' takes a list, got {v!r}")
+                        raise InvalidInputError(f"filter on {key!r}: 'in' takes a list, got {v!r}")
                     for x in v:
                         _check_scalar(key, x)
                     v = tuple(v)
                 elif isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-                    raise ValueError(f"filter on {key!r}: {op!r} takes a finite number, got {v!r}")
+                    raise InvalidInputError(f"filter on {key!r}: {op!r} takes a finite number, got {v!r}")
                 conds.append(Condition(key, op, v))
         return cls(conds)
 

@@ -1,4 +1,4 @@
-"""Loader of the C++ kernels (module `lsr_native`, built from native/ by the install).
+"""The C++ kernels for the indexes (loaded by encoders.native, which picks the build variant).
 
 When the extension is missing the indexes fall back to their Numba kernels, which compute
 identical results more slowly; the fallback is announced once with a warning.
@@ -7,12 +7,9 @@ from __future__ import annotations
 
 import warnings
 
-try:
-    import lsr_native as _native
-    _import_error: ImportError | None = None
-except ImportError as exc:  # pragma: no cover - exercised only on broken installs
-    _native = None
-    _import_error = exc
+from encoders.native import IMPORT_ERROR as _import_error, MODULE as _native, variant
+
+__all__ = ["native_module", "resolve_backend", "variant"]
 
 _warned = False
 

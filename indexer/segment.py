@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
+from . import crashpoints
 from .atomic import crc32_file, fsync_dir, read_json_checked, write_json_atomic
 from .docstore import DocTable, write_docs
 from .exact import ExactIndex
@@ -65,6 +66,7 @@ def write_segment(parent: Path, seg_id: int, config, ids: list[str], seqs: np.nd
         write_docs(tmp / "docs.arrow", ids, seqs, texts, metadata, lengths)
         with open(tmp / "docs.arrow", "rb+") as f:
             os.fsync(f.fileno())
+        crashpoints.step("segment.docs.fsync")
         files = {"docs.arrow": {"bytes": (tmp / "docs.arrow").stat().st_size,
                                 "crc32": crc32_file(tmp / "docs.arrow")}}
         write_json_atomic(tmp / "segment.json", {
@@ -72,6 +74,7 @@ def write_segment(parent: Path, seg_id: int, config, ids: list[str], seqs: np.nd
             "id": seg_id, "n_rows": n, "fields": field_info, "files": files})
         fsync_dir(tmp)
         os.rename(tmp, final)
+        crashpoints.step("segment.rename")
         fsync_dir(parent)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -95,21 +98,24 @@ class Segment:
         self.path = Path(path)
         meta = read_json_checked(self.path / "segment.json", "segment manifest")
         if meta.get("format") != "lsr-search-segment" or meta.get("format_version") != SEGMENT_FORMAT_VERSION:
-            raise IndexFormatError(f"{self.path} is not a segment of format version {SEGMENT_FORMAT_VERSION}")
+            raise IndexFormatError(f"{self.path} is not a segment of format version {SEGMENT_FORMAT_VERSION}",
+                                   path=self.path / "segment.json", check="format version")
         for fname, info in meta["files"].items():
             fp = self.path / fname
             if not fp.is_file() or fp.stat().st_size != info["bytes"]:
-                raise IndexFormatError(f"segment file {fp} is missing or truncated")
+                raise IndexFormatError(f"segment file {fp} is missing or truncated", path=fp, check="size")
             if crc32_file(fp) != info["crc32"]:
-                raise IndexFormatError(f"segment file {fp} is corrupted (checksum mismatch)")
+                raise IndexFormatError(f"segment file {fp} is corrupted (checksum mismatch)", path=fp,
+                                       check="checksum")
         self.id = int(meta["id"])
         self.n_rows = int(meta["n_rows"])
         if set(meta["fields"]) != set(config.fields):
             raise IndexFormatError(f"segment {self.path} has fields {sorted(meta['fields'])}, the "
-                                   f"collection {sorted(config.fields)}")
+                                   f"collection {sorted(config.fields)}", path=self.path, check="fields")
         self.docs = DocTable(self.path / "docs.arrow")
         if len(self.docs) != self.n_rows:
-            raise IndexFormatError(f"segment {self.path}: {len(self.docs)} documents, manifest says {self.n_rows}")
+            raise IndexFormatError(f"segment {self.path}: {len(self.docs)} documents, manifest says {self.n_rows}",
+                                   path=self.path / "docs.arrow", check="row count")
         self.ids, self.seqs, self.lengths = self.docs.ids, self.docs.seqs, self.docs.lengths
         self.kinds = dict(meta["fields"])
         self.indexes, self._dense, self._forward = {}, {}, {}
@@ -122,7 +128,8 @@ class Segment:
                 self.indexes[name] = cls.load(self.path / name, mmap=True)
             if self.kinds[name] != "dense" and self.indexes[name].n_docs != self.n_rows:
                 raise IndexFormatError(f"segment {self.path}: index {name!r} has "
-                                       f"{self.indexes[name].n_docs} rows, expected {self.n_rows}")
+                                       f"{self.indexes[name].n_docs} rows, expected {self.n_rows}",
+                                       path=self.path / name, check="row count")
         self.alive = np.ones(self.n_rows, dtype=np.bool_)
         self._columns: MetadataColumns | None = None
 

@@ -16,11 +16,14 @@ from pathlib import Path
 
 import numpy as np
 
+from . import crashpoints
+from .errors import CorruptionError
+
 FORMAT_VERSION = 1
 
 
-class IndexFormatError(ValueError):
-    """The files on disk are not a readable index of this format version."""
+class IndexFormatError(CorruptionError):
+    """The files on disk are not a readable index of this format version (damaged or foreign)."""
 
 
 def crc32_file(path: Path) -> int:
@@ -37,6 +40,23 @@ def fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+    crashpoints.step("fsync_dir")
+
+
+def _manifest_crc(manifest: dict) -> int:
+    body = {k: v for k, v in manifest.items() if k != "crc32"}
+    return zlib.crc32(json.dumps(body, sort_keys=True, separators=(",", ":")).encode())
+
+
+def _write_npy(path: Path, arr: np.ndarray) -> None:
+    """np.save's bytes, written by Python's file object and fsync'd: numpy's own writer reports a
+    full disk as a bare OSError without errno, and callers must see ENOSPC to know it."""
+    arr = np.ascontiguousarray(arr)
+    with open(path, "wb") as f:
+        np.lib.format.write_array_header_1_0(f, np.lib.format.header_data_from_array_1_0(arr))
+        f.write(arr.reshape(-1).view(np.uint8).data)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def save_arrays(path, kind: str, arrays: dict[str, np.ndarray], meta: dict) -> None:
@@ -49,26 +69,29 @@ def save_arrays(path, kind: str, arrays: dict[str, np.ndarray], meta: dict) -> N
         files = {}
         for name, arr in arrays.items():
             fp = tmp / f"{name}.npy"
-            with open(fp, "wb") as f:
-                np.save(f, np.ascontiguousarray(arr), allow_pickle=False)
-                f.flush()
-                os.fsync(f.fileno())
+            _write_npy(fp, arr)
+            crashpoints.step("save_arrays.file")
             files[name] = {"bytes": fp.stat().st_size, "crc32": crc32_file(fp)}
         manifest = {"format": "lsr-search-index", "kind": kind, "format_version": FORMAT_VERSION,
                     "files": files, **meta}
+        manifest["crc32"] = _manifest_crc(manifest)
         with open(tmp / "manifest.json", "w") as f:
             json.dump(manifest, f, indent=1)
             f.flush()
             os.fsync(f.fileno())
+        crashpoints.step("save_arrays.manifest")
         fsync_dir(tmp)
         old = None
         if path.exists():
             old = path.parent / f".{path.name}.old-{uuid.uuid4().hex[:8]}"
             os.rename(path, old)
+            crashpoints.step("save_arrays.rename_old")
         os.rename(tmp, path)
+        crashpoints.step("save_arrays.rename")
         fsync_dir(path.parent)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
+            crashpoints.step("save_arrays.remove_old")
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -80,26 +103,38 @@ def load_arrays(path, kind: str, *, mmap: bool = True,
     path = Path(path)
     mf = path / "manifest.json"
     if not mf.is_file():
-        raise IndexFormatError(f"{path} is not an index directory (no manifest.json)")
+        raise IndexFormatError(f"{path} is not an index directory (no manifest.json)", path=mf,
+                               check="missing file")
     try:
         manifest = json.loads(mf.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise IndexFormatError(f"{mf} is corrupted: {exc}") from exc
+        raise IndexFormatError(f"{mf} is corrupted: {exc}", path=mf, check="json") from exc
+    if not isinstance(manifest, dict):
+        raise IndexFormatError(f"{mf} is corrupted (not a JSON object)", path=mf, check="json")
     if manifest.get("format") != "lsr-search-index":
-        raise IndexFormatError(f"{mf} is not an lsr-search index manifest")
+        raise IndexFormatError(f"{mf} is not an lsr-search index manifest", path=mf, check="format")
     version = manifest.get("format_version")
     if version != FORMAT_VERSION:
         raise IndexFormatError(
             f"{path} was written with index format version {version}; this version of lsr-search "
-            f"reads version {FORMAT_VERSION}. Rebuild the index from its documents.")
+            f"reads version {FORMAT_VERSION}. Rebuild the index from its documents.", path=mf,
+            check="format version")
+    # The manifest's own checksum, checked once the version says how to read it: a flipped byte
+    # in a file name or size is this manifest's damage, not a missing array (manifests written
+    # before it carried one have none).
+    if manifest.get("crc32", _manifest_crc(manifest)) != _manifest_crc(manifest):
+        raise IndexFormatError(f"{mf} is corrupted (checksum mismatch)", path=mf, check="checksum")
     if manifest.get("kind") != kind:
-        raise IndexFormatError(f"{path} holds a {manifest.get('kind')!r} index, not {kind!r}")
+        raise IndexFormatError(f"{path} holds a {manifest.get('kind')!r} index, not {kind!r}",
+                               path=mf, check="kind")
     arrays = {}
     for name, info in manifest["files"].items():
         fp = path / f"{name}.npy"
-        if not fp.is_file() or fp.stat().st_size != info["bytes"]:
-            raise IndexFormatError(f"{fp} is missing or truncated")
+        size = fp.stat().st_size if fp.is_file() else None
+        if size != info["bytes"]:
+            raise IndexFormatError(f"{fp} is missing or truncated", path=fp,
+                                   check="missing file" if size is None else "size")
         if verify and crc32_file(fp) != info["crc32"]:
-            raise IndexFormatError(f"{fp} is corrupted (checksum mismatch)")
+            raise IndexFormatError(f"{fp} is corrupted (checksum mismatch)", path=fp, check="checksum")
         arrays[name] = np.load(fp, mmap_mode="r" if mmap else None, allow_pickle=False)
     return arrays, manifest

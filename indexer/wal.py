@@ -6,13 +6,26 @@ length, a JSON header (operation, sequence number, ids, texts, metadata) and the
 the vectors' arrays. Files are named by the first sequence number they may hold; a flush
 rotates to a new file and, once the segment is committed, deletes the older ones.
 
-On replay a record cut short or failing its checksum at the very end of the last file is a
-write torn by a crash: it was never acknowledged, so it is dropped and the file truncated to the
-last whole record. A bad record anywhere else is corruption and raises WALCorruptError.
+Replay tells two kinds of damage apart. A *torn tail* — the last record of the newest file
+extends past its end — is a write cut by a crash: append() had not returned, so it was never
+acknowledged. A *bad record* — a complete record failing its checksum, or a cut-off one in an
+older file — was acknowledged: it is corruption. (A damaged length field pointing past the end
+of the newest file cannot be told from a torn tail; it is quarantined like one.) What happens then is RocksDB's WAL recovery
+mode (WAL_RECOVERY_MODES, an argument of replay):
+
+    tolerate_torn_tail (default)  drop a torn tail; a bad record raises WALCorruptError
+    point_in_time                 stop at the first torn or bad record; drop it and all after
+    absolute_consistency          any torn or bad record raises WALCorruptError
+
+Dropped bytes are never deleted: they are first written durably to the quarantine directory
+(wal-<first seq>.log.<byte offset>.<reason>), then the file is truncated to its last good record
+and later files are removed, so the log continues cleanly. A torn tail is logged as a warning,
+dropped acknowledged records as an error (logger "lsr.indexer").
 """
 from __future__ import annotations
 
 import json
+import logging
 import os
 import struct
 import zlib
@@ -22,15 +35,29 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from .atomic import fsync_dir
+from . import crashpoints
+from .atomic import fsync_dir, write_bytes_durable
+from .errors import InvalidInputError
 from .storage import IndexFormatError
 
 _REC = struct.Struct("<II")
 _U32 = struct.Struct("<I")
 
+WAL_RECOVERY_MODES = (TOLERATE_TORN_TAIL, POINT_IN_TIME, ABSOLUTE_CONSISTENCY) = (
+    "tolerate_torn_tail", "point_in_time", "absolute_consistency")
+
+log = logging.getLogger("lsr.indexer")
+
 
 class WALCorruptError(IndexFormatError):
-    """A write-ahead log record in the middle of the log fails its checksum."""
+    """A write-ahead log record that was acknowledged is damaged (or, under
+    absolute_consistency, the log ends in a torn write)."""
+
+
+def check_recovery_mode(mode) -> None:
+    if mode not in WAL_RECOVERY_MODES:
+        raise InvalidInputError(f"unknown WAL recovery mode {mode!r}; use one of "
+                                f"{', '.join(WAL_RECOVERY_MODES)}")
 
 
 @dataclass
@@ -104,47 +131,110 @@ def _file_name(first_seq: int) -> str:
     return f"wal-{first_seq:020d}.log"
 
 
-class WriteAheadLog:
-    """Append-only log files under one directory; one writer at a time (the caller's lock)."""
+@dataclass
+class _Damage:
+    """A record that replay cannot use."""
+    offset: int
+    cut_off: bool  # extends past the end of its file (else: complete but failing a check)
+    check: str
+    what: str
 
-    def __init__(self, directory):
+
+def _read_record(data: bytes, pos: int):
+    """(operation, end offset) of the record at pos, or the _Damage found there."""
+    if pos + _REC.size > len(data):
+        return _Damage(pos, True, "wal record size", "a cut-off record header")
+    n, crc = _REC.unpack_from(data, pos)
+    end = pos + _REC.size + n
+    if end > len(data):
+        return _Damage(pos, True, "wal record size", "a cut-off record")
+    payload = data[pos + _REC.size:end]
+    if zlib.crc32(payload) != crc:
+        return _Damage(pos, False, "wal record checksum", "a record failing its checksum")
+    try:
+        return decode_op(payload), end
+    except (ValueError, KeyError, TypeError, IndexError, struct.error) as exc:
+        # a checksum matching garbage: a zero-filled tail (length 0, CRC 0) is the usual case
+        return _Damage(pos, False, "wal record format", f"an undecodable record ({exc!r})")
+
+
+class WriteAheadLog:
+    """Append-only log files under one directory; one writer at a time (the caller's lock).
+    Records dropped by replay go to `quarantine` (default: a sibling directory "quarantine")."""
+
+    def __init__(self, directory, quarantine=None):
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
+        self.quarantine = Path(quarantine) if quarantine is not None else self.dir.parent / "quarantine"
         self._fd: int | None = None
         self._path: Path | None = None
 
     def files(self) -> list[Path]:
         return sorted(self.dir.glob("wal-*.log"))
 
-    def replay(self) -> list:
-        """All whole records in order; truncates a torn tail of the last file (see module doc)."""
+    def replay(self, recovery: str = TOLERATE_TORN_TAIL) -> list:
+        """The operations of all good records in order, handling damage as the recovery mode
+        says (see module doc): raising WALCorruptError, or quarantining what it drops."""
+        check_recovery_mode(recovery)
         ops, files = [], self.files()
         for i, path in enumerate(files):
             data = path.read_bytes()
-            pos, last = 0, i == len(files) - 1
+            pos = 0
             while pos < len(data):
-                torn = None
-                if pos + _REC.size > len(data):
-                    torn = "a cut-off record header"
-                else:
-                    n, crc = _REC.unpack_from(data, pos)
-                    end = pos + _REC.size + n
-                    if end > len(data):
-                        torn = "a cut-off record"
-                    elif zlib.crc32(data[pos + _REC.size:end]) != crc:
-                        if end < len(data) or not last:
-                            raise WALCorruptError(f"write-ahead log {path} is corrupted at byte {pos} "
-                                                  "(checksum mismatch before the end of the log)")
-                        torn = "a record failing its checksum"
-                if torn is not None:
-                    if not last:
-                        raise WALCorruptError(f"write-ahead log {path} ends in {torn} but is not the "
-                                              "newest log file")
-                    self._truncate(path, pos)  # never acknowledged: drop it
-                    break
-                ops.append(decode_op(data[pos + _REC.size:end]))
-                pos = end
+                rec = _read_record(data, pos)
+                if isinstance(rec, _Damage):
+                    self._recover(recovery, path, data, rec, later=files[i + 1:])
+                    return ops
+                op, pos = rec
+                ops.append(op)
         return ops
+
+    def _recover(self, recovery: str, path: Path, data: bytes, damage: _Damage, later: list) -> None:
+        """Raise WALCorruptError, or drop the damaged record and everything after it."""
+        torn_tail = damage.cut_off and not later
+        if torn_tail:
+            problem = f"ends in a torn write at byte {damage.offset} ({damage.what})"
+        else:
+            problem = f"is corrupted at byte {damage.offset}: {damage.what}"
+            if damage.cut_off:
+                problem += " in a log file that is not the newest"
+        if recovery == ABSOLUTE_CONSISTENCY or (not torn_tail and recovery != POINT_IN_TIME):
+            hint = "" if torn_tail else "; wal_recovery='point_in_time' opens the state before it"
+            raise WALCorruptError(f"write-ahead log {path} {problem} (recovery mode {recovery!r})"
+                                  f"{hint}", path=path, check=damage.check)
+        kept = self._drop(path, data, damage.offset, later, "torn-tail" if torn_tail else "bad-record")
+        if torn_tail:
+            log.warning("write-ahead log %s %s, never acknowledged: dropped, moved to %s",
+                        path, problem, kept[0])
+        else:
+            log.error("write-ahead log %s %s: point_in_time recovery dropped it and all records "
+                      "after it, moved to %s", path, problem, ", ".join(map(str, kept)))
+
+    def _drop(self, path: Path, data: bytes, offset: int, later: list, reason: str) -> list[Path]:
+        """Quarantine data[offset:] and the later files, then cut them from the log; returns
+        the quarantine files."""
+        pieces = [(path, offset, reason, data[offset:])]
+        pieces += [(p, 0, "after-bad-record", p.read_bytes()) for p in later]
+        kept = [self._quarantine(*piece) for piece in pieces]  # durable before anything is cut
+        self._truncate(path, offset)
+        for p in later:
+            p.unlink()
+            crashpoints.step("wal.remove")
+        fsync_dir(self.dir)
+        return kept
+
+    def _quarantine(self, source: Path, offset: int, reason: str, blob: bytes) -> Path:
+        """Write blob durably to a new file in the quarantine directory; returns its path."""
+        self.quarantine.mkdir(exist_ok=True)
+        base = self.quarantine / f"{source.name}.{offset}.{reason}"
+        dest, n = base, 0
+        while dest.exists():  # the same spot damaged again by a later crash
+            n += 1
+            dest = base.with_name(f"{base.name}.{n}")
+        write_bytes_durable(dest, blob)
+        fsync_dir(self.quarantine)
+        fsync_dir(self.quarantine.parent)
+        return dest
 
     @staticmethod
     def _truncate(path: Path, size: int) -> None:
@@ -152,6 +242,7 @@ class WriteAheadLog:
             f.truncate(size)
             f.flush()
             os.fsync(f.fileno())
+        crashpoints.step("wal.truncate")
 
     def open(self, next_seq: int) -> None:
         """Append to the newest file, or start one at next_seq when there is none."""
@@ -159,10 +250,16 @@ class WriteAheadLog:
         self._open_file(files[-1] if files else self.dir / _file_name(next_seq))
 
     def _open_file(self, path: Path) -> None:
+        # the new file first: if it cannot be created (disk full) appends go on in the old one
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        crashpoints.step("wal.create")
+        try:
+            fsync_dir(self.dir)
+        except BaseException:
+            os.close(fd)
+            raise
         self.close()
-        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        self._path = path
-        fsync_dir(self.dir)
+        self._fd, self._path = fd, path
 
     def append(self, payload: bytes) -> None:
         """Write one record and fsync it: when this returns the operation is durable."""
@@ -173,7 +270,9 @@ class WriteAheadLog:
             while view:
                 written = os.write(self._fd, view)
                 view = view[written:]
+            crashpoints.step("wal.write")
             os.fsync(self._fd)
+            crashpoints.step("wal.fsync")
         except BaseException:
             # a failed write (disk full...) must not leave half a record before the next one
             os.ftruncate(self._fd, start)
@@ -191,6 +290,7 @@ class WriteAheadLog:
         for path, nxt in zip(files, files[1:]):
             if int(nxt.name[4:24]) <= first_seq and path != self._path:
                 path.unlink(missing_ok=True)
+                crashpoints.step("wal.remove")
         fsync_dir(self.dir)
 
     @property

@@ -236,7 +236,12 @@ nb::ndarray<nb::numpy, float> splade_max_logits(
   return owned(out, {(size_t)n, (size_t)vocab});
 }
 
-NB_MODULE(lsr_native, m) {
+// CMake names each build variant (lsr_native, lsr_native_v2, lsr_native_v3) through this macro.
+#ifndef LSR_MODULE_NAME
+#define LSR_MODULE_NAME lsr_native
+#endif
+
+NB_MODULE(LSR_MODULE_NAME, m) {
   m.doc() = "lsr-search C++ kernels (Seismic and exact term-at-a-time search, fused SPLADE head).";
   nb::class_<Seismic>(m, "SeismicKernel")
       .def(nb::init<nb::dict, int64_t, int64_t, int64_t>(), "arrays"_a, "n_docs"_a, "dim"_a,

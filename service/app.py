@@ -13,16 +13,22 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client import (CollectorRegistry, GCCollector, Histogram, PlatformCollector,
+                               ProcessCollector)
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
+
+from encoders.models import models_dir
+from indexer.errors import LsrError
 
 from .encoder_cache import ENCODERS
-from .errors import ServiceError
+from .errors import client_message, http_status
 from .jobs import JobManager
 from .middleware import BodyLimit, Metrics
 from .pipeline import SearchPipeline
 from .query_batching import QueryBatcher
 from .routes import collections, health, jobs, rag, search
+from .schemas import ERROR_RESPONSES
 from .settings import Settings
 from .store import Store
 
@@ -41,6 +47,21 @@ def _validation_message(errors: list) -> str:
     return "; ".join(parts) or "invalid request"
 
 
+ROUTERS = (health, collections, search, jobs, rag)
+
+
+def _allowed_methods(scope) -> list[str]:
+    """The methods of the resource at this path, for the Allow header of a 405. Where templates
+    overlap (.../documents/get is also .../documents/{doc_id:path}), the most specific one —
+    fewest parameters, as in the OpenAPI document — names the resource."""
+    matching = [route for r in ROUTERS for route in r.router.routes
+                if route.matches({**scope, "method": "GET"})[0] != Match.NONE]
+    if not matching:
+        return []
+    fewest = min(len(route.param_convertors) for route in matching)
+    return sorted({m for route in matching if len(route.param_convertors) == fewest for m in route.methods})
+
+
 def create_app(settings: Settings | None = None, preload: bool = False) -> FastAPI:
     """Build the app; ``preload`` loads the default encoders before /readyz says ready."""
     settings = settings or Settings()
@@ -50,8 +71,9 @@ def create_app(settings: Settings | None = None, preload: bool = False) -> FastA
         import torch
         torch.set_num_threads(settings.torch_threads)
     ENCODERS.dense_int8 = settings.dense_int8
-    store = Store(settings.data_dir, ENCODERS, settings.encode_batch_size)
-    job_manager = JobManager(store, settings.data_dir / ".jobs", settings.job_chunk_docs)
+    store = Store(settings.data_dir, ENCODERS, settings.encode_batch_size, settings.wal_recovery)
+    job_manager = JobManager(store, settings.data_dir / ".jobs", settings.job_chunk_docs,
+                             settings.import_dir)
     ready = threading.Event()
 
     def warm_up() -> None:
@@ -68,6 +90,7 @@ def create_app(settings: Settings | None = None, preload: bool = False) -> FastA
         if not settings.auth_enabled:
             log.warning("no API keys configured (LSR_API_KEYS / LSR_READ_KEYS): the API is open "
                         "to localhost clients only")
+        store.open_all()  # finds and reports damaged collections before the first request
         job_manager.start()
         if preload:
             threading.Thread(target=warm_up, name="lsr-warmup", daemon=True).start()
@@ -81,6 +104,9 @@ def create_app(settings: Settings | None = None, preload: bool = False) -> FastA
 
     app = FastAPI(title="lsr-search", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     registry = CollectorRegistry()
+    # The default registry's process_*, python_info and python_gc_* series, in this app's own.
+    for collector in (ProcessCollector, PlatformCollector, GCCollector):
+        collector(registry=registry)
     app.state.settings = settings
     app.state.store = store
     batch_sizes = Histogram(
@@ -98,23 +124,44 @@ def create_app(settings: Settings | None = None, preload: bool = False) -> FastA
         registry=registry, buckets=(.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5))
     app.state.ready = ready
 
-    @app.exception_handler(ServiceError)
-    async def service_error(request: Request, exc: ServiceError):
-        return JSONResponse({"detail": exc.message}, status_code=exc.status)
+    private = tuple(sorted({str(p) for d in (settings.data_dir, models_dir()) for p in (d, d.resolve())},
+                           key=len, reverse=True))
+
+    async def known_error(request: Request, exc: Exception):
+        """Every indexer and service error, through the one table in errors.py."""
+        status = http_status(exc)
+        if status is None:
+            return await unexpected_error(request, exc)
+        if status >= 500:
+            log.error("%s %s -> %d: %s", request.method, request.url.path, status, exc)
+        return JSONResponse({"detail": client_message(exc, private)}, status_code=status)
+
+    async def unexpected_error(request: Request, exc: Exception):
+        # a bug: the client gets no internals (paths, types), the log gets everything
+        log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+        return JSONResponse({"detail": "internal server error"}, status_code=500)
+
+    app.add_exception_handler(LsrError, known_error)
+    app.add_exception_handler(OSError, known_error)
+    app.add_exception_handler(Exception, unexpected_error)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError):
         errors = exc.errors()
         status = 400 if any(e.get("type") == "json_invalid" for e in errors) else 422
-        safe = [{"loc": list(e.get("loc", ())), "msg": e.get("msg"), "type": e.get("type")} for e in errors]
+        safe = [{"loc": [str(x) for x in e.get("loc", ())], "msg": e.get("msg"), "type": e.get("type")}
+                for e in errors]
         return JSONResponse({"detail": _validation_message(errors), "errors": safe}, status_code=status)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
-        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+        headers = exc.headers
+        if exc.status_code == 405:  # Starlette names only the first matching route's methods
+            headers = {**(headers or {}), "Allow": ", ".join(_allowed_methods(request.scope))}
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers)
 
-    for r in (health, collections, search, jobs, rag):
-        app.include_router(r.router)
+    for r in ROUTERS:
+        app.include_router(r.router, responses={} if r is health else ERROR_RESPONSES)
     # Outermost first: metrics see every answer, including a 413 from the body limit.
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(Metrics, registry=registry)

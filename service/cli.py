@@ -3,10 +3,16 @@
     lsr index <folder|file> --collection NAME [--data-dir DIR] [--format jsonl|parquet|beir]
     lsr serve [--data-dir DIR] [--host 127.0.0.1] [--port 8000]
     lsr search "query" --collection NAME [--mode hybrid] [--k 10] [--rerank]
+    lsr collections [--data-dir DIR]
     lsr eval <beir-folder> [--mode hybrid] [--rerank] [--fusion rrf|convex] [--alpha 0.5]
              [--kappa 50] [--rerank-alpha A] [--rerank-beta B] [--rerank-top T] [--rerank-weight W]
     lsr eval <beir-folder> --encoder bm25|splade|inference-free|csr|dense [--index exact|seismic]
              [--json out.json]   (one encoder alone; the options of python -m encoders.evaluate)
+
+index, search and collections take --url http://host:port (or LSR_URL in the environment) to
+work through a running server's REST API instead of opening the data directory; the key, if
+the server wants one, comes from LSR_API_KEY. Remote commands import neither the indexer nor
+torch: they start in a fraction of a second.
 """
 from __future__ import annotations
 
@@ -46,9 +52,37 @@ def _ensure_collection(store, name: str, args) -> None:
                      None if args.no_dense else s.multivector_encoder, bm25=not args.no_bm25)
 
 
+def _remote(args):
+    """The server to talk to, or None to open the data directory: --url, else LSR_URL unless
+    --data-dir names a directory. The key is read from the environment only (LSR_API_KEY), as
+    one on the command line would end up in shell history and `ps`."""
+    if args.url and args.data_dir:
+        raise ValueError("give --url or --data-dir, not both")
+    url = args.url or (None if args.data_dir else os.environ.get("LSR_URL"))
+    if not url:
+        return None
+    from .remote import Remote
+    return Remote(url, os.environ.get("LSR_API_KEY") or None)
+
+
+def _new_collection_options(args) -> dict:
+    """--no-sparse / --no-dense / --no-bm25 as POST /collections fields; what is left out
+    gets the server's defaults, as the local path gets the local settings'."""
+    out: dict = {}
+    if args.no_sparse:
+        out["sparse_encoder"] = None
+    if args.no_dense:
+        out["dense_encoder"] = out["multivector_encoder"] = None
+    if args.no_bm25:
+        out["bm25"] = False
+    return out
+
+
 def _index_sources(source: Path, fmt: str | None) -> list[tuple[Path, str]]:
     """A file, a BEIR folder, or a folder of JSONL / Parquet files (indexed in name order)."""
     from . import sources
+    if not source.exists():  # before resolve(), whose message speaks of the server's files
+        raise FileNotFoundError(f"{source} does not exist")
     if source.is_dir() and fmt is None and not (source / "corpus.jsonl").is_file():
         files = sorted(p for p in source.iterdir() if p.suffix.lower() in (".jsonl", ".parquet", ".pq"))
         if not files:
@@ -58,6 +92,10 @@ def _index_sources(source: Path, fmt: str | None) -> list[tuple[Path, str]]:
 
 
 def cmd_index(args) -> int:
+    remote = _remote(args)
+    if remote is not None:
+        with remote:
+            return _index_remote(args, remote)
     from . import sources
     from .indexing import index_records
     store = _store(_settings(args))
@@ -74,6 +112,35 @@ def cmd_index(args) -> int:
     return 0
 
 
+def _index_remote(args, remote) -> int:
+    """Upload each file as a job (the server counts, encodes and writes it) and follow it."""
+    todo = _index_sources(args.source, args.format)
+    remote.ensure_collection(args.collection, _new_collection_options(args))
+    n = 0
+    for path, fmt in todo:
+        job = remote.upload(args.collection, path, "parquet" if fmt == "parquet" else "jsonl")
+        n += _follow_job(remote, job, quiet=args.no_progress)["done"]
+    total = remote.collection(args.collection)["documents"]
+    print(f"indexed {n} documents into {args.collection!r} ({total} in total)")
+    return 0
+
+
+def _follow_job(remote, job: dict, quiet: bool) -> dict:
+    """Wait for a server job with a progress bar; a job that did not finish is an error."""
+    from tqdm import tqdm
+
+    from .remote import RemoteError
+    with tqdm(total=job["total"], desc=f"indexing {job['source']}", unit="doc", disable=quiet) as bar:
+        def update(state: dict) -> None:
+            bar.total = state["total"]  # known once the server has counted the file
+            bar.n = state["done"]
+            bar.refresh()
+        job = remote.wait(job["id"], update)
+    if job["status"] != "done":
+        raise RemoteError(f"job {job['id']} ({job['source']}) {job['status']}: {job['error'] or 'no reason given'}")
+    return job
+
+
 def cmd_serve(args) -> int:
     import uvicorn
 
@@ -86,15 +153,24 @@ def cmd_serve(args) -> int:
     return 0
 
 
+def _search_body(args, query: str) -> dict:
+    """The search request as JSON: sent as is by a remote search (the server validates it;
+    the schemas would load the indexer), validated into a SearchRequest by a local one."""
+    body: dict = {"query": query, "k": args.k, "mode": args.mode}
+    if args.fusion:
+        body["fusion"] = {"method": args.fusion, "alpha": args.alpha}
+    if args.rerank:
+        body["rerank"] = {"kappa": args.kappa, "alpha": args.rerank_alpha, "beta": args.rerank_beta,
+                          "top": args.rerank_top, "first_stage_weight": args.rerank_weight}
+    return body
+
+
 def _search_request(args, query: str):
-    from .schemas import FusionSpec, RerankSpec, SearchRequest
-    fusion = FusionSpec(method=args.fusion, alpha=args.alpha) if args.fusion else None
-    rerank = RerankSpec(kappa=args.kappa, alpha=args.rerank_alpha, beta=args.rerank_beta,
-                        top=args.rerank_top, first_stage_weight=args.rerank_weight) if args.rerank else None
-    return SearchRequest(query=query, k=args.k, mode=args.mode, fusion=fusion, rerank=rerank)
+    from .schemas import SearchRequest
+    return SearchRequest.model_validate(_search_body(args, query))
 
 
-def cmd_search(args) -> int:
+def _search_local(args) -> dict:
     from .pipeline import SearchPipeline
     s = _settings(args)
     store = _store(s)
@@ -102,11 +178,41 @@ def cmd_search(args) -> int:
         res = SearchPipeline(store, s.max_k).search(args.collection, _search_request(args, args.query))
     finally:
         store.close()
-    if args.json:
-        print(res.model_dump_json(indent=2))
+    return res.model_dump(mode="json")
+
+
+def cmd_search(args) -> int:
+    remote = _remote(args)
+    if remote is None:
+        res = _search_local(args)
     else:
-        for i, r in enumerate(res.results, 1):
-            print(f"{i:2d}. {r.score:9.4f}  {r.id}  {(r.text or '')[:100]}")
+        with remote:
+            res = remote.search(args.collection, _search_body(args, args.query))
+    if args.json:
+        print(json.dumps(res, indent=2, ensure_ascii=False))
+    else:
+        for i, r in enumerate(res["results"], 1):
+            print(f"{i:2d}. {r['score']:9.4f}  {r['id']}  {(r['text'] or '')[:100]}")
+    return 0
+
+
+def cmd_collections(args) -> int:
+    remote = _remote(args)
+    if remote is None:
+        store = _store(_settings(args))
+        try:
+            colls = [store.describe(n) for n in store.names()]
+        finally:
+            store.close()
+    else:
+        with remote:
+            colls = remote.collections()
+    if args.json:
+        print(json.dumps(colls, indent=2, ensure_ascii=False))
+        return 0
+    for c in colls:
+        ready = c.get("state", "ready") == "ready"
+        print(f"{c['name']}  " + (f"{c['documents']} documents" if ready else f"damaged: {c['damage']['message']}"))
     return 0
 
 
@@ -194,15 +300,49 @@ def _encoder_options(p) -> None:
     p.add_argument("--no-bm25", action="store_true", help="new collection without BM25")
 
 
+def _location_options(p) -> None:
+    """Where the collections are: a data directory opened here, or a server's REST API."""
+    p.add_argument("--data-dir", type=Path)
+    p.add_argument("--url", help="a running server (default: $LSR_URL); its key comes from $LSR_API_KEY")
+
+
+class _Parser(argparse.ArgumentParser):
+    """A sub-command parser that can add arguments only once it parses: `lsr eval`'s encoder
+    options come from encoders.evaluate, which imports numpy and scipy (0.2 s) that
+    `lsr --help` and the other commands have no use for."""
+
+    def __init__(self, *args, deferred=None, **kw):
+        super().__init__(*args, **kw)
+        self._deferred = deferred
+
+    def parse_known_args(self, args=None, namespace=None):
+        if self._deferred is not None:
+            add, self._deferred = self._deferred, None
+            add(self)
+        return super().parse_known_args(args, namespace)
+
+
+def _eval_encoder_options(p) -> None:
+    from encoders.evaluate import add_encoder_arguments
+    g = p.add_argument_group("one encoder alone (--encoder)")
+    add_encoder_arguments(g, required=False)
+    g.add_argument("--index", choices=["exact", "seismic"], default="exact",
+                   help="--encoder: brute-force search, or a Seismic index over the corpus vectors")
+    g.add_argument("--query-cut", type=int, help="--index seismic: query terms used "
+                   "(default: the search API's)")
+    g.add_argument("--heap-factor", type=float, help="--index seismic: block pruning "
+                   "(default: the search API's)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="lsr", description="lsr-search: learned sparse retrieval service")
-    sub = ap.add_subparsers(dest="command", required=True)
+    sub = ap.add_subparsers(dest="command", required=True, parser_class=_Parser)
     p = sub.add_parser("index", help="index a JSONL / Parquet file or a BEIR folder")
     p.add_argument("source", type=Path)
     p.add_argument("--collection", required=True)
-    p.add_argument("--data-dir", type=Path)
+    _location_options(p)
     p.add_argument("--format", choices=["jsonl", "parquet", "beir"])
-    p.add_argument("--chunk", type=int, default=64)
+    p.add_argument("--chunk", type=int, default=64, help="documents per write (local; a server uses its own)")
     p.add_argument("--no-progress", action="store_true")
     _encoder_options(p)
     p.set_defaults(func=cmd_index)
@@ -215,12 +355,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("search", help="search a collection")
     p.add_argument("query")
     p.add_argument("--collection", required=True)
-    p.add_argument("--data-dir", type=Path)
+    _location_options(p)
     p.add_argument("--json", action="store_true")
     _search_options(p)
     p.set_defaults(func=cmd_search)
+    p = sub.add_parser("collections", help="list the collections and their sizes")
+    _location_options(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_collections)
     p = sub.add_parser("eval", help="nDCG@10 / recall on a BEIR folder: of the full pipeline, or "
-                       "with --encoder of one encoder alone")
+                       "with --encoder of one encoder alone", deferred=_eval_encoder_options)
     p.add_argument("folder", type=Path)
     p.add_argument("--split", default="test")
     p.add_argument("--collection", help="default: beir-<folder name>")
@@ -229,17 +373,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true")
     _search_options(p)
     _encoder_options(p)
-    from encoders.evaluate import add_encoder_arguments
-    g = p.add_argument_group("one encoder alone (--encoder)")
-    add_encoder_arguments(g, required=False)
-    g.add_argument("--index", choices=["exact", "seismic"], default="exact",
-                   help="--encoder: brute-force search, or a Seismic index over the corpus vectors")
-    g.add_argument("--query-cut", type=int, help="--index seismic: query terms used "
-                   "(default: the search API's)")
-    g.add_argument("--heap-factor", type=float, help="--index seismic: block pruning "
-                   "(default: the search API's)")
     p.set_defaults(func=cmd_eval, k=100)  # deep enough for R@100
     return ap
+
+
+def _is_lsr_error(exc: Exception) -> bool:
+    """The indexer's LsrError (bad input, not found, locked, damaged: the message says which).
+    Looked up rather than imported: importing indexer loads numpy and numba, and a command that
+    never loaded it (a remote one) cannot have raised it."""
+    errors = sys.modules.get("indexer.errors")
+    return errors is not None and isinstance(exc, errors.LsrError)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -247,13 +390,12 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "k", 10) < 1:
         print("lsr: --k must be >= 1", file=sys.stderr)
         return 2
-    from .errors import ServiceError
+    from .remote import RemoteError  # light: httpx only
     try:
         return args.func(args)
-    except ServiceError as exc:
-        print(f"lsr: {exc.message}", file=sys.stderr)
-        return 1
-    except (FileNotFoundError, ValueError) as exc:
+    except Exception as exc:
+        if not (isinstance(exc, (RemoteError, FileNotFoundError, ValueError)) or _is_lsr_error(exc)):
+            raise
         print(f"lsr: {exc}", file=sys.stderr)
         return 1
 

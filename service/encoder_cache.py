@@ -1,18 +1,53 @@
-"""Encoders are loaded once per process and shared by every collection, request and job."""
+"""Encoders are loaded once per process and shared by every collection, request and job.
+
+Clients name models, never paths: a name is a directory of the models cache
+(``LSR_MODELS_DIR``, filled by ``python -m encoders.fetch_models``). Anything else — an
+absolute path, ``..``, a hub name that is not cached — is an unknown model, and the answer
+neither names the server's directories nor tells which server paths exist.
+"""
 from __future__ import annotations
 
+import logging
+import re
 import threading
 from typing import Any
 
+from encoders.models import models_dir, resolve
 
-class EncoderLoadError(ValueError):
-    """A model name that resolves to no loadable model."""
+from .errors import BadRequest
+
+log = logging.getLogger("lsr.service")
+# one path component, or "org/name" as a hub name that the cache holds flattened
+_MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}(/[A-Za-z0-9][A-Za-z0-9_.-]{0,127})?$")
+
+
+class EncoderLoadError(BadRequest):
+    """A model name that is not a registered (cached) model, or that fails to load."""
+
+
+def available_models() -> list[str]:
+    root = models_dir()
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if (p / "config.json").is_file())
+
+
+def check_model_name(name) -> str:
+    """The cache directory of a registered model; EncoderLoadError (400) for anything else."""
+    if isinstance(name, str) and _MODEL_NAME_RE.fullmatch(name) and ".." not in name:
+        where = resolve(name)
+        # resolve() answers a cache directory, or the name itself when the cache has none
+        # (including when the name happens to exist relative to the working directory)
+        if where != name:
+            return where
+    raise EncoderLoadError(f"unknown model {name!r}; models on this server: {available_models()}")
 
 
 class EncoderCache:
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._items: dict[tuple[str, str], Any] = {}
+        self._items: dict[tuple[str, str], Any] = {}   # (kind, name asked) -> encoder
+        self._by_dir: dict[tuple[str, str], Any] = {}  # (kind, model directory) -> encoder
         self._loading: dict[tuple[str, str], threading.Lock] = {}
         # process-wide, from Settings.dense_int8: dense models run in ONNX Runtime (int8 documents)
         self.dense_int8 = False
@@ -22,17 +57,22 @@ class EncoderCache:
         with self._lock:
             if key in self._items:
                 return self._items[key]
-            slot = self._loading.setdefault(key, threading.Lock())
-        with slot:  # one load per model even when many requests ask at once
+        # before any state is kept for the name: unknown names must not grow the cache
+        where = check_model_name(name)
+        with self._lock:
+            slot = self._loading.setdefault((kind, where), threading.Lock())
+        with slot:  # one load per model directory, whatever name it is asked by
             with self._lock:
-                if key in self._items:
-                    return self._items[key]
-            try:
-                enc = factory(name)
-            except (OSError, ValueError) as exc:
-                raise EncoderLoadError(f"cannot load {kind} encoder {name!r}: {exc}") from exc
+                enc = self._by_dir.get((kind, where))
+            if enc is None:
+                try:
+                    enc = factory(name)
+                except (OSError, ValueError) as exc:  # the details name server paths: log them only
+                    log.error("cannot load %s encoder %r: %s", kind, name, exc)
+                    raise EncoderLoadError(f"model {name!r} cannot be loaded as a {kind} encoder "
+                                           "(see the server log)") from exc
             with self._lock:
-                self._items[key] = enc
+                self._by_dir[(kind, where)] = self._items[key] = enc
             return enc
 
     def sparse(self, name: str):
@@ -50,6 +90,7 @@ class EncoderCache:
         return self._get("multivector", name, lambda n: MultiVectorEncoder(n, progress=False))
 
     def loaded(self) -> list[str]:
+        """kind:name of every loaded model, by the names clients used (not server paths)."""
         with self._lock:
             return [f"{k}:{n}" for k, n in self._items]
 

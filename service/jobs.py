@@ -5,10 +5,15 @@ returns), then records ``done`` in ``<data_dir>/.jobs/<id>.json`` (atomic replac
 restart, queued and running jobs are queued again and skip their first ``done`` records:
 re-upserting a chunk that was written but not yet recorded is harmless (same ids, newest wins).
 Searches never wait for a job: the collection takes its own locks per upsert.
+
+Sources: a file uploaded with the request (deleted once its job ends), or — only when the
+operator sets LSR_IMPORT_DIR — a path inside that directory. Anything else is refused before
+the server looks at it, so a job cannot read arbitrary server files nor tell which exist.
 """
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 import time
@@ -17,10 +22,15 @@ from collections import deque
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from indexer import crashpoints
+from indexer.atomic import fsync_dir
+from indexer.errors import LsrError
+
 from . import sources
-from .errors import BadRequest, Conflict, NotFound, ServiceError
+from .errors import BadRequest, Conflict, Forbidden, NotFound, client_message, http_status
 from .store import Store
 
+log = logging.getLogger("lsr.service")
 # "cancelling": cancel asked while a chunk is being written; the worker records that chunk and
 # then marks the job "cancelled", so a final status always counts exactly what was upserted.
 ACTIVE = ("queued", "running", "cancelling")
@@ -37,6 +47,8 @@ class Job:
     total: int | None = None
     error: str | None = None
     created: float = field(default_factory=time.time)
+    label: str = ""        # what clients see as the source (never a server path of an upload)
+    uploaded: bool = False  # the source file is ours: deleted when the job ends
     # not persisted: progress of the current run, for rate and ETA
     run_started: float | None = None
     run_start_done: int = 0
@@ -50,7 +62,7 @@ class Job:
                 if self.total is not None:
                     eta = max(0, self.total - self.done) / rate
         return {"id": self.id, "collection": self.collection, "status": self.status, "done": self.done,
-                "total": self.total, "rate": rate, "eta": eta, "source": self.source,
+                "total": self.total, "rate": rate, "eta": eta, "source": self.label or self.source,
                 "format": self.format, "error": self.error}
 
     def persisted(self) -> dict:
@@ -61,11 +73,12 @@ class Job:
 
 
 class JobManager:
-    def __init__(self, store: Store, state_dir: Path, chunk: int = 64):
+    def __init__(self, store: Store, state_dir: Path, chunk: int = 64, import_dir: Path | None = None):
         self.store = store
         self.dir = Path(state_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.chunk = chunk
+        self.import_dir = None if import_dir is None else Path(import_dir).resolve()
         self._jobs: dict[str, Job] = {}
         self._queue: deque[str] = deque()
         self._cancel: set[str] = set()
@@ -84,6 +97,8 @@ class JobManager:
             elif job.status in ACTIVE:
                 job.status = "queued"
                 self._queue.append(job.id)
+            if job.status not in ACTIVE:
+                self._discard_upload(job)  # the server stopped between the end and the delete
 
     # ---------------------------------------------------------------- lifecycle
     def start(self) -> None:
@@ -100,11 +115,28 @@ class JobManager:
 
     # ---------------------------------------------------------------- API
     def submit(self, collection: str, source: str, fmt: str | None) -> Job:
+        """A job over a file or BEIR folder named by the client: inside LSR_IMPORT_DIR only."""
+        if self.import_dir is None:
+            raise Forbidden("job sources on the server are disabled: upload the file "
+                            "(POST /collections/{name}/jobs/upload), or have the operator set "
+                            "LSR_IMPORT_DIR")
+        path = (self.import_dir / source).resolve()  # an absolute source replaces the base
+        if path != self.import_dir and self.import_dir not in path.parents:
+            raise Forbidden(f"source {source!r} is outside the import directory; give a path "
+                            "relative to it")
         try:
-            path, fmt = sources.resolve(source, fmt)
-        except ValueError as exc:
-            raise BadRequest(str(exc)) from None
-        job = Job(uuid.uuid4().hex[:16], collection, str(path), fmt)
+            path, fmt = sources.resolve(str(path), fmt)
+        except ValueError:
+            raise BadRequest(f"source {source!r} is not a readable {fmt or 'JSONL, Parquet or BEIR'} "
+                             "source in the import directory") from None
+        return self._enqueue(Job(uuid.uuid4().hex[:16], collection, str(path), fmt, label=source))
+
+    def submit_upload(self, collection: str, path: Path, fmt: str, filename: str) -> Job:
+        """A job over a file the client uploaded (ours: deleted when the job ends)."""
+        return self._enqueue(Job(uuid.uuid4().hex[:16], collection, str(path), fmt,
+                                 label=f"upload:{filename}", uploaded=True))
+
+    def _enqueue(self, job: Job) -> Job:
         with self._cond:
             self._jobs[job.id] = job
             self._save(job)
@@ -130,6 +162,7 @@ class JobManager:
             if job.id in self._queue:  # never started: nothing in flight
                 self._queue.remove(job.id)
                 job.status = "cancelled"
+                self._discard_upload(job)
             elif job.status == "running":
                 job.status = "cancelling"
             self._save(job)
@@ -155,13 +188,21 @@ class JobManager:
         return self.get(job_id)
 
     # ---------------------------------------------------------------- worker
+    @staticmethod
+    def _discard_upload(job: Job) -> None:
+        if job.uploaded:
+            Path(job.source).unlink(missing_ok=True)
+
     def _save(self, job: Job) -> None:
         tmp = self.dir / f".{job.id}.tmp"
         with open(tmp, "w") as f:
             json.dump(job.persisted(), f)
             f.flush()
             os.fsync(f.fileno())
+        crashpoints.step("jobs.save.fsync")
         os.replace(tmp, self.dir / f"{job.id}.json")
+        crashpoints.step("jobs.save.rename")
+        fsync_dir(self.dir)  # the rename itself survives a power cut
 
     def _work(self) -> None:
         while True:
@@ -177,12 +218,13 @@ class JobManager:
             try:
                 self._run(job)
             except Exception as exc:  # a bad record or a vanished collection fails the job only
-                msg = exc.message if isinstance(exc, ServiceError) else f"{type(exc).__name__}: {exc}"
                 with self._cond:
-                    job.status, job.error = "failed", msg
+                    job.status, job.error = "failed", _job_error(exc)
                     self._save(job)
             finally:
                 with self._cond:
+                    if job.status not in ACTIVE:
+                        self._discard_upload(job)
                     self._current = None
                     self._cond.notify_all()
 
@@ -223,3 +265,12 @@ class JobManager:
             self._save(job)
         batch.clear()
         return not (job.id in self._cancel or self._stop)
+
+
+def _job_error(exc: Exception) -> str:
+    """What a failed job reports: bad input and damage as they are (they name the record or
+    the file); anything else by kind only, its details (server paths) go to the log."""
+    if isinstance(exc, (LsrError, ValueError)) or http_status(exc) is not None:
+        return client_message(exc)
+    log.error("job failed", exc_info=exc)
+    return f"internal error ({type(exc).__name__}); see the server log"

@@ -55,8 +55,22 @@ class BodyLimit:
         await self.app(scope, receive_again, send)
 
 
+# Clients choose the method and path: only a fixed set of each may become a label value, or
+# invented ones would grow /metrics (and the server's memory) without bound.
+METHODS = frozenset({"GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"})
+
+
+def _request_labels(scope) -> tuple[str, str]:
+    """(method, route template) for the metrics: "other" for any other method, "unmatched" for
+    a path that no route matched (raw paths would put every id and typo in a label)."""
+    method = scope["method"] if scope["method"] in METHODS else "other"
+    route = getattr(scope.get("route"), "path", None) or "unmatched"
+    return method, route
+
+
 class Metrics:
-    """Counts and times requests per route template (not per raw path: ids stay out of labels)."""
+    """Counts and times requests per method, route template and status code (the app's own
+    codes: bounded once method and route are)."""
 
     def __init__(self, app, registry: CollectorRegistry):
         self.app = app
@@ -79,7 +93,6 @@ class Metrics:
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            route = scope.get("route")
-            path = getattr(route, "path", None) or "unmatched"
-            self.requests.labels(scope["method"], path, str(status["code"])).inc()
-            self.latency.labels(scope["method"], path).observe(time.perf_counter() - t0)
+            method, route = _request_labels(scope)
+            self.requests.labels(method, route, str(status["code"])).inc()
+            self.latency.labels(method, route).observe(time.perf_counter() - t0)

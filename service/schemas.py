@@ -1,22 +1,75 @@
 """Request and response models: the API contract, and the documentation /docs shows."""
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+from indexer.collection_config import MAX_ID_LENGTH
 
 Mode = Literal["sparse", "bm25", "dense", "hybrid"]
-_STRICT = ConfigDict(extra="forbid")
+def _whole_number(v):
+    """JSON Schema's "integer" admits 3.0; a bool or a string is not a number here."""
+    if isinstance(v, float) and v.is_integer():
+        return int(v)
+    return v
+
+
+def Int(**bounds):
+    """An integer field type with bounds (kept inside the type so that JSON Schema shows them
+    as minimum/maximum also when the field is optional)."""
+    return Annotated[int, Field(**bounds), BeforeValidator(_whole_number)]
+# Requests: no unknown fields, no bool for a number (`k: true`), no string for a number, no
+# NaN or infinity (a NaN fusion weight would give `"score": null`).
+_STRICT = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+
+
+class ErrorResponse(BaseModel):
+    detail: str = Field(description="what was wrong, naming the field or the resource")
+
+
+class ValidationIssue(BaseModel):
+    loc: list[str]
+    msg: str
+    type: str
+
+
+class ValidationErrorResponse(BaseModel):
+    detail: str = Field(description="every issue as 'field: message', joined by '; '")
+    errors: list[ValidationIssue]
+
+
+def _error(description: str, model=ErrorResponse) -> dict:
+    return {"model": model, "description": description}
+
+
+# Documented on every API route (the health routes excepted), so clients and schema checkers
+# know every status the service can answer.
+ERROR_RESPONSES: dict = {
+    400: _error("bad input (the message names the field) or malformed JSON"),
+    401: _error("missing or unknown API key"),
+    403: _error("read-only key on a write route, a non-local client with no keys configured, "
+                "or a job source outside LSR_IMPORT_DIR"),
+    404: _error("no such collection, document, job or snapshot"),
+    409: _error("the name is taken, or the collection is held by another process"),
+    413: _error("the body or batch is over a configured limit"),
+    422: _error("the body does not match the schema", ValidationErrorResponse),
+    503: _error("the collection is damaged (the message names the file and the failed check) "
+                "or closing"),
+    507: _error("the data directory's disk is full"),
+}
 
 
 class IndexOptions(BaseModel):
     model_config = _STRICT
     seismic: dict[str, Any] = Field(default_factory=dict, description="Seismic build parameters "
                                     "(n_postings, centroid_fraction, summary_energy, ...)")
-    flush_docs: int | None = Field(None, ge=1)
-    exact_segment_docs: int | None = Field(None, ge=0)
-    max_segments: int | None = Field(None, ge=0)
-    filter_exact_docs: int | None = Field(None, ge=0)
+    flush_docs: Int(ge=1) | None = None
+    exact_segment_docs: Int(ge=0) | None = None
+    max_segments: Int(ge=0) | None = None
+    merge_small_docs: Int(ge=0) | None = None
+    merge_deleted_fraction: float | None = Field(None, gt=0, le=1)
+    filter_exact_docs: Int(ge=0) | None = None
 
     def options(self) -> dict:
         d = self.model_dump(exclude_none=True)
@@ -27,7 +80,7 @@ class IndexOptions(BaseModel):
 
 class CollectionCreate(BaseModel):
     """Omit an encoder to get the server's default; pass null to leave that field out."""
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"name": "docs"}]})
+    model_config = ConfigDict(**_STRICT, json_schema_extra={"examples": [{"name": "docs"}]})
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", examples=["docs"])
     sparse_encoder: str | None = Field(None, examples=["splade-tiny"])
     dense_encoder: str | None = Field(None, examples=["all-MiniLM-L6-v2"])
@@ -36,10 +89,18 @@ class CollectionCreate(BaseModel):
     index: IndexOptions | None = None
 
 
+class Damage(BaseModel):
+    file: str | None = Field(description="the file that failed, relative to the collection")
+    check: str | None = Field(description="the check that failed (checksum, size, json, ...)")
+    message: str
+
+
 class CollectionStats(BaseModel):
     name: str
-    documents: int
-    segments: int
+    state: Literal["ready", "damaged"] = "ready"
+    damage: Damage | None = Field(None, description="why a damaged collection cannot be served")
+    documents: int | None = Field(None, description="null when damaged")
+    segments: int | None = None
     buffer_documents: int = 0
     tombstones: int = 0
     bytes: int = 0
@@ -53,7 +114,9 @@ class CollectionList(BaseModel):
 
 class DocumentIn(BaseModel):
     model_config = _STRICT
-    id: str = Field(min_length=1, max_length=1024, examples=["doc-1"])
+    id: str = Field(min_length=1, max_length=MAX_ID_LENGTH, examples=["doc-1"],
+                    description="any string that can travel in a URL path: '/' allowed, but no "
+                    "'.' or '..' segment, no empty segment, no control character")
     text: str = Field(max_length=1_000_000, examples=["Learned sparse retrieval expands terms."])
     metadata: dict[str, Any] | None = Field(None, examples=[{"lang": "en", "year": 2024}])
 
@@ -73,6 +136,40 @@ class DocumentOut(BaseModel):
     metadata: dict[str, Any] | None
 
 
+class IdsRequest(BaseModel):
+    model_config = _STRICT
+    ids: list[str] = Field(min_length=1, max_length=10_000, examples=[["doc-1", "a/b"]])
+
+
+class DocumentsOut(BaseModel):
+    documents: list[DocumentOut] = Field(description="the documents found, in the order asked")
+    missing: list[str] = Field(description="ids with no document")
+
+
+class DeleteRequest(BaseModel):
+    """Exactly one of ids and filter."""
+    model_config = ConfigDict(**_STRICT, json_schema_extra={"examples": [
+        {"ids": ["doc-1", "doc-2"]}, {"filter": {"topic": "energy", "year": {"lt": 2000}}}]})
+    ids: list[str] | None = Field(None, min_length=1, max_length=10_000)
+    filter: dict[str, Any] | None = Field(None, description="delete every document whose "
+                                          "metadata matches (the search filter syntax)")
+
+
+class DeleteResponse(BaseModel):
+    deleted: int
+
+
+class SnapshotOut(BaseModel):
+    id: str
+    collection: str
+    bytes: int
+    created: float = Field(description="Unix time")
+
+
+class SnapshotList(BaseModel):
+    snapshots: list[SnapshotOut]
+
+
 class FusionSpec(BaseModel):
     model_config = _STRICT
     method: Literal["rrf", "convex"] = "rrf"
@@ -86,11 +183,11 @@ class FusionSpec(BaseModel):
 
 class RerankSpec(BaseModel):
     model_config = _STRICT
-    kappa: int = Field(50, ge=1, le=1000, description="first-stage candidates to rerank")
+    kappa: Int(ge=1, le=1000) = Field(50, description="first-stage candidates to rerank")
     alpha: float = Field(0.0, ge=0, le=1, description="skip candidates scoring below alpha x the best")
-    beta: int | None = Field(None, ge=1, description="stop after beta consecutive candidates "
+    beta: Int(ge=1) | None = Field(None, description="stop after beta consecutive candidates "
                              "that do not enter the top-k (null: never)")
-    top: int | None = Field(None, ge=1, le=1000, description="the top-k that early exit tracks "
+    top: Int(ge=1, le=1000) | None = Field(None, description="the top-k that early exit tracks "
                             "(default offset + k); fix it so pages stay consistent when beta is set")
     first_stage_weight: float | None = Field(
         None, ge=0, le=1, description="null: the score is MaxSim. A weight w: the score is "
@@ -99,8 +196,8 @@ class RerankSpec(BaseModel):
 
 class PRFSpec(BaseModel):
     model_config = _STRICT
-    docs: int = Field(3, ge=1, le=50, description="feedback documents (top m)")
-    terms: int = Field(64, ge=1, le=4096, description="sparse feedback query keeps this many terms")
+    docs: Int(ge=1, le=50) = Field(3, description="feedback documents (top m)")
+    terms: Int(ge=1, le=4096) = Field(64, description="sparse feedback query keeps this many terms")
     query_weight: float = Field(0.7, ge=0, le=1, description="interpolation before PRF: weight of "
                                 "the original query vector")
     score_weight: float = Field(0.5, ge=0, le=1, description="interpolation after PRF: weight of "
@@ -108,20 +205,20 @@ class PRFSpec(BaseModel):
 
 
 class SearchRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+    model_config = ConfigDict(**_STRICT, json_schema_extra={"examples": [
         {"query": "how do sparse retrievers expand terms", "k": 5, "mode": "hybrid"},
         {"query": "solar power", "mode": "hybrid", "fusion": {"method": "convex", "alpha": 0.4},
          "rerank": {"kappa": 30, "alpha": 0.2, "beta": 8}, "filter": {"topic": "energy"}}]})
     query: str = Field(min_length=1, max_length=10_000)
-    k: int = Field(10, ge=1, le=1000)
+    k: Int(ge=1, le=1000) = 10
     mode: Mode = "hybrid"
     fusion: FusionSpec | None = None
     rerank: RerankSpec | None = None
     prf: PRFSpec | None = None
     filter: dict[str, Any] | None = Field(None, examples=[{"year": {"gte": 2020}}])
-    offset: int = Field(0, ge=0, le=100_000)
+    offset: Int(ge=0, le=100_000) = 0
     explain: bool = False
-    depth: int = Field(100, ge=1, le=10_000, description="first-stage candidates per list; pages "
+    depth: Int(ge=1, le=10_000) = Field(100, description="first-stage candidates per list; pages "
                        "within one depth window rank identically")
 
 
@@ -145,7 +242,8 @@ class SearchResponse(BaseModel):
 
 class JobCreate(BaseModel):
     model_config = _STRICT
-    source: str = Field(min_length=1, examples=["/data/corpus.jsonl"])
+    source: str = Field(min_length=1, examples=["corpus.jsonl"], description="a path inside the "
+                        "server's import directory (LSR_IMPORT_DIR), relative to it")
     format: Literal["jsonl", "parquet", "beir"] | None = None
 
 
@@ -163,7 +261,8 @@ class JobOut(BaseModel):
 
 
 class EmbeddingsRequest(BaseModel):
-    model_config = ConfigDict(extra="allow")  # OpenAI clients send user, dimensions, ...
+    # extra="allow": OpenAI clients send user, dimensions, ...
+    model_config = ConfigDict(extra="allow", strict=True, allow_inf_nan=False)
     input: str | list[str] = Field(examples=["what is learned sparse retrieval"])
     model: str | None = Field(None, description="a dense model name, or 'sparse' / a SPLADE model "
                               "with encoding_format 'sparse'")
@@ -175,4 +274,4 @@ class EncodeRequest(BaseModel):
     texts: list[str] = Field(min_length=1)
     encoder: str | None = Field(None, description="SPLADE model name (default: the server's), or 'bm25'")
     kind: Literal["documents", "queries"] = "queries"
-    top_k: int | None = Field(None, ge=1, le=30522)
+    top_k: Int(ge=1, le=30522) | None = None

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -36,6 +37,13 @@ class Settings(BaseSettings):
     torch_threads: int | None = Field(None, ge=1, description="intra-op threads per encoder call "
                                       "(default: torch's; concurrent queries share batches anyway)")
     job_chunk_docs: int = Field(64, ge=1, description="documents encoded and committed per job step")
+    import_dir: Path | None = Field(None, description="server directory that job sources may be "
+                                    "read from (unset: jobs index uploaded files only)")
+    wal_recovery: Literal["tolerate_torn_tail", "point_in_time", "absolute_consistency"] = Field(
+        "tolerate_torn_tail", description="what opening a collection does with a bad write-ahead "
+        "log record (RocksDB's recovery modes); dropped records go to <collection>/quarantine/")
+    metrics_key: str = Field("", description="key that /metrics requires (X-API-Key or Bearer); "
+                             "unset: /metrics takes any read or admin key when auth is on")
 
     @property
     def admin_key_set(self) -> frozenset[str]:

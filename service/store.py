@@ -4,25 +4,38 @@ A collection has up to three vector fields, each filled by one encoder named at 
 ``sparse`` (SPLADE), ``bm25`` (hashed BM25, service/lexical.py) and ``dense`` (MiniLM); a
 ``multivector`` encoder, if named, reranks at query time (token vectors are computed from the
 stored text on demand and cached, so indexing stays as cheap as without it).
+
+A collection whose files fail a check on opening is *damaged*: it is listed with the reason,
+every request to it answers 503 naming the file and the check, the others keep serving, and an
+admin can delete it or restore it from a snapshot (``<data_dir>/.snapshots/<name>/<id>``).
 """
 from __future__ import annotations
 
+import logging
+import os
+import re
+import shutil
 import threading
+import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 from indexer import Collection
-from indexer.collection import CollectionExistsError, CollectionLockedError, CollectionNotFoundError
-from indexer.collection_config import CollectionConfig
+from indexer.collection import CollectionNotFoundError
+from indexer.collection_config import CollectionConfig, check_document_id, check_name
+from indexer.errors import CorruptionError
 from indexer.seismic.config import SeismicParams
 
 from . import lexical
-from .encoder_cache import ENCODERS, EncoderCache, EncoderLoadError
-from .errors import BadRequest, Conflict, NotFound
+from .encoder_cache import ENCODERS, EncoderCache
+from .errors import BadRequest, Conflict, Damaged, NotFound
 
+log = logging.getLogger("lsr.service")
 BM25_ENCODER = "bm25-hashed"
 _OPTION_NAMES = {"flush_docs", "exact_segment_docs", "max_segments", "merge_small_docs",
                  "merge_deleted_fraction", "filter_exact_docs"}
+SNAPSHOT_RE = re.compile(r"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{8}$")
 
 
 @dataclass
@@ -38,14 +51,29 @@ class EncoderSet:
         return [f for f, on in (("sparse", self.sparse), ("bm25", self.bm25), ("dense", self.dense)) if on]
 
 
+@dataclass(frozen=True)
+class Damage:
+    """Why a collection cannot be opened: the file (relative to the collection) and the check."""
+    file: str | None
+    check: str | None
+    message: str
+
+    def public(self) -> dict:
+        return {"file": self.file, "check": self.check, "message": self.message}
+
+
 class Store:
-    def __init__(self, data_dir: Path, encoders: EncoderCache = ENCODERS, batch_size: int = 32):
+    def __init__(self, data_dir: Path, encoders: EncoderCache = ENCODERS, batch_size: int = 32,
+                 wal_recovery: str = "tolerate_torn_tail"):
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.snapshot_dir = self.data_dir / ".snapshots"
         self.encoders = encoders
         self.batch_size = batch_size
+        self.wal_recovery = wal_recovery
         self._lock = threading.RLock()
         self._open: dict[str, Collection] = {}
+        self._damaged: dict[str, Damage] = {}
 
     # ---------------------------------------------------------------- collections
     def create(self, name: str, sparse: str | None, dense: str | None, multivector: str | None,
@@ -62,54 +90,84 @@ class Store:
         except (TypeError, ValueError) as exc:
             raise BadRequest(f"index.seismic: {exc}") from None
         fields, names = {}, {}
-        try:
-            if sparse:
-                fields["sparse"] = {"kind": "sparse", "dim": self.encoders.sparse(sparse).dim, "params": seismic}
-                names["sparse"] = sparse
-            if bm25:
-                fields["bm25"] = {"kind": "sparse", "dim": lexical.DIM, "params": seismic}
-                names["bm25"] = BM25_ENCODER
-            if dense:
-                fields["dense"] = {"kind": "dense", "dim": self.encoders.dense(dense).dim}
-                names["dense"] = dense
-            if multivector:
-                self.encoders.multivector(multivector)
-                names["multivector"] = multivector
-        except EncoderLoadError as exc:
-            raise BadRequest(str(exc)) from None
+        if sparse:
+            fields["sparse"] = {"kind": "sparse", "dim": self.encoders.sparse(sparse).dim, "params": seismic}
+            names["sparse"] = sparse
+        if bm25:
+            fields["bm25"] = {"kind": "sparse", "dim": lexical.DIM, "params": seismic}
+            names["bm25"] = BM25_ENCODER
+        if dense:
+            fields["dense"] = {"kind": "dense", "dim": self.encoders.dense(dense).dim}
+            names["dense"] = dense
+        if multivector:
+            self.encoders.multivector(multivector)
+            names["multivector"] = multivector
         with self._lock:
-            try:
-                CollectionConfig.from_dict({"fields": fields, "encoders": names, **index})
-                coll = Collection.create(self.data_dir, name, fields, encoders=names, **index)
-            except CollectionExistsError as exc:
-                raise Conflict(str(exc)) from None
-            except (TypeError, ValueError) as exc:
-                raise BadRequest(str(exc)) from None
+            if name in self._damaged:
+                raise Conflict(f"collection {name!r} exists (damaged): delete or restore it first")
+            CollectionConfig.from_dict({"fields": fields, "encoders": names, **index})
+            coll = Collection.create(self.data_dir, name, fields, encoders=names, **index)
             self._open[name] = coll
             return coll
 
     def names(self) -> list[str]:
         return Collection.list(self.data_dir)
 
+    def open_all(self) -> None:
+        """At the server's start: finish what a crash interrupted (the server is the data
+        directory's one writer), then open every collection, so damage is found at once."""
+        for action in Collection.recover_interrupted(self.data_dir):
+            log.warning("data directory %s: %s", self.data_dir, action)
+        for name in self.names():
+            try:
+                self.get(name)
+            except (Damaged, Conflict, NotFound):
+                pass  # recorded (damage) or reported when used (locked, gone meanwhile)
+
+    def damaged(self) -> dict[str, Damage]:
+        with self._lock:
+            return dict(self._damaged)
+
     def get(self, name: str) -> Collection:
         with self._lock:
             coll = self._open.get(name)
             if coll is not None:
                 return coll
+            if name in self._damaged:  # checked again only on restart or restore
+                raise Damaged(name, self._damaged[name].message)
             try:
-                coll = Collection.open(self.data_dir, name)
-            except (CollectionNotFoundError, ValueError):
+                coll = Collection.open(self.data_dir, name, wal_recovery=self.wal_recovery)
+            except CollectionNotFoundError:
                 raise NotFound(f"collection {name!r} not found") from None
-            except CollectionLockedError as exc:
-                raise Conflict(str(exc)) from None
+            except ValueError:  # not a valid collection name: it cannot exist
+                raise NotFound(f"collection {name!r} not found") from None
+            except CorruptionError as exc:
+                self._damaged[name] = damage = self._describe(name, exc)
+                log.error("collection %r is damaged: %s (file %s, check %s); it answers 503 until "
+                          "restored from a snapshot or deleted", name, damage.message, damage.file,
+                          damage.check)
+                raise Damaged(name, damage.message) from None
+            self._damaged.pop(name, None)
             self._open[name] = coll
             return coll
 
+    def _describe(self, name: str, exc: CorruptionError) -> Damage:
+        """The damage report, with paths relative to the collection (server paths stay private)."""
+        root = str(self.data_dir.resolve() / name)
+        rel = lambda p: os.path.relpath(p, root) if p and os.path.isabs(p) else p  # noqa: E731
+        message = str(exc)
+        for prefix in (root + os.sep, root, str(self.data_dir.resolve()), str(self.data_dir)):
+            message = message.replace(prefix, "")
+        return Damage(rel(exc.path), exc.check, message)
+
     def drop(self, name: str) -> None:
+        """Delete a collection, damaged or not."""
         with self._lock:
-            self.get(name)  # 404 if unknown
-            self._open.pop(name).close()
+            if name not in self._damaged:
+                self.get(name)  # 404 if unknown
+                self._open.pop(name).close()
             Collection.drop(self.data_dir, name)
+            self._damaged.pop(name, None)
 
     def close(self) -> None:
         with self._lock:
@@ -117,21 +175,67 @@ class Store:
                 coll.close()
             self._open.clear()
 
+    # ---------------------------------------------------------------- snapshots
+    def snapshot(self, name: str) -> dict:
+        """A consistent copy of a collection under .snapshots/<name>/<id> (hard links where
+        the segments allow); returns its description."""
+        coll = self.get(name)
+        snap_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:8]
+        dest = self.snapshot_dir / name / snap_id
+        coll.snapshot(dest, hard_links=False)  # a backup must not share inodes with live data
+        return self._snapshot_info(name, dest)
+
+    def snapshots(self, name: str) -> list[dict]:
+        check_name(name)
+        d = self.snapshot_dir / name
+        if not d.is_dir():
+            return []
+        return [self._snapshot_info(name, p) for p in sorted(d.iterdir()) if SNAPSHOT_RE.fullmatch(p.name)]
+
+    def _snapshot_path(self, name: str, snap_id: str) -> Path:
+        path = self.snapshot_dir / name / snap_id
+        if not SNAPSHOT_RE.fullmatch(snap_id) or not path.is_dir():
+            raise NotFound(f"snapshot {snap_id!r} of collection {name!r} not found")
+        return path
+
+    @staticmethod
+    def _snapshot_info(name: str, path: Path) -> dict:
+        size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+        return {"id": path.name, "collection": name, "bytes": size,
+                "created": path.stat().st_mtime}
+
+    def delete_snapshot(self, name: str, snap_id: str) -> None:
+        shutil.rmtree(self._snapshot_path(name, snap_id))
+
+    def restore(self, name: str, snap_id: str) -> Collection:
+        """Replace collection `name` (damaged, healthy or absent) with a snapshot of it; the old
+        one stays in place until the restored one opens (Collection.restore)."""
+        src = self._snapshot_path(name, snap_id)
+        with self._lock:
+            coll = self._open.pop(name, None)
+            if coll is not None:
+                coll.close()
+            coll = Collection.restore(src, self.data_dir, name, replace=True,
+                                      wal_recovery=self.wal_recovery)
+            self._damaged.pop(name, None)
+            self._open[name] = coll
+            log.warning("collection %r restored from snapshot %s", name, snap_id)
+            return coll
+
     def encoder_set(self, coll: Collection) -> EncoderSet:
         names = coll.config.encoders
-        try:
-            return EncoderSet(
-                sparse=self.encoders.sparse(names["sparse"]) if names.get("sparse") else None,
-                dense=self.encoders.dense(names["dense"]) if names.get("dense") else None,
-                multivector=self.encoders.multivector(names["multivector"]) if names.get("multivector") else None,
-                bm25="bm25" in coll.config.fields)
-        except EncoderLoadError as exc:
-            raise BadRequest(str(exc)) from None
+        return EncoderSet(
+            sparse=self.encoders.sparse(names["sparse"]) if names.get("sparse") else None,
+            dense=self.encoders.dense(names["dense"]) if names.get("dense") else None,
+            multivector=self.encoders.multivector(names["multivector"]) if names.get("multivector") else None,
+            bm25="bm25" in coll.config.fields)
 
     # ---------------------------------------------------------------- documents
     def upsert(self, name: str, ids: list[str], texts: list[str], metadata: list[dict | None]) -> int:
         """Encode with every field's encoder and upsert; durable when this returns."""
         coll = self.get(name)
+        for doc_id in ids:  # before the costly encoding; the collection checks again
+            check_document_id(doc_id)
         enc = self.encoder_set(coll)
         vectors, lengths = {}, None
         if enc.sparse is not None:
@@ -144,13 +248,18 @@ class Store:
             vectors["bm25"], lengths = lexical.encode_documents(texts, avgdl)
         if enc.dense is not None:
             vectors["dense"] = enc.dense.encode_documents(texts, batch_size=self.batch_size)
-        try:
-            return coll.upsert(ids, vectors, texts=texts, metadata=metadata, lengths=lengths)
-        except (TypeError, ValueError) as exc:
-            raise BadRequest(str(exc)) from None
+        return coll.upsert(ids, vectors, texts=texts, metadata=metadata, lengths=lengths)
 
     def stats(self, name: str) -> dict:
         coll = self.get(name)
         out = coll.stats()
         out["bm25"] = "bm25" in coll.config.fields
+        out["state"] = "ready"
         return out
+
+    def describe(self, name: str) -> dict:
+        """stats(), or for a damaged collection its name, state and the damage report."""
+        try:
+            return self.stats(name)
+        except Damaged:
+            return {"name": name, "state": "damaged", "damage": self._damaged[name].public()}

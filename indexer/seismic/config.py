@@ -1,7 +1,10 @@
 """Build parameters of a Seismic index, in one typed, documented object."""
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
+
+from ..errors import InvalidInputError
 
 
 @dataclass(frozen=True)
@@ -38,31 +41,40 @@ class SeismicParams:
     seed: int = 42
 
     def __post_init__(self):
+        for f in fields(self):  # strict: no bool for int, no NaN, no strings for numbers
+            v = getattr(self, f.name)
+            if f.type == "int" and (isinstance(v, bool) or not isinstance(v, int)):
+                raise InvalidInputError(f"{f.name} must be an integer, got {v!r}")
+            if f.type == "float" and (isinstance(v, bool) or not isinstance(v, (int, float))
+                                      or not math.isfinite(v)):
+                raise InvalidInputError(f"{f.name} must be a finite number, got {v!r}")
+            if f.type == "str" and not isinstance(v, str):
+                raise InvalidInputError(f"{f.name} must be a string, got {v!r}")
         if self.pruning not in ("global", "fixed", "none"):
-            raise ValueError(f"pruning must be 'global', 'fixed' or 'none', got {self.pruning!r}")
+            raise InvalidInputError(f"pruning must be 'global', 'fixed' or 'none', got {self.pruning!r}")
         if self.n_postings <= 0:
-            raise ValueError(f"n_postings must be positive, got {self.n_postings}")
+            raise InvalidInputError(f"n_postings must be positive, got {self.n_postings}")
         if self.max_fraction <= 0:
-            raise ValueError(f"max_fraction must be positive, got {self.max_fraction}")
+            raise InvalidInputError(f"max_fraction must be positive, got {self.max_fraction}")
         if not 0 < self.centroid_fraction <= 1:
-            raise ValueError(f"centroid_fraction must be in (0, 1], got {self.centroid_fraction}")
+            raise InvalidInputError(f"centroid_fraction must be in (0, 1], got {self.centroid_fraction}")
         if self.min_cluster_size < 0:
-            raise ValueError(f"min_cluster_size must be >= 0, got {self.min_cluster_size}")
+            raise InvalidInputError(f"min_cluster_size must be >= 0, got {self.min_cluster_size}")
         if self.doc_cut <= 0:
-            raise ValueError(f"doc_cut must be positive, got {self.doc_cut}")
+            raise InvalidInputError(f"doc_cut must be positive, got {self.doc_cut}")
         if not 1 <= self.max_blocks_per_list <= 256:
-            raise ValueError(f"max_blocks_per_list must be in [1, 256], got {self.max_blocks_per_list}")
+            raise InvalidInputError(f"max_blocks_per_list must be in [1, 256], got {self.max_blocks_per_list}")
         if not 0 < self.summary_energy <= 1:
-            raise ValueError(f"summary_energy must be in (0, 1], got {self.summary_energy}")
+            raise InvalidInputError(f"summary_energy must be in (0, 1], got {self.summary_energy}")
         if self.forward_dtype not in ("float16", "float32"):
-            raise ValueError(f"forward_dtype must be 'float16' or 'float32', got {self.forward_dtype!r}")
+            raise InvalidInputError(f"forward_dtype must be 'float16' or 'float32', got {self.forward_dtype!r}")
 
     @classmethod
     def from_dict(cls, params: dict) -> "SeismicParams":
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(params) - known)
         if unknown:
-            raise ValueError(f"unknown Seismic parameter(s) {unknown}; known: {sorted(known)}")
+            raise InvalidInputError(f"unknown Seismic parameter(s) {unknown}; known: {sorted(known)}")
         return cls(**params)
 
     def to_dict(self) -> dict:

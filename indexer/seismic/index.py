@@ -171,6 +171,7 @@ class SeismicIndex:
         missing = set(_KERNEL_ARRAYS) - set(arrays)
         if missing:
             from ..storage import IndexFormatError
-            raise IndexFormatError(f"{path} lacks index arrays {sorted(missing)}")
+            raise IndexFormatError(f"{path} lacks index arrays {sorted(missing)}", path=path,
+                                   check="missing file")
         return cls(arrays, manifest["n_docs"], manifest["dim"],
                    SeismicParams.from_dict(manifest["params"]))

@@ -2,12 +2,13 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request, Response
 
-from ..auth import require_admin, require_read
-from ..errors import NotFound, TooLarge
-from ..schemas import (CollectionCreate, CollectionList, CollectionStats, DocumentOut, UpsertRequest,
+from ..auth import AuthFirstRoute, require_admin, require_read
+from ..errors import BadRequest, NotFound, TooLarge
+from ..schemas import (CollectionCreate, CollectionList, CollectionStats, DeleteRequest, DeleteResponse,
+                       DocumentOut, DocumentsOut, IdsRequest, SnapshotList, SnapshotOut, UpsertRequest,
                        UpsertResponse)
 
-router = APIRouter(tags=["collections"])
+router = APIRouter(tags=["collections"], route_class=AuthFirstRoute)
 
 
 def _state(request: Request):
@@ -31,8 +32,9 @@ def create_collection(body: CollectionCreate, request: Request):
 
 @router.get("/collections", response_model=CollectionList, dependencies=[Depends(require_read)])
 def list_collections(request: Request):
+    """Every collection, damaged ones included (with `"state": "damaged"` and the reason)."""
     store = _state(request).store
-    return {"collections": [store.stats(n) for n in store.names()]}
+    return {"collections": [store.describe(n) for n in store.names()]}
 
 
 @router.get("/collections/{name}", response_model=CollectionStats, dependencies=[Depends(require_read)])
@@ -42,8 +44,8 @@ def get_collection(name: str, request: Request):
 
 @router.delete("/collections/{name}", status_code=204, dependencies=[Depends(require_admin)])
 def delete_collection(name: str, request: Request):
+    """Delete a collection and its files (a damaged one too). Its snapshots are kept."""
     st = _state(request)
-    st.store.get(name)
     st.jobs.cancel_collection(name)
     st.store.drop(name)
     return Response(status_code=204)
@@ -56,25 +58,89 @@ def upsert_documents(name: str, body: UpsertRequest, request: Request):
     st = _state(request)
     limit = st.settings.max_batch_docs
     if len(body.documents) > limit:
-        raise TooLarge(f"{len(body.documents)} documents in one request; the limit is {limit} "
+        raise TooLarge(f"documents: {len(body.documents)} in one request; the limit is {limit} "
                        "(split the batch or use a job)")
     docs = body.documents
     n = st.store.upsert(name, [d.id for d in docs], [d.text for d in docs], [d.metadata for d in docs])
     return {"upserted": n}
 
 
-@router.get("/collections/{name}/documents/{doc_id}", response_model=DocumentOut,
+def _document(doc) -> dict:
+    return {"id": doc.id, "text": doc.text, "metadata": doc.metadata}
+
+
+@router.post("/collections/{name}/documents/get", response_model=DocumentsOut,
+             dependencies=[Depends(require_read)])
+def get_documents(name: str, body: IdsRequest, request: Request):
+    """Fetch documents by id in the body: works for every id, whatever characters it holds."""
+    coll = _state(request).store.get(name)
+    found, missing = [], []
+    for doc_id in body.ids:
+        doc = coll.get(doc_id)
+        if doc is None:
+            missing.append(doc_id)
+        else:
+            found.append(_document(doc))
+    return {"documents": found, "missing": missing}
+
+
+@router.post("/collections/{name}/documents/delete", response_model=DeleteResponse,
+             dependencies=[Depends(require_admin)])
+def delete_documents(name: str, body: DeleteRequest, request: Request):
+    """Delete documents by id, or every document whose metadata matches a filter."""
+    if (body.ids is None) == (body.filter is None):
+        raise BadRequest("give exactly one of ids and filter")
+    coll = _state(request).store.get(name)
+    if body.ids is not None:
+        return {"deleted": coll.delete(list(dict.fromkeys(body.ids)))}
+    return {"deleted": coll.delete_where(body.filter)}
+
+
+# {doc_id:path}: ids may contain '/' (a/b/c is addressed as .../documents/a/b/c)
+@router.get("/collections/{name}/documents/{doc_id:path}", response_model=DocumentOut,
             dependencies=[Depends(require_read)])
 def get_document(name: str, doc_id: str, request: Request):
     doc = _state(request).store.get(name).get(doc_id)
     if doc is None:
         raise NotFound(f"document {doc_id!r} not found in collection {name!r}")
-    return {"id": doc.id, "text": doc.text, "metadata": doc.metadata}
+    return _document(doc)
 
 
-@router.delete("/collections/{name}/documents/{doc_id}", status_code=204,
+@router.delete("/collections/{name}/documents/{doc_id:path}", status_code=204,
                dependencies=[Depends(require_admin)])
 def delete_document(name: str, doc_id: str, request: Request):
     if not _state(request).store.get(name).delete([doc_id]):
         raise NotFound(f"document {doc_id!r} not found in collection {name!r}")
     return Response(status_code=204)
+
+
+@router.post("/collections/{name}/snapshots", status_code=201, response_model=SnapshotOut,
+             dependencies=[Depends(require_admin)])
+def create_snapshot(name: str, request: Request):
+    """A consistent copy of the collection (the write buffer is flushed first), kept under the
+    data directory's .snapshots/ until deleted; segment files are hard-linked."""
+    return _state(request).store.snapshot(name)
+
+
+@router.get("/collections/{name}/snapshots", response_model=SnapshotList,
+            dependencies=[Depends(require_read)])
+def list_snapshots(name: str, request: Request):
+    return {"snapshots": _state(request).store.snapshots(name)}
+
+
+@router.delete("/collections/{name}/snapshots/{snapshot}", status_code=204,
+               dependencies=[Depends(require_admin)])
+def delete_snapshot(name: str, snapshot: str, request: Request):
+    _state(request).store.delete_snapshot(name, snapshot)
+    return Response(status_code=204)
+
+
+@router.post("/collections/{name}/snapshots/{snapshot}/restore", response_model=CollectionStats,
+             dependencies=[Depends(require_admin)])
+def restore_snapshot(name: str, snapshot: str, request: Request):
+    """Replace the collection — damaged, healthy or deleted — with one of its snapshots.
+    Documents written after the snapshot are gone afterwards; jobs on it are cancelled."""
+    st = _state(request)
+    st.jobs.cancel_collection(name)
+    st.store.restore(name, snapshot)
+    return st.store.stats(name)

@@ -1,9 +1,12 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from indexer.native import variant as native_variant
+
+from ..auth import require_metrics
 from ..encoder_cache import ENCODERS
 
 router = APIRouter(tags=["health"])
@@ -17,15 +20,27 @@ def healthz():
 
 @router.get("/readyz")
 def readyz(request: Request):
-    """Readiness: the data directory is usable and preloaded models (if any) are in memory."""
+    """Readiness: the data directory is usable and preloaded models (if any) are in memory.
+
+    "degraded" (still 200: the healthy collections serve) lists the damaged collections."""
     st = request.app.state
     ready = st.ready.is_set() and st.store.data_dir.is_dir()
-    body = {"status": "ready" if ready else "starting", "models": ENCODERS.loaded(),
-            "collections": len(st.store.names())}
+    damaged = st.store.damaged()
+    status = "starting" if not ready else "degraded" if damaged else "ready"
+    body = {"status": status, "models": ENCODERS.loaded(), "kernels": native_variant(),
+            "collections": len(st.store.names()),
+            "damaged": [{"name": n, **d.public()} for n, d in sorted(damaged.items())]}
     return JSONResponse(body, status_code=200 if ready else 503)
 
 
-@router.get("/metrics")
+class PrometheusText(Response):
+    """Declares Prometheus' content type in the OpenAPI document, not JSON."""
+    media_type = CONTENT_TYPE_LATEST
+
+
+@router.get("/metrics", response_class=PrometheusText, dependencies=[Depends(require_metrics)],
+            responses={401: {"description": "missing or wrong key"}})
 def metrics(request: Request):
-    """Prometheus text format."""
-    return Response(generate_latest(request.app.state.registry), media_type=CONTENT_TYPE_LATEST)
+    """Prometheus text format. Needs LSR_METRICS_KEY when it is set, else a read key when keys
+    are configured."""
+    return PrometheusText(generate_latest(request.app.state.registry))

@@ -6,16 +6,17 @@ from typing import Literal
 
 from fastapi import APIRouter, Depends, File, Request, Response, UploadFile
 
-from ..auth import require_admin, require_read
+from ..auth import AuthFirstRoute, require_admin, require_read
 from ..schemas import JobCreate, JobOut
 
-router = APIRouter(tags=["jobs"])
+router = APIRouter(tags=["jobs"], route_class=AuthFirstRoute)
 
 
 @router.post("/collections/{name}/jobs", status_code=202, response_model=JobOut,
              dependencies=[Depends(require_admin)])
 def create_job(name: str, body: JobCreate, request: Request):
-    """Index a JSONL / Parquet file or BEIR folder on the server in the background."""
+    """Index a JSONL / Parquet file or BEIR folder in the server's import directory
+    (LSR_IMPORT_DIR; off by default: upload the file instead) in the background."""
     st = request.app.state
     st.store.get(name)  # 404 before queueing
     return st.jobs.submit(name, body.source, body.format).public()
@@ -32,9 +33,13 @@ def upload_job(name: str, request: Request, file: UploadFile = File(...),
     uploads = st.settings.data_dir / ".uploads"
     uploads.mkdir(parents=True, exist_ok=True)
     dest = uploads / f"{uuid.uuid4().hex}.{fmt}"
-    with dest.open("wb") as out:
-        shutil.copyfileobj(file.file, out)
-    return st.jobs.submit(name, str(dest), fmt).public()
+    try:
+        with dest.open("wb") as out:
+            shutil.copyfileobj(file.file, out)
+    except BaseException:  # disk full...: no orphan upload
+        dest.unlink(missing_ok=True)
+        raise
+    return st.jobs.submit_upload(name, dest, fmt, file.filename or "file").public()
 
 
 @router.get("/jobs", dependencies=[Depends(require_read)])

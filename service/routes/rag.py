@@ -3,12 +3,12 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request
 
 from .. import lexical
-from ..auth import require_read
-from ..encoder_cache import ENCODERS, EncoderLoadError
+from ..auth import AuthFirstRoute, require_read
+from ..encoder_cache import ENCODERS
 from ..errors import BadRequest, TooLarge
 from ..schemas import EmbeddingsRequest, EncodeRequest
 
-router = APIRouter(tags=["rag"])
+router = APIRouter(tags=["rag"], route_class=AuthFirstRoute)
 
 
 def _check_texts(texts: list[str], limit: int) -> None:
@@ -28,10 +28,7 @@ def _check_texts(texts: list[str], limit: int) -> None:
 
 
 def _load(kind: str, name: str):
-    try:
-        return getattr(ENCODERS, kind)(name)
-    except EncoderLoadError as exc:
-        raise BadRequest(str(exc)) from None
+    return getattr(ENCODERS, kind)(name)  # EncoderLoadError is a 400 naming the model
 
 
 @router.post("/v1/embeddings", dependencies=[Depends(require_read)])

@@ -4,10 +4,10 @@ import time
 
 from fastapi import APIRouter, Depends, Request
 
-from ..auth import require_read
+from ..auth import AuthFirstRoute, require_read
 from ..schemas import SearchRequest, SearchResponse
 
-router = APIRouter(tags=["search"])
+router = APIRouter(tags=["search"], route_class=AuthFirstRoute)
 
 
 @router.post("/collections/{name}/search", response_model=SearchResponse,

@@ -19,6 +19,20 @@ def _sparse_mixtures(n=2000, d=32, atoms=48, active=3, seed=0):
     return x.astype(np.float32)
 
 
+def assert_same_topk_codes(a, b, atol):
+    """Top-k codes equal up to float rounding: same values on shared latents; a latent kept by
+    one side only is (nearly) tied with that row's weakest kept value."""
+    a, b = a.toarray(), b.toarray()
+    assert a.shape == b.shape
+    for ra, rb in zip(a, b):
+        np.testing.assert_allclose(np.sort(ra[ra != 0]), np.sort(rb[rb != 0]), atol=atol)
+        both = (ra != 0) & (rb != 0)
+        np.testing.assert_allclose(ra[both], rb[both], atol=atol)
+        floor = min(ra[ra != 0].min(initial=np.inf), rb[rb != 0].min(initial=np.inf))
+        for v in np.concatenate([ra[(ra != 0) & ~both], rb[(rb != 0) & ~both]]):
+            assert abs(v - floor) <= atol, (v, floor)
+
+
 def test_k_schedule_anneals_to_target():
     cfg = CSRTrainConfig(k=4, k_start=64, steps=100, anneal_fraction=0.5)
     ks = [k_schedule(s, cfg) for s in range(100)]
@@ -37,6 +51,7 @@ def test_topk_sae_learns_sparse_data_with_k_nonzeros():
         rel = ((sae.decode(z) - xt).pow(2).sum() / (xt - xt.mean(0)).pow(2).sum()).item()
     assert (z > 0).sum(1).max().item() <= 4
     assert rel < 0.3, rel
+    torch.manual_seed(1)  # the untrained baseline must not depend on what ran before
     untrained = TopKSAE(32, 128, 4)
     with torch.no_grad():
         untrained.b_pre.copy_(xt.mean(0))
@@ -82,7 +97,9 @@ def test_csr_encoder_on_minilm_roundtrip(minilm_path, scifact_texts, tmp_path):
     m = validate_csr(enc.encode_documents(scifact_texts[:5]), dim=384 * 4, n_rows=5)
     assert m.getnnz(axis=1).max() <= 8 and m.getnnz(axis=1).min() > 0
     direct = CSREncoder(dense, sae).codes(emb[:5])
-    assert np.allclose(m.toarray(), direct.toarray(), atol=1e-5)
+    # emb was encoded in a batch of 24, m in a batch of 5: float rounding differs, so a latent
+    # near-tied with the k-th may swap in or out; all else must agree.
+    assert_same_topk_codes(m, direct, atol=1e-5)
     assert enc.decode(m[0])[0][0].startswith("latent_")
     assert CSREncoder(dense, sae, k=2).encode_queries(["stem cells"]).nnz <= 2
     with pytest.raises(ValueError, match="dims"):

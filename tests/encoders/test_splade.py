@@ -92,8 +92,10 @@ def test_long_text_truncated_to_model_max_length(splade):
     long1, long2 = base + " cancer " * 2000, base + " galaxy " * 3000
     assert len(splade.tokenizer(long1)["input_ids"]) > 2000
     m = splade.encode_documents([long1, long2])
-    # Both differ only after token 512, so truncation makes them identical.
-    assert m.nnz > 0 and (m[0] != m[1]).nnz == 0
+    # Both differ only after token 512, so truncation makes them identical (to float rounding:
+    # two rows of one batch may meet different GEMM tiles; "cancer"/"galaxy" would differ by ~1).
+    assert m.nnz > 0
+    np.testing.assert_allclose(m[0].toarray(), m[1].toarray(), atol=1e-5)
 
 
 def test_deterministic_and_independent_of_batching_and_order(splade, scifact_texts):
@@ -152,7 +154,7 @@ def test_fused_head_equals_chunked_reference(vocab, lengths):
 
 @pytest.mark.skipif(pack_weight(torch.zeros(1, 1)) is None, reason="C++ extension not built")
 def test_fused_head_rejects_inconsistent_arrays():
-    import lsr_native
+    from encoders.native import MODULE as lsr_native  # whichever build variant loaded
     w = torch.randn(20, 8)
     packed, states = pack_weight(w), np.zeros((5, 8), np.float32)
     with pytest.raises(ValueError, match="hidden size"):
@@ -181,8 +183,9 @@ def test_restricted_vocabulary_keeps_exact_weights_on_kept_terms(splade_tiny_pat
         outside = np.setdiff1d(np.arange(enc.dim), kept)
         assert np.all(approx[i, outside] == 0)
         assert np.allclose(approx[i, kept], full[i, kept], atol=1e-5)  # full ran padded in a batch of 4
-    # On the calibration texts themselves the restricted head loses nothing.
-    assert np.allclose(enc.encode_documents(calib).toarray(), full_calib.toarray(), atol=1e-6)
+    # On the calibration texts themselves the restricted head loses nothing (a smaller head
+    # matrix is a different GEMM shape, so float rounding only, as above).
+    assert np.allclose(enc.encode_documents(calib).toarray(), full_calib.toarray(), atol=1e-5)
     enc.set_vocabulary(None)
     assert np.allclose(enc.encode_documents(held_out).toarray(), full, atol=1e-6)
 

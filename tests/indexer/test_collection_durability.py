@@ -106,7 +106,8 @@ def _flip(path, offset=None):
     ("segments/seg-000002/sparse/fwd_vals.npy", "truncate", "missing or truncated"),
     ("tombstones", "flip", "rows.npy is corrupted"),
 ])
-def test_corrupted_files_are_refused_with_a_clear_error(tmp_path, target, damage, message):
+def test_corrupted_files_are_refused_with_a_clear_error(tmp_path, target, damage, message, record_property):
+    record_property("reliability:damaged files refused (indexer)", 1)
     root = _populated(tmp_path)
     path = root / target
     if target == "tombstones":
@@ -117,6 +118,39 @@ def test_corrupted_files_are_refused_with_a_clear_error(tmp_path, target, damage
         path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     with pytest.raises(IndexFormatError, match=message):
         Collection.open(tmp_path, "c")
+
+
+def _set_format_version(path, version):
+    import json
+    body = json.loads(path.read_text())
+    body["format_version"] = version
+    path.write_text(json.dumps(body))
+
+
+@pytest.mark.parametrize("target,damage,check", [
+    ("MANIFEST.json", "truncate", "json"),
+    ("MANIFEST.json", "delete", "missing file"),
+    ("segments/seg-000002/sparse/fwd_vals.npy", "flip", "checksum"),
+    ("segments/seg-000002/sparse/fwd_vals.npy", "truncate", "size"),
+    ("segments/seg-000002/sparse/fwd_vals.npy", "delete", "missing file"),
+    ("segments/seg-000002/sparse/manifest.json", "truncate", "json"),
+    ("segments/seg-000002/sparse/manifest.json", "version", "format version"),
+])
+def test_a_damaged_file_is_reported_with_its_path_and_the_failed_check(tmp_path, target, damage, check,
+                                                                      record_property):
+    record_property("reliability:damaged files refused (indexer)", 1)
+    path = _populated(tmp_path) / target
+    if damage == "flip":
+        _flip(path)
+    elif damage == "truncate":
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    elif damage == "delete":
+        path.unlink()
+    else:
+        _set_format_version(path, 99)
+    with pytest.raises(IndexFormatError) as err:
+        Collection.open(tmp_path, "c")
+    assert (err.value.path, err.value.check) == (str(path), check)
 
 
 def test_unlisted_segment_directories_are_invisible_and_removed(tmp_path):
@@ -148,7 +182,7 @@ def _read_acks(path):
     return intents, upserted, deleted
 
 
-def test_sigkill_during_ingest_loses_no_acknowledged_write(tmp_path):
+def test_sigkill_during_ingest_loses_no_acknowledged_write(tmp_path, record_property):
     """Kill a writer (upserts, deletes, automatic flushes and merges) with SIGKILL at random
     moments, 22 times; after each kill the reopened collection holds every acknowledged
     document, searchable, none that was acknowledged deleted, each upsert batch whole or not at
@@ -193,9 +227,36 @@ def test_sigkill_during_ingest_loses_no_acknowledged_write(tmp_path):
         coll.close()
         ack.unlink(missing_ok=True)
     assert kills >= 20 and len(all_up) > 200
+    record_property("reliability:SIGKILL trials during ingest", kills)
     print(f"{kills} kills, {len(all_up)} acknowledged documents, {mid_flush} kills left a partial segment")
 
 
 def _manifest_segments(root):
     import json
     return json.loads((root / "MANIFEST.json").read_text())["segments"]
+
+
+def test_restore_replaces_only_a_closed_collection_and_an_interrupted_one_is_put_back(tmp_path):
+    from indexer.errors import LockedError
+    fields = {"sparse": sparse_field(DIM, "exact")}
+    m = sp.random(6, DIM, density=0.05, format="csr", random_state=1, dtype=np.float32)
+    with Collection.create(tmp_path, "c", fields) as c:
+        c.upsert([f"d{i}" for i in range(3)], m[:3])
+        c.snapshot(tmp_path / "snap", hard_links=False)
+        c.upsert([f"d{i}" for i in range(3, 6)], m[3:])
+        with pytest.raises(LockedError):  # open: cannot be swapped out
+            Collection.restore(tmp_path / "snap", tmp_path, "c", replace=True)
+        assert len(c) == 6
+    with pytest.raises(Exception, match="already exists"):
+        Collection.restore(tmp_path / "snap", tmp_path, "c")
+    with Collection.restore(tmp_path / "snap", tmp_path, "c", replace=True) as c:
+        assert sorted(c.ids()) == ["d0", "d1", "d2"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    # a crash between the restore's two renames: the old directory is aside, the name is free
+    (tmp_path / "c").rename(tmp_path / ".c.replaced-0123abcd")
+    (tmp_path / ".c.tmp-89abcdef").mkdir()
+    (tmp_path / ".gone.dropped-00000000").mkdir()
+    done = Collection.recover_interrupted(tmp_path)
+    assert len(done) == 3 and sorted(p.name for p in tmp_path.iterdir()) == ["c", "snap"]
+    with Collection.open(tmp_path, "c") as c:
+        assert len(c) == 3

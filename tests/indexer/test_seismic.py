@@ -17,6 +17,9 @@ def recall(approx, exact):
 
 
 def test_native_and_numba_kernels_return_identical_results(synthetic):
+    # Exact by design, on any CPU: the C++ kernel is built with -ffp-contract=off (no FMA even
+    # under -march=native on AVX-512) and Numba without fastmath neither fuses nor reorders
+    # float ops, and both sum a document in the same explicit 8-lane order.
     docs, queries = synthetic
     idx = SeismicIndex.build(docs, n_postings=300, centroid_fraction=0.1)
     for qc, hf in [(3, 0.5), (10, 0.8), (20, 1.0)]:
@@ -32,7 +35,9 @@ def test_native_and_numba_kernels_return_identical_results(synthetic):
         np.testing.assert_array_equal(na[1], nb[1])
 
 
-@settings(max_examples=25, deadline=None)
+# derandomize: the same examples on every run and machine (no unseeded CI flakes);
+# database=None: no .hypothesis/ state carried from one run to the next.
+@settings(max_examples=25, deadline=None, derandomize=True, database=None)
 @given(n=st.integers(1, 120), dim=st.integers(1, 300), density=st.floats(0.01, 0.3),
        seed=st.integers(0, 10_000), k=st.integers(1, 15))
 def test_without_pruning_seismic_is_exact(n, dim, density, seed, k):

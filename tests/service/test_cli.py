@@ -1,5 +1,9 @@
 """The `lsr` CLI: index, search and eval go through the same store and pipeline as the API."""
 import json
+import socket
+import subprocess
+import sys
+from pathlib import Path
 
 from service.cli import main
 from service.demo import curl_example
@@ -46,8 +50,12 @@ def test_eval_one_encoder_exact_and_seismic(tmp_path, capsys):
         results[index] = json.loads(out.read_text())
         assert results[index]["index"] == index and results[index]["encoder"] == "splade"
     assert results["seismic"]["cached"]  # the second run reused the encoded corpus
-    # ten documents: the Seismic index finds what brute force finds
-    assert results["seismic"]["nDCG@10"] == results["exact"]["nDCG@10"] > 0.5
+    # ten documents: the Seismic index finds what brute force finds. Seismic scores with
+    # float16 values, so a near-tie may swap two ranks (with 2 queries one swap of ranks 1-2
+    # moves nDCG@10 by 0.18): an nDCG delta, not equality.
+    assert results["seismic"]["R@100"] == results["exact"]["R@100"] == 1.0
+    assert abs(results["seismic"]["nDCG@10"] - results["exact"]["nDCG@10"]) <= 0.2
+    assert results["seismic"]["nDCG@10"] > 0.5 and results["exact"]["nDCG@10"] > 0.5
     assert main(["eval", str(beir), "--encoder", "dense", "--index", "seismic", "--no-cache",
                  "--no-progress"]) == 1
     assert "indexes sparse vectors" in capsys.readouterr().err
@@ -88,3 +96,37 @@ def test_index_a_folder_of_files(tmp_path, capsys):
     assert main(["index", str(folder), "--collection", "f", "--data-dir", str(tmp_path / "data"),
                  "--no-dense", "--no-progress"]) == 0
     assert "(6 in total)" in capsys.readouterr().out
+
+
+# `lsr --help` and a remote search run without the heavy stack; eval --help still loads its options
+_LIGHT_START = """
+import sys
+from service import cli
+for argv in (["--help"], ["search", "--help"], ["index", "--help"]):
+    try:
+        cli.main(argv)
+    except SystemExit as exc:
+        assert exc.code == 0, argv
+assert cli.main(["search", "x", "--collection", "c", "--url", sys.argv[1]]) == 1
+heavy = {"torch", "transformers", "numpy", "scipy", "fastapi", "uvicorn", "pydantic", "indexer",
+         "encoders"} & set(sys.modules)
+assert not heavy, sorted(heavy)
+"""
+
+
+def test_cli_starts_without_heavy_imports():
+    with socket.socket() as s:  # bound, never listening: the search is refused
+        s.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{s.getsockname()[1]}"
+        run = subprocess.run([sys.executable, "-c", _LIGHT_START, url], capture_output=True, text=True,
+                             cwd=Path(__file__).resolve().parents[2], timeout=60, check=False)
+    assert run.returncode == 0, run.stderr
+    assert f"lsr: cannot connect to {url}" in run.stderr
+
+
+def test_eval_help_lists_the_encoder_options(capsys):
+    try:
+        main(["eval", "--help"])
+    except SystemExit as exc:
+        assert exc.code == 0
+    assert "--encoder" in capsys.readouterr().out

@@ -33,7 +33,7 @@ def docs():
 
 def test_jsonl_job_progress_and_search_during_it(tmp_path, docs):
     src = write_jsonl(tmp_path / "docs.jsonl", docs)
-    with make_client(tmp_path / "data", job_chunk_docs=5) as c:
+    with make_client(tmp_path / "data", import_dir=tmp_path, job_chunk_docs=5) as c:
         c.post("/collections", json={"name": "j", **LIGHT})
         r = c.post("/collections/j/jobs", json={"source": str(src)})
         assert r.status_code == 202, r.text
@@ -56,7 +56,7 @@ def test_parquet_and_beir_sources(tmp_path, docs):
     beir.mkdir()
     write_jsonl(beir / "corpus.jsonl", [{"_id": f"b{i}", "title": "T", "text": d["text"]}
                                         for i, d in enumerate(docs[:4])])
-    with make_client(tmp_path / "data") as c:
+    with make_client(tmp_path / "data", import_dir=tmp_path) as c:
         c.post("/collections", json={"name": "p", **LIGHT})
         j1 = c.post("/collections/p/jobs", json={"source": str(tmp_path / "docs.parquet")}).json()
         j2 = c.post("/collections/p/jobs", json={"source": str(beir)}).json()
@@ -71,7 +71,7 @@ def test_parquet_and_beir_sources(tmp_path, docs):
 def test_cancel(tmp_path):
     docs = load_corpus(per_topic=10, topics=20)
     src = write_jsonl(tmp_path / "all.jsonl", docs)
-    with make_client(tmp_path / "data", job_chunk_docs=4) as c:
+    with make_client(tmp_path / "data", import_dir=tmp_path, job_chunk_docs=4) as c:
         c.post("/collections", json={"name": "k", **LIGHT})
         job = c.post("/collections/k/jobs", json={"source": str(src)}).json()
         assert c.delete(f"/jobs/{job['id']}").status_code == 204
@@ -103,15 +103,43 @@ def test_resume_after_restart_skips_done_documents(tmp_path, docs):
 def test_job_errors(tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"id": "a", "text": "fine"}\n{not json}\n')
-    with make_client(tmp_path / "data") as c:
+    with make_client(tmp_path / "data", import_dir=tmp_path) as c:
         c.post("/collections", json={"name": "e", **LIGHT})
         assert c.post("/collections/e/jobs", json={"source": str(tmp_path / "missing")}).status_code == 400
         assert c.post("/collections/nope/jobs", json={"source": str(bad)}).status_code == 404
         assert c.post("/collections/e/jobs", json={"source": str(bad), "format": "csv"}).status_code == 422
         assert c.get("/jobs/nope").status_code == 404
-        job = c.post("/collections/e/jobs", json={"source": str(bad)}).json()
+        job = c.post("/collections/e/jobs", json={"source": "bad.jsonl"}).json()  # relative
+        assert job["source"] == "bad.jsonl"
         final = wait(c, job["id"])
         assert final["status"] == "failed" and "line 2" in final["error"]
+
+
+def test_job_sources_are_confined_to_the_import_dir(tmp_path, docs, record_property):
+    """Without LSR_IMPORT_DIR no server path is read; with it, nothing outside it — and the
+    answer never tells whether an outside path exists."""
+    imports = tmp_path / "imports"
+    imports.mkdir()
+    write_jsonl(imports / "ok.jsonl", docs[:2])
+    (imports / "escape").symlink_to("/etc")
+    with make_client(tmp_path / "off") as c:
+        c.post("/collections", json={"name": "e", **LIGHT})
+        for source in ("/etc/shadow", "/nonexistent", str(imports / "ok.jsonl")):
+            r = c.post("/collections/e/jobs", json={"source": source})
+            assert r.status_code == 403 and "LSR_IMPORT_DIR" in r.json()["detail"], r.text
+    with make_client(tmp_path / "on", import_dir=imports) as c:
+        c.post("/collections", json={"name": "e", **LIGHT})
+        answers = set()
+        for source in ("/etc/shadow", "/etc/nonexistent", "../ok.jsonl", "../../etc/passwd",
+                       "escape/passwd", str(tmp_path)):
+            r = c.post("/collections/e/jobs", json={"source": source})
+            assert r.status_code == 403, (source, r.text)
+            record_property("reliability:bad inputs (strict types, ids, model paths, job sources)", 1)
+            answers.add(r.json()["detail"].replace(repr(source), "SRC"))
+        assert len(answers) == 1  # the same words whether the path exists or not
+        assert str(tmp_path) not in answers.pop()
+        r = c.post("/collections/e/jobs", json={"source": str(imports / "ok.jsonl")})
+        assert r.status_code == 202 and wait(c, r.json()["id"])["status"] == "done"
 
 
 def test_upload_job(tmp_path, docs):
@@ -120,6 +148,12 @@ def test_upload_job(tmp_path, docs):
         c.post("/collections", json={"name": "u", **LIGHT})
         r = c.post("/collections/u/jobs/upload", files={"file": ("docs.jsonl", body, "application/json")})
         assert r.status_code == 202, r.text
-        assert wait(c, r.json()["id"])["status"] == "done"
+        job = r.json()
+        assert job["source"] == "upload:docs.jsonl"  # not the server's path of the upload
+        assert wait(c, job["id"])["status"] == "done"
         assert c.get("/collections/u").json()["documents"] == 5
         assert c.post("/collections/u/jobs/upload").status_code == 422  # no file
+        # a failing upload is deleted too, and so is a cancelled one
+        r = c.post("/collections/u/jobs/upload", files={"file": ("bad.jsonl", b"{nope\n", "application/json")})
+        assert wait(c, r.json()["id"])["status"] == "failed"
+    assert list((tmp_path / "data" / ".uploads").iterdir()) == []  # deleted when their jobs ended

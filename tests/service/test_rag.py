@@ -83,6 +83,8 @@ def test_dense_int8_setting_indexes_documents_in_int8_and_keeps_queries_exact(tm
         ENCODERS.dense_int8 = False  # process-wide: the other tests' apps use float32
     emb, hits = run("b")
     np.testing.assert_allclose(emb_int8, emb, atol=1e-5)  # queries: the fused float32 graph
-    assert list(hits_int8)[:2] == list(hits)[:2]
+    # documents: int8, so scores are close, not equal, and near-ties may swap: tolerances only
+    # (the exact order depends on the CPU's int8 kernels and on the thread count)
+    assert len(set(hits_int8) & set(hits)) >= 4  # top-5 overlap
     diffs = [abs(hits_int8[d] - hits[d]) for d in hits if d in hits_int8]
-    assert len(diffs) >= 4 and max(diffs) < 0.03 and max(diffs) > 1e-5  # documents: int8
+    assert max(diffs) < 0.03 and max(diffs) > 1e-5

@@ -13,6 +13,20 @@ def _unit(rng, n, d=16):
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
+def assert_topk_up_to_ties(got, truth, k, tol=1e-5):
+    """got = [(id, score)] is the top k of truth = {id: score}, best first, up to tol.
+
+    MaxSim is one BLAS product per fetched batch, and which batch a document lands in (all at
+    once, first k, then chunks) changes its last float bits differently on each CPU, so
+    rankings from different batchings are compared up to near-ties, never as an exact order."""
+    got = got[:k]
+    assert len(got) == min(k, len(truth)) and len({d for d, _ in got}) == len(got)
+    np.testing.assert_allclose([s for _, s in got], [truth[d] for d, _ in got], atol=tol)
+    assert all(a[1] >= b[1] - tol for a, b in zip(got, got[1:]))
+    left_out = [s for d, s in truth.items() if d not in dict(got)]
+    assert not left_out or max(left_out) <= min(truth[d] for d, _ in got) + tol
+
+
 @pytest.fixture
 def setup():
     rng = np.random.default_rng(0)
@@ -30,8 +44,8 @@ def setup():
 def test_no_pruning_equals_exhaustive_maxsim(setup):
     docs, q, cands, fetch, calls = setup
     got, stats = maxsim_rerank(cands, q, fetch, k=10, alpha=0.0, beta=None)
-    exhaustive = sorted(((maxsim(q, docs[d]), d) for d, _ in cands), key=lambda x: -x[0])
-    assert [d for d, _ in got] == [d for _, d in exhaustive]
+    assert len(got) == 60  # every candidate scored and returned
+    assert_topk_up_to_ties(got, {d: maxsim(q, docs[d]) for d, _ in cands}, k=60)
     assert stats.scored == 60 and stats.pruned == 0 and len(calls) == 60
 
 
@@ -161,13 +175,15 @@ def test_no_pruning_equals_exhaustive_with_interpolation(setup, weight):
               for i, (d, _) in enumerate(cands)]
     expect.sort(key=lambda x: -x[0])
     got, stats = maxsim_rerank(cands, q, fetch, k=10, alpha=0.0, beta=None, first_stage_weight=weight)
-    assert [d for d, _ in got] == [d for _, d in expect]
-    assert [s for s, _ in expect] == pytest.approx([s for _, s in got], abs=1e-5)
+    assert len(got) == 60
+    assert_topk_up_to_ties(got, {d: s for s, d in expect}, k=60)
     assert stats.scored == 60 and len(calls) == 60
-    # a beta larger than the list never fires: same ranking and the same work
+    # a beta larger than the list never fires: same ranking (other batches: up to rounding)
+    # and the same work
     got_b, stats_b = maxsim_rerank(cands, q, lambda ids: [docs[d] for d in ids], k=10, beta=1000,
                                    first_stage_weight=weight)
-    assert got_b == got and stats_b.scored == 60
+    assert_topk_up_to_ties(got_b, dict(got), k=60)
+    assert stats_b.scored == 60
 
 
 def test_beta_with_interpolation_keeps_the_exhaustive_top(setup):
@@ -177,7 +193,7 @@ def test_beta_with_interpolation_keeps_the_exhaustive_top(setup):
     full, _ = maxsim_rerank(cands, q, lambda ids: [docs[d] for d in ids], k=5, first_stage_weight=0.9)
     got, stats = maxsim_rerank(cands, q, fetch, k=5, beta=5, first_stage_weight=0.9)
     assert stats.scored < 60 and len(calls) == stats.scored
-    assert [d for d, _ in got[:5]] == [d for d, _ in full[:5]]
+    assert_topk_up_to_ties(got, dict(full), k=5)
 
 
 def test_api_rerank_first_stage_weight(client):
