@@ -1,9 +1,13 @@
 """Write-ahead log: every acknowledged upsert or delete is a record here, fsync'd before the
 call returns, until a flush has sealed it into a segment.
 
-Record = u32 payload length | u32 CRC32 of payload | payload. The payload is a u32 header
-length, a JSON header (operation, sequence number, ids, texts, metadata) and the raw bytes of
-the vectors' arrays. Files are named by the first sequence number they may hold; a flush
+A file starts with the magic b"LSRWAL2\n"; a record is u32 payload length | u32 CRC32 of the
+payload | u32 CRC32 of those 8 bytes | payload. The payload is a u32 header length, a JSON header
+(operation, sequence number, ids, texts, metadata) and the raw bytes of the vectors' arrays.
+The header's own checksum is what tells a torn write from damage when a record claims to run
+past the end of its file: a crash leaves a true length there, a flipped bit a length failing
+its check. (Files without the magic, written by earlier versions, have 8-byte headers and are
+still read; new records always go to a file of the current format.) Files are named by the first sequence number they may hold; a flush
 rotates to a new file and, once the segment is committed, deletes the older ones.
 
 Replay tells two kinds of damage apart. A *torn tail* — the last record of the newest file
@@ -40,7 +44,9 @@ from .atomic import fsync_dir, write_bytes_durable
 from .errors import InvalidInputError
 from .storage import IndexFormatError
 
-_REC = struct.Struct("<II")
+_MAGIC = b"LSRWAL2\n"
+_REC = struct.Struct("<III")   # payload length, payload CRC32, CRC32 of the first two fields
+_REC_V1 = struct.Struct("<II")  # files without the magic: length, payload CRC32
 _U32 = struct.Struct("<I")
 
 WAL_RECOVERY_MODES = (TOLERATE_TORN_TAIL, POINT_IN_TIME, ABSOLUTE_CONSISTENCY) = (
@@ -140,15 +146,18 @@ class _Damage:
     what: str
 
 
-def _read_record(data: bytes, pos: int):
+def _read_record(data: bytes, pos: int, v1: bool = False):
     """(operation, end offset) of the record at pos, or the _Damage found there."""
-    if pos + _REC.size > len(data):
+    rec = _REC_V1 if v1 else _REC
+    if pos + rec.size > len(data):
         return _Damage(pos, True, "wal record size", "a cut-off record header")
-    n, crc = _REC.unpack_from(data, pos)
-    end = pos + _REC.size + n
+    n, crc = _REC_V1.unpack_from(data, pos)
+    if not v1 and zlib.crc32(data[pos:pos + 8]) != _U32.unpack_from(data, pos + 8)[0]:
+        return _Damage(pos, False, "wal record header checksum", "a record header failing its checksum")
+    end = pos + rec.size + n
     if end > len(data):
         return _Damage(pos, True, "wal record size", "a cut-off record")
-    payload = data[pos + _REC.size:end]
+    payload = data[pos + rec.size:end]
     if zlib.crc32(payload) != crc:
         return _Damage(pos, False, "wal record checksum", "a record failing its checksum")
     try:
@@ -156,6 +165,16 @@ def _read_record(data: bytes, pos: int):
     except (ValueError, KeyError, TypeError, IndexError, struct.error) as exc:
         # a checksum matching garbage: a zero-filled tail (length 0, CRC 0) is the usual case
         return _Damage(pos, False, "wal record format", f"an undecodable record ({exc!r})")
+
+
+def _file_format(data: bytes) -> tuple[int, bool] | None:
+    """(offset of the first record, old format?) of a log file's bytes; None for a file that a
+    crash cut inside its magic (created, never written to: nothing to replay)."""
+    if data.startswith(_MAGIC):
+        return len(_MAGIC), False
+    if _MAGIC.startswith(data):
+        return None
+    return 0, True
 
 
 class WriteAheadLog:
@@ -179,9 +198,12 @@ class WriteAheadLog:
         ops, files = [], self.files()
         for i, path in enumerate(files):
             data = path.read_bytes()
-            pos = 0
+            fmt = _file_format(data)
+            if fmt is None:
+                continue
+            pos, v1 = fmt
             while pos < len(data):
-                rec = _read_record(data, pos)
+                rec = _read_record(data, pos, v1)
                 if isinstance(rec, _Damage):
                     self._recover(recovery, path, data, rec, later=files[i + 1:])
                     return ops
@@ -245,15 +267,24 @@ class WriteAheadLog:
         crashpoints.step("wal.truncate")
 
     def open(self, next_seq: int) -> None:
-        """Append to the newest file, or start one at next_seq when there is none."""
+        """Append to the newest file, or start one at next_seq when there is none (or when the
+        newest holds records of the old format)."""
         files = self.files()
-        self._open_file(files[-1] if files else self.dir / _file_name(next_seq))
+        newest = files[-1] if files else None
+        if newest is not None and _file_format(newest.read_bytes()[:len(_MAGIC)]) == (0, True):
+            newest = None
+        self._open_file(newest or self.dir / _file_name(next_seq))
 
     def _open_file(self, path: Path) -> None:
         # the new file first: if it cannot be created (disk full) appends go on in the old one
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         crashpoints.step("wal.create")
         try:
+            if os.fstat(fd).st_size < len(_MAGIC):  # new, or cut inside its magic by a crash
+                os.ftruncate(fd, 0)
+                os.write(fd, _MAGIC)
+                os.fsync(fd)
+                crashpoints.step("wal.magic")
             fsync_dir(self.dir)
         except BaseException:
             os.close(fd)
@@ -263,7 +294,8 @@ class WriteAheadLog:
 
     def append(self, payload: bytes) -> None:
         """Write one record and fsync it: when this returns the operation is durable."""
-        rec = _REC.pack(len(payload), zlib.crc32(payload)) + payload
+        head = _REC_V1.pack(len(payload), zlib.crc32(payload))
+        rec = head + _U32.pack(zlib.crc32(head)) + payload
         start = os.lseek(self._fd, 0, os.SEEK_END)
         try:
             view = memoryview(rec)

@@ -53,7 +53,15 @@ def _flip_second(path, bounds) -> int:
     return bounds[1]
 
 
-DAMAGE = {"torn_tail": _tear_last, "bad_last": _flip_last, "bad_middle": _flip_second}
+def _flip_last_length(path, bounds) -> int:
+    """A flipped high bit in the last record's length: it now claims to run far past the end of
+    the file, as a torn write would — only the header's own checksum tells them apart."""
+    _flip(path, bounds[-2] + 2)
+    return bounds[-2]
+
+
+DAMAGE = {"torn_tail": _tear_last, "bad_last": _flip_last, "bad_middle": _flip_second,
+          "bad_last_length": _flip_last_length}
 # damage -> mode -> documents kept, or the failed check of the WALCorruptError raised
 EXPECTED = {
     "torn_tail": {TOLERATE_TORN_TAIL: 150, POINT_IN_TIME: 150, ABSOLUTE_CONSISTENCY: "wal record size"},
@@ -61,6 +69,8 @@ EXPECTED = {
                  ABSOLUTE_CONSISTENCY: "wal record checksum"},
     "bad_middle": {TOLERATE_TORN_TAIL: "wal record checksum", POINT_IN_TIME: 50,
                    ABSOLUTE_CONSISTENCY: "wal record checksum"},
+    "bad_last_length": {TOLERATE_TORN_TAIL: "wal record header checksum", POINT_IN_TIME: 150,
+                        ABSOLUTE_CONSISTENCY: "wal record header checksum"},
 }
 
 
@@ -170,3 +180,28 @@ def test_an_unknown_recovery_mode_is_refused(tmp_path):
         Collection.open(tmp_path, "c", wal_recovery="skip_any_corrupted_records")
     with Collection.open(tmp_path, "c") as coll:  # the failed open released the collection
         assert len(coll) == 0
+
+
+def test_a_log_of_the_old_format_is_read_and_new_records_go_to_a_new_file(tmp_path):
+    """Files without the magic (8-byte record headers) were written by earlier versions."""
+    import struct
+    import zlib
+
+    import numpy as np
+
+    from indexer.wal import UpsertOp
+    wal_dir = tmp_path / "wal"
+    wal_dir.mkdir()
+    payload = encode_op(UpsertOp(1, IDS[:2], {"sparse": doc_vectors(IDS[:2])}, None, None,
+                                 np.zeros(2, np.int64)))
+    old = wal_dir / "wal-00000000000000000001.log"
+    old.write_bytes(struct.pack("<II", len(payload), zlib.crc32(payload)) + payload)
+    wal = WriteAheadLog(wal_dir)
+    (op,) = wal.replay()
+    assert op.ids == IDS[:2]
+    wal.open(2)
+    wal.append(encode_op(UpsertOp(2, IDS[2:3], {"sparse": doc_vectors(IDS[2:3])}, None, None,
+                                  np.zeros(1, np.int64))))
+    wal.close()
+    assert old.read_bytes()[:8] != b"LSRWAL2\n" and len(wal.files()) == 2
+    assert [o.ids for o in WriteAheadLog(wal_dir).replay()] == [IDS[:2], IDS[2:3]]

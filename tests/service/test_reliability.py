@@ -49,13 +49,14 @@ def flip(path: Path, offset: int) -> None:
 
 
 def wal_records(path: Path) -> list[tuple[int, int]]:
-    """(start, end) of each record: u32 length | u32 CRC32 | payload (see indexer/wal.py)."""
+    """(start, end) of each record's payload: the file's 8-byte magic, then records of u32
+    length | u32 CRC32 | u32 header CRC32 | payload (see indexer/wal.py)."""
     import struct
-    data, pos, spans = path.read_bytes(), 0, []
+    data, pos, spans = path.read_bytes(), 8, []
     while pos < len(data):
         (n,) = struct.unpack_from("<I", data, pos)
-        spans.append((pos + 8, pos + 8 + n))  # the payload: a flip there fails the checksum
-        pos += 8 + n
+        spans.append((pos + 12, pos + 12 + n))  # the payload: a flip there fails the checksum
+        pos += 12 + n
     return spans
 
 
