@@ -47,17 +47,22 @@ from .buffer import WriteBuffer
 from .collection_config import CollectionConfig, check_document_id, check_name
 from .combining import Combiner
 from .errors import (ClosedError, ConflictError, CorruptionError, InvalidInputError, LockedError, LsrError,
-                     NotFoundError)
+                     NotFoundError, ReadOnlyError)
 from .filters import Filter
 from .scoring import dense_query, top_k
 from .segment import Segment, segment_dir_name, write_segment
 from .storage import IndexFormatError, load_arrays, save_arrays
 from .validation import as_document_csr, as_query, check_k, check_search_params
-from .wal import TOLERATE_TORN_TAIL, DeleteOp, UpsertOp, WriteAheadLog, encode_op
+from .wal import TOLERATE_TORN_TAIL, DeleteOp, UpsertOp, WalTail, WriteAheadLog, encode_op
 
 FORMAT_VERSION = 1
 # .<name>.<kind>-<hex>: a create/restore in progress, a dropped or a replaced collection
 _LEFTOVER_RE = re.compile(r"^\.(.+)\.(tmp|dropped|replaced)-[0-9a-f]{8}$")
+# What _load() builds and a follower's refresh() swaps in (the locks and the dense combiner,
+# which threads may be waiting on, stay).
+_STATE = ("config", "_generation", "_checkpoint", "_next_seq", "_next_segment_id", "_tomb_name",
+          "_segments", "_live", "_sealing", "_buffer", "_df", "_n_docs", "_total_length", "_tail",
+          "_logged_seq")
 # What a snapshot holds: the configuration and the committed state plus its WAL.
 _STATE_ENTRIES = {"collection.json", "MANIFEST.json", "segments", "tombstones", "wal"}
 # Exceptions that reading a damaged file can raise from numpy, pyarrow, json or the OS.
@@ -141,13 +146,15 @@ class Collection:
         return cls.open(data_dir, name)
 
     @classmethod
-    def open(cls, data_dir, name: str, *, wal_recovery: str = TOLERATE_TORN_TAIL) -> "Collection":
-        """wal_recovery: how a damaged write-ahead log is replayed (wal.WAL_RECOVERY_MODES)."""
+    def open(cls, data_dir, name: str, *, wal_recovery: str = TOLERATE_TORN_TAIL,
+             read_only: bool = False) -> "Collection":
+        """wal_recovery: how a damaged write-ahead log is replayed (wal.WAL_RECOVERY_MODES).
+        read_only: follow a collection that another process writes (see refresh())."""
         name = check_name(name)
         path = Path(data_dir) / name
         if not (path / "collection.json").is_file():
             raise CollectionNotFoundError(f"no collection {name!r} in {data_dir}")
-        return cls(path, wal_recovery=wal_recovery)
+        return cls(path, wal_recovery=wal_recovery, read_only=read_only)
 
     @staticmethod
     def list(data_dir) -> list[str]:
@@ -173,21 +180,22 @@ class Collection:
         shutil.rmtree(gone, ignore_errors=True)
         crashpoints.step("collection.drop.remove")
 
-    def __init__(self, path: Path, *, wal_recovery: str = TOLERATE_TORN_TAIL):
+    def __init__(self, path: Path, *, wal_recovery: str = TOLERATE_TORN_TAIL, read_only: bool = False):
         self.path = Path(path)
         self.name = self.path.name
-        self._lock_fd = _acquire_lock(self.path)
+        self.read_only = read_only
+        # a follower takes no lock: it never writes, and the writer must be able to run
+        self._lock_fd = None if read_only else _acquire_lock(self.path)
         try:
-            self._load(wal_recovery)
-        except BaseException as exc:
-            os.close(self._lock_fd)
-            if isinstance(exc, LsrError) or not isinstance(exc, _LOAD_FAILURES) or _disk_full(exc):
-                raise
-            # Whatever else fails while reading the files back is damage, not bad input.
-            raise CorruptionError(f"collection {self.name!r} cannot be loaded: "
-                                  f"{type(exc).__name__}: {exc}", path=self.path, check="load") from exc
+            _as_damage(self.name, self.path, lambda: self._load(wal_recovery))
+        except BaseException:
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)
+            raise
 
-    def _load(self, wal_recovery: str) -> None:
+    def _load(self, wal_recovery: str, reuse: dict | None = None) -> None:
+        """Read the committed state and replay the WAL on top. reuse: segments a follower has
+        loaded already, by id (their files are immutable; only which rows live changes)."""
         body = read_json_checked(self.path / "collection.json", "collection configuration")
         if body.get("format_version") != FORMAT_VERSION:
             raise IndexFormatError(f"{self.path} has collection format version "
@@ -200,10 +208,13 @@ class Collection:
         self._next_seq = m["next_seq"]
         self._next_segment_id = m["next_segment_id"]
         self._tomb_name = m["tombstones"]
-        self._remove_unlisted(m)
+        if not self.read_only:
+            self._remove_unlisted(m)
         self._lock = threading.RLock()      # guards all state below
         self._maint = threading.RLock()     # one flush / merge / snapshot at a time
-        self._segments = [Segment(self.path / "segments" / segment_dir_name(i), self.config)
+        reuse = reuse or {}
+        self._segments = [reuse[i].fresh() if i in reuse else
+                          Segment(self.path / "segments" / segment_dir_name(i), self.config)
                           for i in m["segments"]]
         self._apply_tombstones()
         self._live: dict[str, _Loc] = {}
@@ -214,16 +225,63 @@ class Collection:
         self._buffer = WriteBuffer(self.config)
         self._dense_combiner = Combiner(self._search_dense_batch)
         self._init_term_stats()
+        self._closed = False
+        self._logged_seq = 0  # the newest WAL record applied on top of the manifest
+        if self.read_only:
+            self._wal = None
+            self._tail = WalTail(self.path / "wal")
+            self._apply_logged(self._tail.read())
+            return
         self._wal = WriteAheadLog(self.path / "wal")
         # files a crash left between a commit and their removal hold only sealed records
         self._wal.remove_before(self._checkpoint + 1)
-        for op in self._wal.replay(wal_recovery):
-            if op.seq <= self._checkpoint:
-                continue  # already sealed into a segment
-            self._apply(op)
-            self._next_seq = max(self._next_seq, op.seq + 1)
+        self._apply_logged(self._wal.replay(wal_recovery))
         self._wal.open(self._next_seq)
-        self._closed = False
+
+    def _apply_logged(self, ops: list) -> bool:
+        """Apply WAL operations not yet in this state (replay, or a follower's tail)."""
+        applied = False
+        for op in ops:
+            if op.seq <= max(self._checkpoint, self._logged_seq):
+                continue  # already sealed into a segment, or already applied
+            self._apply(op)
+            self._logged_seq = op.seq
+            self._next_seq = max(self._next_seq, op.seq + 1)
+            applied = True
+        return applied
+
+    def refresh(self) -> bool:
+        """A follower (read_only) catches up with the writer: a new manifest (a flush or merge
+        committed) is loaded whole and swapped in at once, so a search sees the old state or
+        the new one, never a half-installed segment; otherwise new WAL records are applied.
+        Returns whether anything changed. A writer has nothing to catch up with."""
+        if not self.read_only:
+            return False
+        self._check_open()
+        for attempt in range(3):
+            m = read_json_checked(self.path / "MANIFEST.json", "collection manifest")
+            if m["generation"] == self._generation:
+                ops = self._tail.read()
+                with self._lock:
+                    return self._apply_logged(ops)
+            fresh = Collection.__new__(Collection)
+            fresh.path, fresh.name, fresh.read_only, fresh._lock_fd = self.path, self.name, True, None
+            try:
+                _as_damage(self.name, self.path,
+                           lambda: fresh._load(TOLERATE_TORN_TAIL, {s.id: s for s in self._segments}))
+            except CorruptionError:
+                # a merge may have removed a segment between our reading of the manifest and
+                # of the segment: only damage if the manifest did not move on meanwhile
+                again = read_json_checked(self.path / "MANIFEST.json", "collection manifest")
+                if again["generation"] == m["generation"] or attempt == 2:
+                    raise
+                continue
+            with self._lock:
+                self._check_open()
+                for attr in _STATE:
+                    setattr(self, attr, getattr(fresh, attr))
+            return True
+        return False
 
     def _live_put(self, doc_id: str, loc: _Loc) -> None:
         old = self._live.get(doc_id)
@@ -266,8 +324,10 @@ class Collection:
     def close(self) -> None:
         with self._maint, self._lock:
             if not self._closed:
-                self._wal.close()
-                os.close(self._lock_fd)
+                if self._wal is not None:
+                    self._wal.close()
+                if self._lock_fd is not None:
+                    os.close(self._lock_fd)
                 self._closed = True
 
     def __enter__(self):
@@ -279,6 +339,12 @@ class Collection:
     def _check_open(self) -> None:
         if self._closed:
             raise ClosedError(f"collection {self.name!r} is closed")
+
+    def _check_writable(self) -> None:
+        self._check_open()
+        if self.read_only:
+            raise ReadOnlyError(f"collection {self.name!r} is open read-only here; the process "
+                                "that holds its write lock takes writes")
 
     # ------------------------------------------------------------------ writes
     def upsert(self, ids, vectors, texts=None, metadata=None, lengths=None) -> int:
@@ -308,7 +374,7 @@ class Collection:
             raise InvalidInputError(f"lengths must be {n} non-negative integers")
         flush = False
         with self._lock:
-            self._check_open()
+            self._check_writable()
             op = UpsertOp(self._next_seq, ids, vecs, texts, metadata, lengths.astype(np.int64))
             self._wal.append(encode_op(op))  # encode_op raises ValueError before anything is written
             self._next_seq += 1
@@ -322,7 +388,7 @@ class Collection:
         """Delete documents by id; returns how many existed. Durable when this returns."""
         ids = _check_ids([ids] if isinstance(ids, str) else ids, allow_empty=True)
         with self._lock:
-            self._check_open()
+            self._check_writable()
             present = [i for i in ids if i in self._live]
             if not present:
                 return 0
@@ -559,7 +625,7 @@ class Collection:
         with self._lock:
             segs = [(s.id, s.n_rows, int(s.alive.sum())) for s in self._segments]
             buffered = sum(b.n_alive for b in self._sealing) + self._buffer.n_alive
-            wal_bytes = self._wal.nbytes
+            wal_bytes = self._wal.nbytes if self._wal is not None else _disk_bytes(self.path / "wal")
             out = {"name": self.name, "documents": len(self._live), "segments": len(segs),
                    "segment_documents": [a for _, _, a in segs],
                    "tombstones": sum(n - a for _, n, a in segs),
@@ -574,7 +640,7 @@ class Collection:
         """Seal the write buffer into a segment; returns its id (None if there was nothing)."""
         with self._maint:
             with self._lock:
-                self._check_open()
+                self._check_writable()
                 buf = self._buffer
                 if buf.n_rows:
                     buf.checkpoint = self._next_seq - 1
@@ -644,7 +710,7 @@ class Collection:
         cfg = self.config
         with self._maint:
             with self._lock:
-                self._check_open()
+                self._check_writable()
                 live = {s: int(np.count_nonzero(s.alive)) for s in self._segments}
                 dirty = [s for s in self._segments if s.n_rows and
                          (s.n_rows - live[s]) / s.n_rows >= cfg.merge_deleted_fraction]
@@ -733,7 +799,7 @@ class Collection:
         with self._maint:  # no flush or merge: the segment list and the tombstones stay put
             try:
                 with self._lock:
-                    self._check_open()
+                    self._check_writable()
                     segments = {segment_dir_name(s.id) for s in self._segments}
                 tmp.mkdir(parents=True)
                 _copy_tree(self.path / "segments", tmp / "segments", keep=segments, link=hard_links)
@@ -843,6 +909,17 @@ def _disk_bytes(path: Path) -> int:
             except FileNotFoundError:
                 pass  # removed by a concurrent merge
     return total
+
+
+def _as_damage(name: str, path: Path, load):
+    """Run a load; whatever fails in reading files back is damage, not bad input."""
+    try:
+        return load()
+    except BaseException as exc:
+        if isinstance(exc, LsrError) or not isinstance(exc, _LOAD_FAILURES) or _disk_full(exc):
+            raise
+        raise CorruptionError(f"collection {name!r} cannot be loaded: {type(exc).__name__}: {exc}",
+                              path=path, check="load") from exc
 
 
 def _disk_full(exc: BaseException) -> bool:

@@ -6,6 +6,7 @@
     ├── ConflictError        the name is taken                                 (HTTP 409)
     ├── LockedError          another process holds the collection              (HTTP 409)
     ├── ClosedError          the object was closed                             (HTTP 503)
+    ├── ReadOnlyError        a write reached a read-only follower              (HTTP 503)
     └── CorruptionError      files on disk fail a check: the data is damaged   (HTTP 503)
 
 The service maps these to HTTP in one table (service/errors.py). A CorruptionError is never
@@ -39,6 +40,10 @@ class LockedError(LsrError):
 
 class ClosedError(LsrError, RuntimeError):
     """The collection was closed (or is being replaced) while the call ran."""
+
+
+class ReadOnlyError(LsrError):
+    """A write reached a collection opened read-only (a follower of another process)."""
 
 
 class CorruptionError(LsrError):

@@ -15,6 +15,7 @@ consistent state) and persists it as tombstones.
 """
 from __future__ import annotations
 
+import copy
 import math
 import os
 import shutil
@@ -157,6 +158,13 @@ class Segment:
 
     def dense(self, field: str) -> np.ndarray:
         return self._dense[field]
+
+    def fresh(self) -> "Segment":
+        """The same segment with every row alive: the files are immutable, which rows live is
+        the collection's state (a follower's refresh() re-applies it)."""
+        seg = copy.copy(self)
+        seg.alive = np.ones(self.n_rows, dtype=bool)
+        return seg
 
     def kill(self, rows) -> None:
         alive = self.alive.copy()

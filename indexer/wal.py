@@ -333,3 +333,47 @@ class WriteAheadLog:
         if self._fd is not None:
             os.close(self._fd)
             self._fd, self._path = None, None
+
+
+class WalTail:
+    """Reads a log that another process writes, as it grows (a read-only follower).
+
+    It never writes: a record cut off at the end is one being appended right now — the next
+    read() takes it once whole; a complete record failing its check is damage
+    (WALCorruptError), as for the writer. Files are read in name order from where the last
+    read() stopped; a file removed meanwhile (its records sealed into a segment) is skipped."""
+
+    def __init__(self, directory):
+        self.dir = Path(directory)
+        self._file: str | None = None  # name of the file being followed
+        self._pos = 0                  # where its next record starts
+
+    def read(self) -> list:
+        ops = []
+        for path in sorted(self.dir.glob("wal-*.log")):
+            if self._file is not None and path.name < self._file:
+                continue
+            if path.name != self._file:
+                self._file, self._pos = path.name, 0
+            try:
+                data = path.read_bytes()
+            except FileNotFoundError:  # removed after a commit: its records are in a segment
+                continue
+            fmt = _file_format(data)
+            if fmt is None:
+                continue  # created, magic not yet written
+            start, v1 = fmt
+            pos = max(self._pos, start)
+            while pos < len(data):
+                rec = _read_record(data, pos, v1)
+                if isinstance(rec, _Damage):
+                    if rec.cut_off:
+                        self._pos = pos
+                        return ops  # being written: next time
+                    raise WALCorruptError(f"write-ahead log {path} is corrupted at byte {pos}: "
+                                          f"{rec.what}", path=path, check=rec.check)
+                op, pos = rec
+                ops.append(op)
+            self._pos = pos
+        return ops
+

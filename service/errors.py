@@ -9,7 +9,7 @@ from __future__ import annotations
 import errno
 
 from indexer.errors import (ClosedError, ConflictError, CorruptionError, InvalidInputError, LockedError,
-                            LsrError, NotFoundError)
+                            LsrError, NotFoundError, ReadOnlyError)
 
 
 class ServiceError(LsrError):
@@ -57,6 +57,7 @@ _STATUS: tuple[tuple[type, int], ...] = (
     (Damaged, 503),
     (CorruptionError, 503),
     (ClosedError, 503),
+    (ReadOnlyError, 503),
 )
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 DISK_FULL_MESSAGE = ("insufficient storage: the data directory's disk is full. Documents "
