@@ -144,13 +144,12 @@ class WriteBuffer:
         return cached[1]
 
     # ----------------------------------------------------------- search (always exact)
-    def search_sparse(self, field, qi, qv, q_dense, k, allowed, n_allowed, query_cut, heap_factor,
-                      exact_limit):
+    def search_sparse(self, field: str, query, params, allowed, n_allowed: int, exact_limit: int):
         ptr, terms, vals = self.forward(field)
         n = len(ptr) - 1 if allowed is None else len(allowed)
         rows = np.arange(n) if allowed is None else np.flatnonzero(allowed)
-        rows, scores = score_rows(ptr, terms, vals, rows, q_dense)
-        return top_k(rows, scores, k)
+        rows, scores = score_rows(ptr, terms, vals, rows, query.dense)
+        return top_k(rows, scores, params.k)
 
     def dense_scores(self, field: str, queries: np.ndarray) -> np.ndarray:
         """[n_queries, rows so far] dot products (a snapshot's rows are a prefix of these)."""

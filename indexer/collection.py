@@ -7,7 +7,7 @@
       tombstones/       deleted / superseded rows of the listed segments, one dir per manifest
       wal/              write-ahead log of operations not yet sealed (wal.py)
       quarantine/       WAL bytes that recovery dropped, kept for inspection (not in snapshots)
-      LOCK              held (flock) by the one process that has the collection open
+      LOCK              held (flock) by the one process that writes the collection
 
 Writes: an upsert or delete gets the next sequence number, is appended to the WAL and fsync'd,
 then applied in memory (rows appended to the write buffer, older versions marked dead) before
@@ -17,11 +17,15 @@ comparison and replaying the WAL is idempotent.
 Flush seals the buffer: under the lock the buffer is frozen (still searched) and the WAL
 rotated; the segment is built without the lock; under the lock again rows killed meanwhile are
 carried over as tombstones and a new manifest is committed (temp file, fsync, rename). Merge
-works the same way on a set of segments. Only the manifest makes a segment visible, so a crash
-at any point leaves the old state plus the WAL, and open() removes unlisted directories.
+works the same way on a set of segments; a flush and a merge may run at the same time (each
+takes its own lock; both commit under the state lock). Only the manifest makes a segment
+visible, so a crash at any point leaves the old state plus the WAL, and open() removes unlisted
+directories. When to flush and merge is the MaintenancePolicy's decision, and a background
+thread acts on it (maintenance.py); writes only wait for room in the buffer.
 
 Searches take a snapshot under the lock (segment list, each `alive` mask, buffer length), then
-run without it: masks and buffers are replaced or appended, never changed in place.
+run without it: masks and buffers are replaced or appended, never changed in place. The same
+property lets a read-only follower swap in a whole new state at once (refresh()).
 """
 from __future__ import annotations
 
@@ -49,10 +53,13 @@ from .combining import Combiner
 from .errors import (ClosedError, ConflictError, CorruptionError, InvalidInputError, LockedError, LsrError,
                      NotFoundError, ReadOnlyError)
 from .filters import Filter
-from .scoring import dense_query, top_k
+from .maintenance import Maintainer, MaintenancePolicy
+from .query import DEFAULTS, SearchParams, SparseQuery
+from .rows import Rows
+from .scoring import top_k
 from .segment import Segment, segment_dir_name, write_segment
 from .storage import IndexFormatError, load_arrays, save_arrays
-from .validation import as_document_csr, as_query, check_k, check_search_params
+from .validation import as_document_csr, check_k
 from .wal import TOLERATE_TORN_TAIL, DeleteOp, UpsertOp, WalTail, WriteAheadLog, encode_op
 
 FORMAT_VERSION = 1
@@ -81,11 +88,30 @@ class CollectionLockedError(LockedError):
     """Another Collection object (in this or another process) has the collection open."""
 
 
-class Hit(NamedTuple):
-    id: str
-    score: float
-    text: str | None
-    metadata: dict | None
+class Hit:
+    """One search result. Its text and metadata are read from the document store only when
+    asked for (and then once): a search ranks many more candidates than a page shows."""
+
+    __slots__ = ("id", "score", "_rows", "_row", "_doc")
+
+    def __init__(self, doc_id: str, score: float, rows, row: int):
+        self.id, self.score, self._rows, self._row, self._doc = doc_id, score, rows, row, None
+
+    def _fetch(self) -> tuple:
+        if self._doc is None:
+            self._doc = (self._rows.text(self._row), self._rows.metadata(self._row))
+        return self._doc
+
+    @property
+    def text(self) -> str | None:
+        return self._fetch()[0]
+
+    @property
+    def metadata(self) -> dict | None:
+        return self._fetch()[1]
+
+    def __repr__(self) -> str:
+        return f"Hit({self.id!r}, {self.score:.6g})"
 
 
 @dataclass
@@ -121,7 +147,7 @@ class Collection:
     # ------------------------------------------------------------------ lifecycle
     @classmethod
     def create(cls, data_dir, name: str, fields: dict, *, encoders: dict | None = None,
-               **options) -> "Collection":
+               maintenance: bool = True, **options) -> "Collection":
         """Create an empty collection; raises CollectionExistsError if the name is taken."""
         name = check_name(name)
         config = CollectionConfig.from_dict({"fields": fields, "encoders": encoders or {}, **options})
@@ -143,18 +169,20 @@ class Collection:
             fsync_dir(data_dir)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-        return cls.open(data_dir, name)
+        return cls.open(data_dir, name, maintenance=maintenance)
 
     @classmethod
     def open(cls, data_dir, name: str, *, wal_recovery: str = TOLERATE_TORN_TAIL,
-             read_only: bool = False) -> "Collection":
+             read_only: bool = False, maintenance: bool = True) -> "Collection":
         """wal_recovery: how a damaged write-ahead log is replayed (wal.WAL_RECOVERY_MODES).
-        read_only: follow a collection that another process writes (see refresh())."""
+        read_only: follow a collection that another process writes (see refresh()).
+        maintenance: flush and merge in a background thread (maintenance.py); without it
+        upsert() flushes (and merges) inline once the buffer holds flush_docs rows."""
         name = check_name(name)
         path = Path(data_dir) / name
         if not (path / "collection.json").is_file():
             raise CollectionNotFoundError(f"no collection {name!r} in {data_dir}")
-        return cls(path, wal_recovery=wal_recovery, read_only=read_only)
+        return cls(path, wal_recovery=wal_recovery, read_only=read_only, maintenance=maintenance)
 
     @staticmethod
     def list(data_dir) -> list[str]:
@@ -180,7 +208,8 @@ class Collection:
         shutil.rmtree(gone, ignore_errors=True)
         crashpoints.step("collection.drop.remove")
 
-    def __init__(self, path: Path, *, wal_recovery: str = TOLERATE_TORN_TAIL, read_only: bool = False):
+    def __init__(self, path: Path, *, wal_recovery: str = TOLERATE_TORN_TAIL, read_only: bool = False,
+                 maintenance: bool = True):
         self.path = Path(path)
         self.name = self.path.name
         self.read_only = read_only
@@ -192,6 +221,10 @@ class Collection:
             if self._lock_fd is not None:
                 os.close(self._lock_fd)
             raise
+        self._policy = MaintenancePolicy.from_config(self.config)
+        self._maintainer = Maintainer(self, self._policy) if maintenance and not read_only else None
+        if self._maintainer is not None:
+            self._maintainer.notify()  # a replayed WAL may hold a flush's worth already
 
     def _load(self, wal_recovery: str, reuse: dict | None = None) -> None:
         """Read the committed state and replay the WAL on top. reuse: segments a follower has
@@ -210,8 +243,10 @@ class Collection:
         self._tomb_name = m["tombstones"]
         if not self.read_only:
             self._remove_unlisted(m)
-        self._lock = threading.RLock()      # guards all state below
-        self._maint = threading.RLock()     # one flush / merge / snapshot at a time
+        self._lock = threading.RLock()        # guards all state below
+        self._room = threading.Condition(self._lock)  # a flush took the buffer: writers may go on
+        self._seal_lock = threading.RLock()   # one flush at a time
+        self._merge_lock = threading.RLock()  # one merge at a time (flushes go on meanwhile)
         reuse = reuse or {}
         self._segments = [reuse[i].fresh() if i in reuse else
                           Segment(self.path / "segments" / segment_dir_name(i), self.config)
@@ -322,7 +357,9 @@ class Collection:
             seg.kill(rows)
 
     def close(self) -> None:
-        with self._maint, self._lock:
+        if self._maintainer is not None:
+            self._maintainer.stop()  # after the flush or merge in progress
+        with self._seal_lock, self._merge_lock, self._lock:
             if not self._closed:
                 if self._wal is not None:
                     self._wal.close()
@@ -372,17 +409,29 @@ class Collection:
         lengths = np.asarray(lengths)
         if lengths.shape != (n,) or lengths.dtype.kind not in "iu" or (n and lengths.min() < 0):
             raise InvalidInputError(f"lengths must be {n} non-negative integers")
-        flush = False
         with self._lock:
             self._check_writable()
+            self._wait_for_room()
             op = UpsertOp(self._next_seq, ids, vecs, texts, metadata, lengths.astype(np.int64))
             self._wal.append(encode_op(op))  # encode_op raises ValueError before anything is written
             self._next_seq += 1
             self._apply(op)
-            flush = self._buffer.n_rows >= self.config.flush_docs
-        if flush:
+            flush = self._policy.flush_due(self._buffer.n_rows)
+        if flush and self._maintainer is not None:
+            self._maintainer.notify()
+        elif flush:
             self.flush()
         return n
+
+    def _wait_for_room(self) -> None:
+        """Under the lock: back-pressure. Wait while the buffer is at max_buffer_docs (the
+        maintainer is behind); if maintenance is failing, raise its error instead."""
+        while self._maintainer is not None and self._policy.full(self._buffer.n_rows):
+            if self._maintainer.failure is not None:
+                raise self._maintainer.failure
+            self._maintainer.notify()
+            self._room.wait(0.5)
+            self._check_writable()
 
     def delete(self, ids) -> int:
         """Delete documents by id; returns how many existed. Durable when this returns."""
@@ -532,26 +581,24 @@ class Collection:
             return ([(s, s.alive) for s in self._segments] + [(b, b.alive) for b in self._sealing]
                     + [(self._buffer, self._buffer.alive)])
 
-    def search(self, q_indices, q_values, k: int = 10, *, field: str | None = None, filter=None,
-               query_cut: int = 10, heap_factor: float = 0.7) -> list[Hit]:
+    def search(self, q_indices, q_values, k: int = DEFAULTS.k, *, field: str | None = None,
+               filter=None, query_cut: int = DEFAULTS.query_cut,
+               heap_factor: float = DEFAULTS.heap_factor) -> list[Hit]:
         """Top-k documents by dot product with a sparse query, newest versions only, best first.
 
         Segments use their index (approximate for Seismic; query_cut and heap_factor as there),
         the write buffer is scored exactly. With a filter, k hits come back whenever k matching
-        documents share a term with the query (see Segment.search_sparse for the strategy)."""
+        documents share a term with the query (see Segment.search_sparse for the strategy).
+        The query and the parameters are checked here, once, for every segment."""
         field = self._field(field, "sparse")
-        dim = self.config.fields[field].dim
-        k = check_k(k)
-        query_cut, heap_factor = check_search_params(query_cut, heap_factor)
-        qi, qv = as_query(q_indices, q_values, dim)
+        params = SearchParams(k, query_cut, heap_factor)
+        query = SparseQuery.make(q_indices, q_values, self.config.fields[field].dim)
         flt = Filter.parse(filter)
-        q_dense = dense_query(qi, qv, dim)
         exact_limit = self.config.filter_exact_docs
 
-        def run(c, allowed, n_allowed):
-            return c.search_sparse(field, qi, qv, q_dense, k, allowed, n_allowed, query_cut,
-                                   heap_factor, exact_limit)
-        return self._fan_out(run, flt, k)
+        def run(c: Rows, allowed, n_allowed):
+            return c.search_sparse(field, query, params, allowed, n_allowed, exact_limit)
+        return self._fan_out(run, flt, params.k)
 
     def search_dense(self, vector, k: int = 10, *, field: str | None = None, filter=None) -> list[Hit]:
         """Exact top-k by dot product with a dense query vector."""
@@ -610,7 +657,7 @@ class Collection:
         for score, doc_id, seq, c, r in found:
             if seq == newest[doc_id] and doc_id not in seen:
                 seen.add(doc_id)
-                hits.append(Hit(doc_id, score, c.text(r), c.metadata(r)))
+                hits.append(Hit(doc_id, score, c, r))
                 if len(hits) == k:
                     break
         return hits
@@ -638,7 +685,7 @@ class Collection:
     # ------------------------------------------------------------------ flush / merge
     def flush(self) -> int | None:
         """Seal the write buffer into a segment; returns its id (None if there was nothing)."""
-        with self._maint:
+        with self._seal_lock:
             with self._lock:
                 self._check_writable()
                 buf = self._buffer
@@ -647,13 +694,32 @@ class Collection:
                     self._wal.rotate(self._next_seq)
                     self._buffer = WriteBuffer(self.config)
                     self._sealing.append(buf)
+                    self._room.notify_all()
                 pending = list(self._sealing)
             seg_id = None
             for buf in pending:  # normally one; more only after an earlier flush failed
                 seg_id = self._seal(buf)
-            if self._merge_due():
-                self.merge()
-            return seg_id
+        if self._maintainer is not None:
+            self._maintainer.notify()  # it merges when due
+        elif self._policy.merge_due(self.live_per_segment()):
+            self.merge()
+        return seg_id
+
+    def wait_for_maintenance(self, timeout: float = 600.0) -> None:
+        """Block until no flush or merge is due or running (a no-op without a maintainer)."""
+        if self._maintainer is not None:
+            self._maintainer.wait_idle(timeout)
+
+    # what the maintainer looks at
+    def buffered_rows(self) -> int:
+        return self._buffer.n_rows
+
+    def sealing_pending(self) -> bool:
+        return bool(self._sealing)
+
+    def live_per_segment(self) -> list[int]:
+        with self._lock:
+            return [int(np.count_nonzero(s.alive)) for s in self._segments]
 
     def _seal(self, buf: WriteBuffer) -> int | None:
         with self._lock:
@@ -692,35 +758,14 @@ class Collection:
                     self._live[seg.ids[j]] = _Loc(seg, j, int(seg.seqs[j]))
                 j += 1
 
-    def _merge_due(self) -> bool:
-        """After a flush: merge when there are too many segments, or as soon as the small
-        segments together hold merge_small_docs live documents — a 100k-document collection
-        then searches a few large Seismic segments instead of many small exact ones."""
-        cfg = self.config
-        if not cfg.max_segments:
-            return False
-        with self._lock:
-            live = [int(np.count_nonzero(s.alive)) for s in self._segments]
-        small = [n for n in live if n < cfg.merge_small_docs]
-        return len(live) > cfg.max_segments or (len(small) >= 2 and sum(small) >= cfg.merge_small_docs)
-
     def merge(self, force: bool = False) -> int:
         """Rewrite small segments (and those with many deleted rows) into one, dropping dead
         rows; force=True rewrites all segments into one. Returns how many were rewritten."""
         cfg = self.config
-        with self._maint:
+        with self._merge_lock:
             with self._lock:
                 self._check_writable()
-                live = {s: int(np.count_nonzero(s.alive)) for s in self._segments}
-                dirty = [s for s in self._segments if s.n_rows and
-                         (s.n_rows - live[s]) / s.n_rows >= cfg.merge_deleted_fraction]
-                if force:
-                    cands = list(self._segments)
-                    if len(cands) == 1 and live[cands[0]] == cands[0].n_rows:
-                        cands = []
-                else:
-                    small = [s for s in self._segments if live[s] < cfg.merge_small_docs]
-                    cands = [s for s in self._segments if s in dirty or (len(small) >= 2 and s in small)]
+                cands = self._policy.merge_candidates(self._segments, force)
                 if not cands:
                     return 0
                 sources = [(s, np.flatnonzero(s.alive)) for s in cands]
@@ -796,7 +841,7 @@ class Collection:
         self.flush()
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.parent / f".{dest.name}.tmp-{uuid.uuid4().hex[:8]}"
-        with self._maint:  # no flush or merge: the segment list and the tombstones stay put
+        with self._seal_lock, self._merge_lock:  # the segment list and the tombstones stay put
             try:
                 with self._lock:
                     self._check_writable()
@@ -820,7 +865,7 @@ class Collection:
 
     @classmethod
     def restore(cls, src_dir, data_dir, name: str, *, replace: bool = False,
-                wal_recovery: str = TOLERATE_TORN_TAIL) -> "Collection":
+                wal_recovery: str = TOLERATE_TORN_TAIL, maintenance: bool = True) -> "Collection":
         """Create collection `name` in data_dir from a snapshot directory and open it.
 
         replace=True swaps out an existing collection of that name (which no Collection object
@@ -858,7 +903,7 @@ class Collection:
             if lock is not None:
                 os.close(lock)
         try:
-            coll = cls.open(data_dir, name, wal_recovery=wal_recovery)
+            coll = cls.open(data_dir, name, wal_recovery=wal_recovery, maintenance=maintenance)
         except BaseException:
             shutil.rmtree(final, ignore_errors=True)  # a broken snapshot leaves nothing behind
             if aside.exists():

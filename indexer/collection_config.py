@@ -1,6 +1,7 @@
 """Configuration of a collection: its vector fields, encoders and storage policy, as typed objects."""
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import asdict, dataclass, field, fields
 
@@ -88,59 +89,60 @@ class FieldSpec:
         return cls(**d)
 
 
+def _option(default, doc: str, **bounds):
+    """A collection option: its default, its bounds (ge / gt / le) and what it does. Declared
+    once here: the checks below and the REST schema (service/schemas.py) are derived from it."""
+    return field(default=default, metadata={"doc": doc, "bounds": bounds})
+
+
 @dataclass(frozen=True)
 class CollectionConfig:
-    """Everything about a collection that is fixed at creation.
-
-    fields:              vector field name -> FieldSpec; every document has a vector in each.
-    encoders:            free-form names of the encoders that produce each field (the service
-                         fills these in; the collection stores and returns them).
-    flush_docs:          the write buffer is sealed into a segment when it holds this many rows.
-    exact_segment_docs:  segments with fewer documents use ExactIndex instead of Seismic: up to
-                         ~20k SPLADE-like documents exact search is about as fast or faster
-                         (BENCHMARKS.md, "Exact vs Seismic on small synthetic segments"), never
-                         wrong, and much cheaper to build when the buffer is sealed.
-    max_segments:        after a flush leaves more segments than this, small ones are merged
-                         (0 disables automatic merging).
-    merge_small_docs:    merge() rewrites segments with fewer live documents than this ...
-                         (automatically, after a flush, once they hold this many together) ...
-    merge_deleted_fraction: ... and segments whose fraction of deleted rows is at least this.
-    filter_exact_docs:   a filtered search scores the matching rows of a segment exactly when at
-                         most this many match (otherwise it over-fetches from the index).
-    """
+    """Everything about a collection that is fixed at creation: its vector fields (name ->
+    FieldSpec; every document has a vector in each), the names of the encoders that fill them
+    (free-form: the service fills these in, the collection stores and returns them), and the
+    storage options below (OPTIONS)."""
 
     fields: dict
     encoders: dict = field(default_factory=dict)
-    flush_docs: int = 10_000
-    exact_segment_docs: int = 20_000
-    max_segments: int = 16
-    merge_small_docs: int = 50_000
-    merge_deleted_fraction: float = 0.2
-    filter_exact_docs: int = 5_000
+    flush_docs: int = _option(10_000, "the write buffer is sealed into a segment when it holds this "
+                              "many rows", ge=1)
+    max_buffer_docs: int | None = _option(None, "writes wait (back-pressure) while the write buffer "
+                                          "holds this many rows, i.e. while the background maintenance "
+                                          "is behind; at least flush_docs; default 4 x flush_docs", ge=1)
+    exact_segment_docs: int = _option(20_000, "segments with fewer documents use exact search instead "
+                                      "of Seismic: up to ~20k SPLADE-like documents it is about as fast "
+                                      "(BENCHMARKS.md), never wrong, and much cheaper to build", ge=0)
+    max_segments: int = _option(16, "after a flush leaves more segments than this, small ones are "
+                                "merged (0: no automatic merging)", ge=0)
+    merge_small_docs: int = _option(50_000, "a merge rewrites the segments with fewer live documents "
+                                    "than this, automatically once they hold this many together", ge=0)
+    merge_deleted_fraction: float = _option(0.2, "... and the segments with at least this fraction of "
+                                            "deleted rows", gt=0, le=1)
+    filter_exact_docs: int = _option(5_000, "a filtered search scores a segment's matching rows exactly "
+                                     "when at most this many match (else it over-fetches from the index)",
+                                     ge=0)
 
     def __post_init__(self):
         if not isinstance(self.fields, dict) or not self.fields:
             raise InvalidInputError("a collection needs at least one vector field, e.g. "
-                             "{'sparse': {'kind': 'sparse', 'dim': 30522}}")
+                                    "{'sparse': {'kind': 'sparse', 'dim': 30522}}")
         specs = {}
         for name, spec in self.fields.items():
             if not isinstance(name, str) or not FIELD_RE.fullmatch(name):
                 raise InvalidInputError(f"invalid field name {name!r}: letters, digits and '_', "
-                                 "starting with a letter, at most 32 characters")
+                                        "starting with a letter, at most 32 characters")
             specs[name] = FieldSpec.from_dict(spec)
         object.__setattr__(self, "fields", specs)
         if not isinstance(self.encoders, dict) or not all(
                 isinstance(k, str) and (v is None or isinstance(v, str)) for k, v in self.encoders.items()):
             raise InvalidInputError("encoders must map strings to encoder names (str or None)")
-        for name in ("flush_docs", "exact_segment_docs", "merge_small_docs", "filter_exact_docs"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < (1 if name == "flush_docs" else 0):
-                raise InvalidInputError(f"{name} must be a {'positive' if name == 'flush_docs' else 'non-negative'} "
-                                 f"integer, got {v!r}")
-        if isinstance(self.max_segments, bool) or not isinstance(self.max_segments, int) or self.max_segments < 0:
-            raise InvalidInputError(f"max_segments must be a non-negative integer, got {self.max_segments!r}")
-        if not 0 < self.merge_deleted_fraction <= 1:
-            raise InvalidInputError(f"merge_deleted_fraction must be in (0, 1], got {self.merge_deleted_fraction!r}")
+        if self.max_buffer_docs is None:
+            object.__setattr__(self, "max_buffer_docs", 4 * self.flush_docs)
+        for opt in OPTIONS:
+            _check_option(opt, getattr(self, opt.name))
+        if self.max_buffer_docs < self.flush_docs:
+            raise InvalidInputError(f"max_buffer_docs must be >= flush_docs ({self.flush_docs}), "
+                                    f"got {self.max_buffer_docs}")
 
     @property
     def sparse_fields(self) -> list[str]:
@@ -158,3 +160,20 @@ class CollectionConfig:
         d = asdict(self)
         d["fields"] = {n: asdict(s) for n, s in self.fields.items()}
         return d
+
+
+# The storage options, in declaration order (not the fields and encoders).
+OPTIONS = tuple(f for f in fields(CollectionConfig) if "doc" in f.metadata)
+
+
+def _check_option(opt, value) -> None:
+    integer = opt.type.startswith("int")
+    ok_type = (isinstance(value, int) if integer else isinstance(value, (int, float)) and math.isfinite(value))
+    if isinstance(value, bool) or not ok_type:
+        raise InvalidInputError(f"{opt.name} must be {'an integer' if integer else 'a finite number'}, "
+                                f"got {value!r}")
+    b = opt.metadata["bounds"]
+    if ("ge" in b and value < b["ge"]) or ("gt" in b and value <= b["gt"]) or ("le" in b and value > b["le"]):
+        limits = ", ".join(f"{'>=' if k == 'ge' else '>' if k == 'gt' else '<='} {v}" for k, v in b.items())
+        raise InvalidInputError(f"{opt.name} must be {limits}, got {value!r}")
+

@@ -30,6 +30,7 @@ from .atomic import crc32_file, fsync_dir, read_json_checked, write_json_atomic
 from .docstore import DocTable, write_docs
 from .exact import ExactIndex
 from .filters import MetadataColumns
+from .query import SearchParams, SparseQuery
 from .scoring import score_rows, top_k
 from .seismic.index import SeismicIndex
 from .storage import IndexFormatError, load_arrays, save_arrays
@@ -207,21 +208,23 @@ class Segment:
         return self._columns
 
     # ------------------------------------------------------------- search
-    def search_sparse(self, field, qi, qv, q_dense, k, allowed, n_allowed, query_cut, heap_factor,
-                      exact_limit):
+    def search_sparse(self, field: str, query: SparseQuery, params: SearchParams, allowed,
+                      n_allowed: int, exact_limit: int):
         """Top-k rows among `allowed` (None = every row) sharing a term with the query.
 
         Few allowed rows: score exactly those. Otherwise ask the index for k' results, with k'
         scaled by the inverse share of allowed rows, and grow k' fourfold until k allowed rows
         come back or the index returns fewer than asked (it has nothing more to offer)."""
+        k = params.k
         if allowed is not None and n_allowed <= exact_limit:
             ptr, terms, vals = self.forward(field)
-            rows, scores = score_rows(ptr, terms, vals, np.flatnonzero(allowed), q_dense)
+            rows, scores = score_rows(ptr, terms, vals, np.flatnonzero(allowed), query.dense)
             return top_k(rows, scores, k)
         idx = self.indexes[field]
         want = k if allowed is None else min(self.n_rows, math.ceil(k * self.n_rows / max(n_allowed, 1) * 1.5) + 8)
         while True:
-            rows, scores = idx.search(qi, qv, k=max(1, want), query_cut=query_cut, heap_factor=heap_factor)
+            rows, scores = idx.search(query.indices, query.values, k=max(1, want),
+                                      query_cut=params.query_cut, heap_factor=params.heap_factor)
             if allowed is None:
                 return rows, scores
             keep = allowed[rows]

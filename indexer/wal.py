@@ -7,15 +7,15 @@ payload | u32 CRC32 of those 8 bytes | payload. The payload is a u32 header leng
 The header's own checksum is what tells a torn write from damage when a record claims to run
 past the end of its file: a crash leaves a true length there, a flipped bit a length failing
 its check. (Files without the magic, written by earlier versions, have 8-byte headers and are
-still read; new records always go to a file of the current format.) Files are named by the first sequence number they may hold; a flush
-rotates to a new file and, once the segment is committed, deletes the older ones.
+still read; new records always go to a file of the current format.) Files are named by the
+first sequence number they may hold; a flush rotates to a new file and, once the segment is
+committed, deletes the older ones.
 
 Replay tells two kinds of damage apart. A *torn tail* — the last record of the newest file
 extends past its end — is a write cut by a crash: append() had not returned, so it was never
 acknowledged. A *bad record* — a complete record failing its checksum, or a cut-off one in an
-older file — was acknowledged: it is corruption. (A damaged length field pointing past the end
-of the newest file cannot be told from a torn tail; it is quarantined like one.) What happens then is RocksDB's WAL recovery
-mode (WAL_RECOVERY_MODES, an argument of replay):
+older file, or a header failing its own checksum — was acknowledged: it is corruption. What
+happens then is RocksDB's WAL recovery mode (WAL_RECOVERY_MODES, an argument of replay):
 
     tolerate_torn_tail (default)  drop a torn tail; a bad record raises WALCorruptError
     point_in_time                 stop at the first torn or bad record; drop it and all after
@@ -341,12 +341,14 @@ class WalTail:
     It never writes: a record cut off at the end is one being appended right now — the next
     read() takes it once whole; a complete record failing its check is damage
     (WALCorruptError), as for the writer. Files are read in name order from where the last
-    read() stopped; a file removed meanwhile (its records sealed into a segment) is skipped."""
+    read() stopped, only the bytes added since; a file removed meanwhile (its records sealed
+    into a segment) is skipped."""
 
     def __init__(self, directory):
         self.dir = Path(directory)
         self._file: str | None = None  # name of the file being followed
         self._pos = 0                  # where its next record starts
+        self._v1 = False               # that file has the old record format
 
     def read(self) -> list:
         ops = []
@@ -356,24 +358,26 @@ class WalTail:
             if path.name != self._file:
                 self._file, self._pos = path.name, 0
             try:
-                data = path.read_bytes()
+                with open(path, "rb") as f:
+                    if self._pos == 0:  # a file not started yet: its format first
+                        fmt = _file_format(f.read(len(_MAGIC)))
+                        if fmt is None:
+                            continue  # created, magic not yet written
+                        self._pos, self._v1 = fmt
+                    f.seek(self._pos)
+                    data = f.read()
             except FileNotFoundError:  # removed after a commit: its records are in a segment
                 continue
-            fmt = _file_format(data)
-            if fmt is None:
-                continue  # created, magic not yet written
-            start, v1 = fmt
-            pos = max(self._pos, start)
+            pos = 0
             while pos < len(data):
-                rec = _read_record(data, pos, v1)
+                rec = _read_record(data, pos, self._v1)
                 if isinstance(rec, _Damage):
                     if rec.cut_off:
-                        self._pos = pos
+                        self._pos += pos
                         return ops  # being written: next time
-                    raise WALCorruptError(f"write-ahead log {path} is corrupted at byte {pos}: "
+                    raise WALCorruptError(f"write-ahead log {path} is corrupted at byte {self._pos + pos}: "
                                           f"{rec.what}", path=path, check=rec.check)
                 op, pos = rec
                 ops.append(op)
-            self._pos = pos
+            self._pos += pos
         return ops
-

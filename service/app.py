@@ -1,7 +1,9 @@
-"""The FastAPI application factory: ``create_app(settings)``.
+"""The FastAPI application factory: ``create_app(settings)``, and ``app_from_env`` for uvicorn.
 
 Serves every collection under ``settings.data_dir``. Routes are thin; the work happens in
 Store (collections and documents), SearchPipeline (search) and JobManager (batch indexing).
+At start the app becomes the data directory's writer or a follower (roles.py): any number of
+processes may serve one data directory, and followers forward writes to the writer.
 """
 from __future__ import annotations
 
@@ -19,14 +21,16 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from encoders.models import models_dir
+from indexer.datadir import acquire_writer
 from indexer.errors import LsrError
 
 from .encoder_cache import ENCODERS
 from .errors import client_message, http_status
-from .jobs import JobManager
+from .forwarding import ForwardWrites
 from .middleware import BodyLimit, Metrics
 from .pipeline import SearchPipeline
 from .query_batching import QueryBatcher
+from .roles import Follower, Writer
 from .routes import collections, health, jobs, rag, search
 from .schemas import ERROR_RESPONSES
 from .settings import Settings
@@ -71,9 +75,6 @@ def create_app(settings: Settings | None = None, preload: bool = False) -> FastA
         import torch
         torch.set_num_threads(settings.torch_threads)
     ENCODERS.dense_int8 = settings.dense_int8
-    store = Store(settings.data_dir, ENCODERS, settings.encode_batch_size, settings.wal_recovery)
-    job_manager = JobManager(store, settings.data_dir / ".jobs", settings.job_chunk_docs,
-                             settings.import_dir)
     ready = threading.Event()
 
     def warm_up() -> None:
@@ -85,22 +86,46 @@ def create_app(settings: Settings | None = None, preload: bool = False) -> FastA
             log.exception("preloading encoders failed")
         ready.set()
 
+    lifespans = 0  # running lifespans of this app object
+
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        # One app object has one role: a second lifespan of it (schemathesis runs its own beside
+        # a TestClient's) shares the running one, and the last to end stops it.
+        nonlocal lifespans
+        lifespans += 1
+        if lifespans == 1:
+            try:
+                start(app)
+            except BaseException:
+                lifespans -= 1
+                raise
+        try:
+            yield
+        finally:
+            lifespans -= 1
+            if lifespans == 0:
+                app.state.forwarder = None
+                await app.state.role.stop()
+
+    def start(app: FastAPI) -> None:
         if not settings.auth_enabled:
             log.warning("no API keys configured (LSR_API_KEYS / LSR_READ_KEYS): the API is open "
                         "to localhost clients only")
+        lock = acquire_writer(settings.data_dir)
+        store = Store(settings.data_dir, ENCODERS, settings.encode_batch_size, settings.wal_recovery,
+                      read_only=lock is None)
         store.open_all()  # finds and reports damaged collections before the first request
-        job_manager.start()
+        role = Writer(app, settings, store, lock) if lock is not None else Follower(settings, store)
+        app.state.store, app.state.role = store, role
+        app.state.jobs, app.state.forwarder = role.jobs, role.forwarder
+        app.state.pipeline = SearchPipeline(store, settings.max_k, queries=queries)
+        role.start()
+        log.info("serving %s as its %s", settings.data_dir, role.name)
         if preload:
             threading.Thread(target=warm_up, name="lsr-warmup", daemon=True).start()
         else:
             ready.set()
-        try:
-            yield
-        finally:
-            job_manager.stop()
-            store.close()
 
     app = FastAPI(title="lsr-search", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
     registry = CollectorRegistry()
@@ -108,7 +133,7 @@ def create_app(settings: Settings | None = None, preload: bool = False) -> FastA
     for collector in (ProcessCollector, PlatformCollector, GCCollector):
         collector(registry=registry)
     app.state.settings = settings
-    app.state.store = store
+    app.state.forwarder = None  # set in a follower's lifespan
     batch_sizes = Histogram(
         "lsr_query_batch_size", "queries encoded per forward pass (concurrent requests share one)",
         ["encoder", "model"], registry=registry, buckets=(1, 2, 4, 8, 16, 32))
@@ -116,8 +141,6 @@ def create_app(settings: Settings | None = None, preload: bool = False) -> FastA
     def record_batch(encoder, size: int) -> None:
         batch_sizes.labels(type(encoder).__name__, getattr(encoder, "name", "?")).observe(size)
     queries = QueryBatcher(on_batch=record_batch)
-    app.state.pipeline = SearchPipeline(store, settings.max_k, queries=queries)
-    app.state.jobs = job_manager
     app.state.registry = registry
     app.state.search_seconds = Histogram(
         "lsr_search_seconds", "search pipeline time by mode and rerank", ["mode", "rerank"],
@@ -162,7 +185,15 @@ def create_app(settings: Settings | None = None, preload: bool = False) -> FastA
 
     for r in ROUTERS:
         app.include_router(r.router, responses={} if r is health else ERROR_RESPONSES)
-    # Outermost first: metrics see every answer, including a 413 from the body limit.
+    # Outermost last: metrics see every answer, including a 413 from the body limit; writes
+    # are forwarded (in a follower) only once within the limit.
+    app.add_middleware(ForwardWrites, routes=[route for r in ROUTERS for route in r.router.routes])
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(Metrics, registry=registry)
     return app
+
+
+def app_from_env() -> FastAPI:
+    """The app of each ``lsr serve --workers N`` process (uvicorn imports it by name): settings
+    from LSR_* variables, which the CLI sets from its options; LSR_PRELOAD=1 for --preload."""
+    return create_app(Settings(), preload=os.environ.get("LSR_PRELOAD") == "1")

@@ -1,7 +1,7 @@
 """`lsr`: index, serve, search and evaluate, through the same store and pipeline as the API.
 
     lsr index <folder|file> --collection NAME [--data-dir DIR] [--format jsonl|parquet|beir]
-    lsr serve [--data-dir DIR] [--host 127.0.0.1] [--port 8000]
+    lsr serve [--data-dir DIR] [--host 127.0.0.1] [--port 8000] [--workers N] [--preload]
     lsr search "query" --collection NAME [--mode hybrid] [--k 10] [--rerank]
     lsr collections [--data-dir DIR]
     lsr eval <beir-folder> [--mode hybrid] [--rerank] [--fusion rrf|convex] [--alpha 0.5]
@@ -13,6 +13,10 @@ index, search and collections take --url http://host:port (or LSR_URL in the env
 work through a running server's REST API instead of opening the data directory; the key, if
 the server wants one, comes from LSR_API_KEY. Remote commands import neither the indexer nor
 torch: they start in a fraction of a second.
+
+Local commands open the data directory as its writer, or — when another process (`lsr serve`)
+is the writer — read-only: search, collections and an eval over an indexed collection work
+beside a running server; writes fail with a message pointing to --url.
 """
 from __future__ import annotations
 
@@ -21,6 +25,7 @@ import json
 import os
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -32,13 +37,25 @@ def _settings(args):
     return Settings(**kw)
 
 
-def _store(settings):
+@contextmanager
+def _local_store(settings):
+    """The data directory's store: as its writer if no other process is, else read-only."""
+    from indexer.datadir import acquire_writer
+
     from .store import Store
     if settings.models_dir is not None:
         os.environ["LSR_MODELS_DIR"] = str(settings.models_dir)
     from .encoder_cache import ENCODERS
     ENCODERS.dense_int8 = settings.dense_int8
-    return Store(settings.data_dir, ENCODERS, batch_size=settings.encode_batch_size)
+    lock = acquire_writer(settings.data_dir)
+    store = Store(settings.data_dir, ENCODERS, batch_size=settings.encode_batch_size,
+                  read_only=lock is None)
+    try:
+        yield store
+    finally:
+        store.close()
+        if lock is not None:
+            lock.close()
 
 
 def _ensure_collection(store, name: str, args) -> None:
@@ -98,8 +115,7 @@ def cmd_index(args) -> int:
             return _index_remote(args, remote)
     from . import sources
     from .indexing import index_records
-    store = _store(_settings(args))
-    try:
+    with _local_store(_settings(args)) as store:
         todo = _index_sources(args.source, args.format)
         _ensure_collection(store, args.collection, args)
         n = 0
@@ -107,8 +123,6 @@ def cmd_index(args) -> int:
             n += index_records(store, args.collection, sources.read(path, fmt), sources.count(path, fmt),
                                chunk=args.chunk, progress=not args.no_progress)
         print(f"indexed {n} documents into {args.collection!r} ({store.stats(args.collection)['documents']} in total)")
-    finally:
-        store.close()
     return 0
 
 
@@ -142,14 +156,25 @@ def _follow_job(remote, job: dict, quiet: bool) -> dict:
 
 
 def cmd_serve(args) -> int:
+    """One process, or N on one port (uvicorn's workers): whichever gets the data directory's
+    writer lock writes, the others follow it and forward writes to it (service/forwarding.py)."""
     import uvicorn
-
-    from .app import create_app
+    if args.workers < 1:
+        raise ValueError("--workers must be >= 1")
     s = _settings(args)
     s.host, s.port = args.host or s.host, args.port or s.port
-    app = create_app(s, preload=args.preload)
-    print(f"serving {s.data_dir} on http://{s.host}:{s.port} (docs: http://{s.host}:{s.port}/docs)")
-    uvicorn.run(app, host=s.host, port=s.port, log_level="info")
+    print(f"serving {s.data_dir} on http://{s.host}:{s.port} (docs: http://{s.host}:{s.port}/docs)"
+          + (f" with {args.workers} worker processes" if args.workers > 1 else ""))
+    if args.workers == 1:
+        from .app import create_app
+        uvicorn.run(create_app(s, preload=args.preload), host=s.host, port=s.port, log_level="info")
+        return 0
+    # Each worker builds its app from the environment (uvicorn spawns them by import string);
+    # this process only supervises them, so it loads neither the app nor the models.
+    os.environ.update({"LSR_DATA_DIR": str(s.data_dir), "LSR_HOST": s.host, "LSR_PORT": str(s.port),
+                       "LSR_PRELOAD": "1" if args.preload else "0"})
+    uvicorn.run("service.app:app_from_env", factory=True, host=s.host, port=s.port,
+                workers=args.workers, log_level="info")
     return 0
 
 
@@ -173,11 +198,8 @@ def _search_request(args, query: str):
 def _search_local(args) -> dict:
     from .pipeline import SearchPipeline
     s = _settings(args)
-    store = _store(s)
-    try:
+    with _local_store(s) as store:
         res = SearchPipeline(store, s.max_k).search(args.collection, _search_request(args, args.query))
-    finally:
-        store.close()
     return res.model_dump(mode="json")
 
 
@@ -199,11 +221,8 @@ def cmd_search(args) -> int:
 def cmd_collections(args) -> int:
     remote = _remote(args)
     if remote is None:
-        store = _store(_settings(args))
-        try:
+        with _local_store(_settings(args)) as store:
             colls = [store.describe(n) for n in store.names()]
-        finally:
-            store.close()
     else:
         with remote:
             colls = remote.collections()
@@ -244,9 +263,8 @@ def cmd_eval(args) -> int:
     from .pipeline import SearchPipeline
     ds = BeirDataset.load(args.folder, args.split)
     s = _settings(args)
-    store = _store(s)
     name = args.collection or f"beir-{ds.name}"[:64]
-    try:
+    with _local_store(s) as store:
         _ensure_collection(store, name, args)
         if store.stats(name)["documents"] != len(ds.doc_ids):  # index once, reuse afterwards
             index_records(store, name, ((i, t, None) for i, t in zip(ds.doc_ids, ds.doc_texts)),
@@ -257,8 +275,6 @@ def cmd_eval(args) -> int:
             res = pipe.search(name, _search_request(args, text or " "))
             run[qid] = {r.id: float(len(res.results) - i) for i, r in enumerate(res.results)}
         elapsed = time.perf_counter() - t0
-    finally:
-        store.close()
     metrics = evaluate(run, ds.qrels, 10, args.k)
     for m, v in metrics.items():
         print(f"{m} {v:.4f}")
@@ -288,9 +304,9 @@ def _eval_encoder(args) -> int:
     from encoders.evaluate import run_from_args
     if args.index == "exact":
         return run_from_args(args)
-    from .pipeline import HEAP_FACTOR, QUERY_CUT  # imported late: it loads the indexer (seconds)
-    cut = QUERY_CUT if args.query_cut is None else args.query_cut
-    heap = HEAP_FACTOR if args.heap_factor is None else args.heap_factor
+    from indexer.query import DEFAULTS  # imported late: it loads the indexer (seconds)
+    cut = DEFAULTS.query_cut if args.query_cut is None else args.query_cut
+    heap = DEFAULTS.heap_factor if args.heap_factor is None else args.heap_factor
     return run_from_args(args, seismic_search(cut, heap), "seismic")
 
 
@@ -351,6 +367,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host")
     p.add_argument("--port", type=int)
     p.add_argument("--preload", action="store_true", help="load the default models before /readyz")
+    p.add_argument("--workers", type=int, default=1, help="processes serving the port: one writes, "
+                   "the others read and forward writes to it")
     p.set_defaults(func=cmd_serve)
     p = sub.add_parser("search", help="search a collection")
     p.add_argument("query")

@@ -20,6 +20,7 @@ import numpy as np
 
 from indexer import Collection, Hit
 from indexer.filters import Filter
+from indexer.query import DEFAULTS
 
 from . import fusion, lexical, prf
 from .errors import BadRequest
@@ -30,8 +31,6 @@ from .store import EncoderSet, Store
 
 # Seismic search knobs for service queries: SPLADE queries have tens of terms; keeping the 32
 # heaviest and a heap factor of 0.8 stays close to exact on collections of this size.
-QUERY_CUT = 32
-HEAP_FACTOR = 0.8
 EXPLAIN_TERMS = 20
 
 
@@ -145,9 +144,10 @@ class SearchPipeline:
         ids, vals = query
         if len(ids) == 0:
             return []
-        cut = len(ids) if field == "bm25" else min(QUERY_CUT, len(ids))
+        # BM25 visits every query term (a few, all informative); SPLADE the default cut
+        cut = len(ids) if field == "bm25" else min(DEFAULTS.query_cut, len(ids))
         return coll.search(ids, vals, k=k, field=field, filter=flt, query_cut=cut,
-                           heap_factor=HEAP_FACTOR)
+                           heap_factor=DEFAULTS.heap_factor)
 
     def _retrieve(self, coll, field, qv: QueryVectors, depth, flt, hits) -> list[tuple[str, float]]:
         found = self._search_field(coll, field, getattr(qv, field), depth, flt)

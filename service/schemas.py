@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
 
-from indexer.collection_config import MAX_ID_LENGTH
+from indexer.collection_config import MAX_ID_LENGTH, OPTIONS
 
 Mode = Literal["sparse", "bm25", "dense", "hybrid"]
 def _whole_number(v):
@@ -60,22 +60,28 @@ ERROR_RESPONSES: dict = {
 }
 
 
-class IndexOptions(BaseModel):
+class _IndexOptionsBase(BaseModel):
     model_config = _STRICT
     seismic: dict[str, Any] = Field(default_factory=dict, description="Seismic build parameters "
                                     "(n_postings, centroid_fraction, summary_energy, ...)")
-    flush_docs: Int(ge=1) | None = None
-    exact_segment_docs: Int(ge=0) | None = None
-    max_segments: Int(ge=0) | None = None
-    merge_small_docs: Int(ge=0) | None = None
-    merge_deleted_fraction: float | None = Field(None, gt=0, le=1)
-    filter_exact_docs: Int(ge=0) | None = None
 
     def options(self) -> dict:
         d = self.model_dump(exclude_none=True)
         if not d.get("seismic"):
             d.pop("seismic", None)
         return d
+
+
+def _option_field(opt) -> tuple:
+    bounds = opt.metadata["bounds"]
+    kind = Int(**bounds) if opt.type.startswith("int") else Annotated[float, Field(**bounds)]
+    return kind | None, Field(None, description=f"{opt.metadata['doc']} (default {opt.default})")
+
+
+# Derived from the one declaration of the options (indexer CollectionConfig): every option, its
+# bounds and its description; an omitted option takes the collection default.
+IndexOptions = create_model("IndexOptions", __base__=_IndexOptionsBase,
+                            **{opt.name: _option_field(opt) for opt in OPTIONS})
 
 
 class CollectionCreate(BaseModel):

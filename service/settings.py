@@ -42,6 +42,8 @@ class Settings(BaseSettings):
     wal_recovery: Literal["tolerate_torn_tail", "point_in_time", "absolute_consistency"] = Field(
         "tolerate_torn_tail", description="what opening a collection does with a bad write-ahead "
         "log record (RocksDB's recovery modes); dropped records go to <collection>/quarantine/")
+    refresh_ms: int = Field(1000, ge=10, description="how often a follower process (not the data "
+                            "directory's writer) looks for the writer's changes")
     metrics_key: str = Field("", description="key that /metrics requires (X-API-Key or Bearer); "
                              "unset: /metrics takes any read or admin key when auth is on")
 

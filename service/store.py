@@ -8,6 +8,13 @@ stored text on demand and cached, so indexing stays as cheap as without it).
 A collection whose files fail a check on opening is *damaged*: it is listed with the reason,
 every request to it answers 503 naming the file and the check, the others keep serving, and an
 admin can delete it or restore it from a snapshot (``<data_dir>/.snapshots/<name>/<id>``).
+
+A store is the data directory's writer or, with ``read_only=True``, a follower of the process
+that writes it (indexer/datadir.py decides): a follower opens collections read-only, refuses
+every write with ReadOnlyError, and catches up with ``refresh_all()`` — new records, new
+collections, dropped and restored ones. It knows a collection by its directory's identity
+(device, inode): a restore or a drop-and-create puts a new directory under the same name, which
+a follower must open afresh rather than refresh (segment ids restart in the new one).
 """
 from __future__ import annotations
 
@@ -23,8 +30,8 @@ from pathlib import Path
 
 from indexer import Collection
 from indexer.collection import CollectionNotFoundError
-from indexer.collection_config import CollectionConfig, check_document_id, check_name
-from indexer.errors import CorruptionError
+from indexer.collection_config import OPTIONS, CollectionConfig, check_document_id, check_name
+from indexer.errors import CorruptionError, ReadOnlyError
 from indexer.seismic.config import SeismicParams
 
 from . import lexical
@@ -33,9 +40,10 @@ from .errors import BadRequest, Conflict, Damaged, NotFound
 
 log = logging.getLogger("lsr.service")
 BM25_ENCODER = "bm25-hashed"
-_OPTION_NAMES = {"flush_docs", "exact_segment_docs", "max_segments", "merge_small_docs",
-                 "merge_deleted_fraction", "filter_exact_docs"}
+_OPTION_NAMES = {opt.name for opt in OPTIONS}
 SNAPSHOT_RE = re.compile(r"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{8}$")
+READ_ONLY_MESSAGE = ("this process only reads the data directory: another process is its writer "
+                     "(holds .writer.lock); send writes to that one (the REST API, or `lsr ... --url`)")
 
 
 @dataclass
@@ -64,20 +72,28 @@ class Damage:
 
 class Store:
     def __init__(self, data_dir: Path, encoders: EncoderCache = ENCODERS, batch_size: int = 32,
-                 wal_recovery: str = "tolerate_torn_tail"):
+                 wal_recovery: str = "tolerate_torn_tail", read_only: bool = False):
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.snapshot_dir = self.data_dir / ".snapshots"
         self.encoders = encoders
         self.batch_size = batch_size
         self.wal_recovery = wal_recovery
+        self.read_only = read_only
         self._lock = threading.RLock()
+        self._refreshing = threading.Lock()  # a follower's collections refresh one at a time
         self._open: dict[str, Collection] = {}
         self._damaged: dict[str, Damage] = {}
+        self._identity: dict[str, tuple[int, int] | None] = {}  # of the directory opened, per name
+
+    def _check_writable(self) -> None:
+        if self.read_only:
+            raise ReadOnlyError(READ_ONLY_MESSAGE)
 
     # ---------------------------------------------------------------- collections
     def create(self, name: str, sparse: str | None, dense: str | None, multivector: str | None,
                bm25: bool = True, index: dict | None = None) -> Collection:
+        self._check_writable()
         if not (sparse or dense or bm25):
             raise BadRequest("a collection needs at least one of sparse_encoder, dense_encoder, bm25")
         index = dict(index or {})
@@ -114,10 +130,11 @@ class Store:
         return Collection.list(self.data_dir)
 
     def open_all(self) -> None:
-        """At the server's start: finish what a crash interrupted (the server is the data
-        directory's one writer), then open every collection, so damage is found at once."""
-        for action in Collection.recover_interrupted(self.data_dir):
-            log.warning("data directory %s: %s", self.data_dir, action)
+        """At the server's start: the writer finishes what a crash interrupted; then every
+        collection is opened, so damage is found at once."""
+        if not self.read_only:
+            for action in Collection.recover_interrupted(self.data_dir):
+                log.warning("data directory %s: %s", self.data_dir, action)
         for name in self.names():
             try:
                 self.get(name)
@@ -133,23 +150,86 @@ class Store:
             coll = self._open.get(name)
             if coll is not None:
                 return coll
-            if name in self._damaged:  # checked again only on restart or restore
+            if name in self._damaged:  # checked again on restart or restore (a follower: refresh)
                 raise Damaged(name, self._damaged[name].message)
+            identity = self._identify(name)  # before opening: a later replacement is then seen
             try:
-                coll = Collection.open(self.data_dir, name, wal_recovery=self.wal_recovery)
+                coll = Collection.open(self.data_dir, name, wal_recovery=self.wal_recovery,
+                                       read_only=self.read_only)
             except CollectionNotFoundError:
                 raise NotFound(f"collection {name!r} not found") from None
             except ValueError:  # not a valid collection name: it cannot exist
                 raise NotFound(f"collection {name!r} not found") from None
             except CorruptionError as exc:
-                self._damaged[name] = damage = self._describe(name, exc)
-                log.error("collection %r is damaged: %s (file %s, check %s); it answers 503 until "
-                          "restored from a snapshot or deleted", name, damage.message, damage.file,
-                          damage.check)
-                raise Damaged(name, damage.message) from None
+                self._identity[name] = identity
+                raise self._record_damage(name, exc) from None
             self._damaged.pop(name, None)
             self._open[name] = coll
+            self._identity[name] = identity
             return coll
+
+    def _record_damage(self, name: str, exc: CorruptionError) -> Damaged:
+        self._damaged[name] = damage = self._describe(name, exc)
+        log.error("collection %r is damaged: %s (file %s, check %s); it answers 503 until "
+                  "restored from a snapshot or deleted", name, damage.message, damage.file,
+                  damage.check)
+        return Damaged(name, damage.message)
+
+    def _identify(self, name: str) -> tuple[int, int] | None:
+        try:
+            st = os.stat(self.data_dir / name)
+        except (FileNotFoundError, NotADirectoryError, ValueError):
+            return None
+        return st.st_dev, st.st_ino
+
+    # ---------------------------------------------------------------- follower
+    def refresh_all(self) -> None:
+        """A follower catches up with the writer: every collection it has open or knows as
+        damaged, and every one created since."""
+        with self._lock:
+            known = set(self._open) | set(self._damaged)
+        for name in sorted(known | set(self.names())):
+            self.refresh(name)
+
+    def refresh(self, name: str) -> None:
+        """Catch up with one collection: new records or manifest; opened if it appeared (or was
+        replaced: restored, or dropped and created again), forgotten if dropped. Damage found
+        here is recorded as at opening; a restore (a new directory) clears it."""
+        if not self.read_only:
+            return
+        with self._refreshing:
+            with self._lock:
+                coll, damaged = self._open.get(name), name in self._damaged
+                now = self._identify(name)
+                if (coll is not None or damaged) and (now is None or now != self._identity.get(name)):
+                    self._forget(name)
+                    coll = damaged = None
+            if damaged:
+                return
+            if coll is None:
+                if now is not None:
+                    try:
+                        self.get(name)
+                    except (Damaged, NotFound):
+                        pass  # recorded, or gone again meanwhile
+                return
+            try:
+                coll.refresh()
+            except CorruptionError as exc:
+                with self._lock:
+                    if self._identity.get(name) != self._identify(name):
+                        self._forget(name)  # dropped or replaced while we read: not damage
+                    elif self._open.get(name) is coll:
+                        self._open.pop(name)
+                        self._record_damage(name, exc)
+
+    def _forget(self, name: str) -> None:
+        """Drop a collection the writer removed or replaced. Not closed: searches running on
+        it finish on the state they started with (a follower's collection holds no lock and
+        no writable file; its memory goes with the last reference)."""
+        self._open.pop(name, None)
+        self._damaged.pop(name, None)
+        self._identity.pop(name, None)
 
     def _describe(self, name: str, exc: CorruptionError) -> Damage:
         """The damage report, with paths relative to the collection (server paths stay private)."""
@@ -162,23 +242,27 @@ class Store:
 
     def drop(self, name: str) -> None:
         """Delete a collection, damaged or not."""
+        self._check_writable()
         with self._lock:
             if name not in self._damaged:
                 self.get(name)  # 404 if unknown
                 self._open.pop(name).close()
             Collection.drop(self.data_dir, name)
             self._damaged.pop(name, None)
+            self._identity.pop(name, None)
 
     def close(self) -> None:
         with self._lock:
             for coll in self._open.values():
                 coll.close()
             self._open.clear()
+            self._identity.clear()
 
     # ---------------------------------------------------------------- snapshots
     def snapshot(self, name: str) -> dict:
         """A consistent copy of a collection under .snapshots/<name>/<id> (hard links where
         the segments allow); returns its description."""
+        self._check_writable()
         coll = self.get(name)
         snap_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:8]
         dest = self.snapshot_dir / name / snap_id
@@ -205,11 +289,13 @@ class Store:
                 "created": path.stat().st_mtime}
 
     def delete_snapshot(self, name: str, snap_id: str) -> None:
+        self._check_writable()
         shutil.rmtree(self._snapshot_path(name, snap_id))
 
     def restore(self, name: str, snap_id: str) -> Collection:
         """Replace collection `name` (damaged, healthy or absent) with a snapshot of it; the old
         one stays in place until the restored one opens (Collection.restore)."""
+        self._check_writable()
         src = self._snapshot_path(name, snap_id)
         with self._lock:
             coll = self._open.pop(name, None)
@@ -219,6 +305,7 @@ class Store:
                                       wal_recovery=self.wal_recovery)
             self._damaged.pop(name, None)
             self._open[name] = coll
+            self._identity[name] = self._identify(name)
             log.warning("collection %r restored from snapshot %s", name, snap_id)
             return coll
 
@@ -233,6 +320,7 @@ class Store:
     # ---------------------------------------------------------------- documents
     def upsert(self, name: str, ids: list[str], texts: list[str], metadata: list[dict | None]) -> int:
         """Encode with every field's encoder and upsert; durable when this returns."""
+        self._check_writable()
         coll = self.get(name)
         for doc_id in ids:  # before the costly encoding; the collection checks again
             check_document_id(doc_id)

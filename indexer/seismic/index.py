@@ -7,6 +7,7 @@ import numpy as np
 
 from ..exact import default_threads
 from ..native import native_module, resolve_backend
+from ..query import DEFAULTS
 from ..storage import load_arrays, save_arrays
 from ..validation import (as_document_csr, as_query, as_query_csr, check_k, check_search_params,
                           native_ready)
@@ -122,8 +123,8 @@ class SeismicIndex:
             self._f32_values = np.asarray(self.arrays["fwd_vals"], dtype=np.float32)
         return tuple(self._f32_values if n == "fwd_vals" else self.arrays[n] for n in _KERNEL_ARRAYS)
 
-    def search(self, q_indices, q_values, k: int = 10, query_cut: int = 10,
-               heap_factor: float = 0.7, backend: str = "auto") -> tuple[np.ndarray, np.ndarray]:
+    def search(self, q_indices, q_values, k: int = DEFAULTS.k, query_cut: int = DEFAULTS.query_cut,
+               heap_factor: float = DEFAULTS.heap_factor, backend: str = "auto") -> tuple[np.ndarray, np.ndarray]:
         """Approximate top-k: (ids int64, scores float32), sorted by score descending."""
         k = check_k(k)
         query_cut, heap_factor = check_search_params(query_cut, heap_factor)
@@ -144,8 +145,9 @@ class SeismicIndex:
                                               q_dense, visited, dots, *self._numba_arrays())
         return ids.astype(np.int64), scores
 
-    def search_batch(self, queries, k: int = 10, query_cut: int = 10, heap_factor: float = 0.7,
-                     n_threads: int | None = None, backend: str = "auto"):
+    def search_batch(self, queries, k: int = DEFAULTS.k, query_cut: int = DEFAULTS.query_cut,
+                     heap_factor: float = DEFAULTS.heap_factor, n_threads: int | None = None,
+                     backend: str = "auto"):
         """Queries as CSR rows -> (ids [nq, k] padded with -1, scores [nq, k] padded with -inf)."""
         k = check_k(k)
         query_cut, heap_factor = check_search_params(query_cut, heap_factor)

@@ -22,12 +22,14 @@ def healthz():
 def readyz(request: Request):
     """Readiness: the data directory is usable and preloaded models (if any) are in memory.
 
-    "degraded" (still 200: the healthy collections serve) lists the damaged collections."""
+    "degraded" (still 200: the healthy collections serve) lists the damaged collections.
+    ``role`` is "writer" or "follower" (which forwards writes to the writer); a follower also
+    says when it last caught up with the writer (``last_refresh``, Unix time)."""
     st = request.app.state
     ready = st.ready.is_set() and st.store.data_dir.is_dir()
     damaged = st.store.damaged()
     status = "starting" if not ready else "degraded" if damaged else "ready"
-    body = {"status": status, "models": ENCODERS.loaded(), "kernels": native_variant(),
+    body = {"status": status, **st.role.public(), "models": ENCODERS.loaded(), "kernels": native_variant(),
             "collections": len(st.store.names()),
             "damaged": [{"name": n, **d.public()} for n, d in sorted(damaged.items())]}
     return JSONResponse(body, status_code=200 if ready else 503)

@@ -78,7 +78,7 @@ def test_wal_corruption_in_the_middle_is_an_error(tmp_path):
 
 def _populated(tmp_path):
     coll = Collection.create(tmp_path, "c", {"sparse": sparse_field(DIM)}, flush_docs=40,
-                             exact_segment_docs=10)
+                             exact_segment_docs=10, maintenance=False)
     m = sp.random(100, DIM, density=0.05, format="csr", random_state=1, dtype=np.float32)
     for a in range(0, 100, 40):
         coll.upsert([f"d{i}" for i in range(a, min(100, a + 40))], m[a:a + 40],
@@ -159,7 +159,7 @@ def test_unlisted_segment_directories_are_invisible_and_removed(tmp_path):
     (seg / ".seg-000009.tmp-abcd").mkdir()  # an interrupted flush
     import shutil
     shutil.copytree(seg / "seg-000001", seg / "seg-000009")  # built but never committed
-    coll = Collection.open(tmp_path, "c")
+    coll = Collection.open(tmp_path, "c", maintenance=False)  # nothing flushes behind our back
     assert sorted(p.name for p in seg.iterdir()) == ["seg-000001", "seg-000002", "seg-000003"]
     assert len(coll) == 98 and coll.stats()["tombstones"] == 2
     coll.close()
@@ -210,7 +210,7 @@ def test_sigkill_during_ingest_loses_no_acknowledged_write(tmp_path, record_prop
         all_del |= dele
         segs = tmp_path / "c" / "segments"
         mid_flush += any(q.name.startswith(".") for q in segs.iterdir())
-        coll = Collection.open(tmp_path, "c")
+        coll = Collection.open(tmp_path, "c", maintenance=False)  # inspect, don't flush
         present = set(coll.ids())
         assert all_up - all_del <= present, sorted(all_up - all_del - present)[:5]
         assert not (all_del & present)

@@ -72,7 +72,8 @@ def _execute(root: Path, ack_fd: int, ops: list[tuple]) -> None:
     open_ = {}
     for i, (kind, name, ids) in enumerate(ops):
         if kind == "create":
-            open_[name] = Collection.create(data, name, FIELDS, **OPTIONS)
+            # inline flushes and merges: the same durable steps, in a repeatable order
+            open_[name] = Collection.create(data, name, FIELDS, maintenance=False, **OPTIONS)
         elif kind == "upsert":
             open_[name].upsert(ids, doc_vectors(ids), texts=[f"{d}@{i}" for d in ids])
         elif kind == "delete":
@@ -82,7 +83,7 @@ def _execute(root: Path, ack_fd: int, ops: list[tuple]) -> None:
         elif kind == "snapshot":
             open_[name].snapshot(snap)
         elif kind == "restore":
-            open_[name] = Collection.restore(snap, data, name)
+            open_[name] = Collection.restore(snap, data, name, maintenance=False)
         elif kind == "drop":
             open_.pop(name).close()
             Collection.drop(data, name)
@@ -112,7 +113,7 @@ def _run_child(root: Path, work, crash_at: int) -> int:
 
 def _read(parent: Path, name: str) -> dict:
     """{id: text} of a collection, checking its invariants, and that a second open agrees."""
-    with Collection.open(parent, name) as coll:
+    with Collection.open(parent, name, maintenance=False) as coll:
         state = {d: coll.get(d).text for d in coll.ids()}
         st = coll.stats()
         assert st["documents"] == len(state) == sum(st["segment_documents"]) + st["buffer_documents"]
@@ -121,7 +122,7 @@ def _read(parent: Path, name: str) -> dict:
         listed = json.loads((coll.path / "MANIFEST.json").read_text())["segments"]
         assert sorted(p.name for p in (coll.path / "segments").iterdir()) == \
             sorted(f"seg-{i:06d}" for i in listed)
-    with Collection.open(parent, name) as coll:
+    with Collection.open(parent, name, maintenance=False) as coll:
         assert {d: coll.get(d).text for d in coll.ids()} == state
     return state
 

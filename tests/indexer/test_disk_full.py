@@ -70,7 +70,8 @@ def test_disk_full_loses_nothing_and_recovers_when_space_is_freed(small_fs, reco
     record_property("reliability:disk-full ingests", 1)
     filler = small_fs / ".filler"
     filler.write_bytes(b"\0" * (512 << 10))
-    coll = Collection.create(small_fs, "c", FIELDS, flush_docs=5 * BATCH)
+    # inline flushes: each failure is an upsert's own (the background path is tested below)
+    coll = Collection.create(small_fs, "c", FIELDS, flush_docs=5 * BATCH, maintenance=False)
     acked, in_doubt, failures = {}, [], 0
     for i in range(1000):  # fill the disk, then keep writing into the full disk
         ids = [f"d{i}-{j}" for j in range(BATCH)]
@@ -113,8 +114,37 @@ def test_disk_full_loses_nothing_and_recovers_when_space_is_freed(small_fs, reco
     state = _state(coll)
     coll.close()
     _no_partial_files(small_fs)
-    with Collection.open(small_fs, "c") as coll:
+    with Collection.open(small_fs, "c", maintenance=False) as coll:
         assert _state(coll) == state
+
+
+def test_background_maintenance_on_a_full_disk_stops_writes_with_its_error_then_resumes(small_fs):
+    """Background flushes fail (no room for a segment) while WAL appends still fit: upserts go
+    on until the buffer reaches max_buffer_docs, then fail at once with the flush's ENOSPC —
+    not block forever; once space is freed the maintainer's retry seals the buffer."""
+    coll = Collection.create(small_fs, "c", FIELDS, flush_docs=2 * BATCH, max_buffer_docs=4 * BATCH)
+    free = os.statvfs(small_fs).f_bavail * os.statvfs(small_fs).f_frsize
+    filler = small_fs / ".filler"
+    filler.write_bytes(b"\0" * (free - (5 * BATCH * (TEXT + 600))))  # room for the WAL only
+    acked, error = {}, None
+    for i in range(40):
+        ids = [f"d{i}-{j}" for j in range(BATCH)]
+        try:
+            coll.upsert(ids, _vectors(ids), texts=_texts(ids))
+        except OSError as exc:
+            error = exc
+            break
+        acked.update(zip(ids, _texts(ids)))
+    assert error is not None and _is_enospc(error), error
+    assert len(acked) >= 2 * BATCH and coll.stats()["segments"] == 0
+    assert {d: t for d, t in _state(coll).items() if d in acked} == acked
+    filler.unlink()
+    coll.wait_for_maintenance(60)  # the retry seals the buffer
+    ids = ["after"]
+    coll.upsert(ids, _vectors(ids), texts=_texts(ids))
+    coll.wait_for_maintenance(60)
+    assert coll.stats()["segments"] >= 1 and set(acked) < set(coll.ids())
+    coll.close()
 
 
 def test_a_wal_file_that_cannot_be_created_leaves_the_old_one_in_use(tmp_path, monkeypatch):

@@ -35,10 +35,15 @@ def results(coll, qs):
     return [[(h.id, round(h.score, 4)) for h in coll.search(i, v, k=8, **EXACT_SEARCH)] for i, v in qs]
 
 
+def make_pair(tmp_path, maintenance: bool):
+    writer = Collection.create(tmp_path, "c", {"sparse": sparse_field(DIM)}, maintenance=maintenance, **POLICY)
+    return writer, Collection.open(tmp_path, "c", read_only=True)
+
+
 @pytest.fixture
 def pair(tmp_path):
-    writer = Collection.create(tmp_path, "c", {"sparse": sparse_field(DIM)}, **POLICY)
-    follower = Collection.open(tmp_path, "c", read_only=True)
+    """A writer whose flushes and merges happen inline (at known moments), and a follower."""
+    writer, follower = make_pair(tmp_path, maintenance=False)
     yield writer, follower
     follower.close()
     writer.close()
@@ -95,10 +100,11 @@ def test_followers_match_the_writer_through_flushes_and_merges(pair):
     assert follower.term_stats().n_docs == writer.term_stats().n_docs
 
 
-def test_searches_during_ingest_flush_and_merge_never_see_a_half_installed_state(pair):
-    """A writer thread ingests (flushes and merges happen), a follower thread refreshes and
-    searches all the while: no error, and every answer is a state the writer went through."""
-    writer, follower = pair
+def test_searches_during_ingest_flush_and_merge_never_see_a_half_installed_state(tmp_path):
+    """A writer ingests while its background maintainer flushes and merges, a follower thread
+    refreshes and searches all the while: no error, and every answer is a state the writer
+    went through."""
+    writer, follower = make_pair(tmp_path, maintenance=True)
     qs = queries()
     acked, errors, stop = set(), [], threading.Event()
 
@@ -134,15 +140,18 @@ def test_searches_during_ingest_flush_and_merge_never_see_a_half_installed_state
         stop.set()
         t.join(60)
     assert not errors, errors[0]
+    writer.wait_for_maintenance()
     follower.refresh()
     assert results(follower, qs) == results(writer, qs)
+    follower.close()
+    writer.close()
 
 
 def test_a_writer_killed_mid_merge_leaves_followers_serving(tmp_path):
     """The writer is another process, killed while it merges; the follower keeps answering with
     the last committed state, and catches up once a new writer has recovered."""
     with Collection.create(tmp_path, "c", {"sparse": sparse_field(DIM, "seismic", exact=False)},
-                           flush_docs=400, merge_small_docs=10**6, max_segments=0) as w:
+                           flush_docs=400, merge_small_docs=10**6, max_segments=0, maintenance=False) as w:
         for b in range(6):
             w.upsert([f"d{b}-{i}" for i in range(400)], vectors(400, b))  # 6 segments
     follower = Collection.open(tmp_path, "c", read_only=True)

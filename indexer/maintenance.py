@@ -1,0 +1,147 @@
+"""When a collection flushes and merges (the policy), and the thread that does it off the
+request path (the maintainer).
+
+A write returns once its WAL record is durable; sealing the write buffer into a segment (a
+Seismic build) and merging segments take seconds to minutes, so they run in a background
+thread per writable collection. Writes wait only for room: when the buffer already holds
+`max_buffer_docs` rows — the maintainer is behind, typically inside a long merge while a flush
+is also due — an upsert blocks until a flush has taken the buffer (back-pressure), and if
+maintenance keeps failing (a full disk), it gets that error instead of waiting forever.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import weakref
+from dataclasses import dataclass
+
+import numpy as np
+
+log = logging.getLogger("lsr.indexer")
+
+
+@dataclass(frozen=True)
+class MaintenancePolicy:
+    """flush_docs: seal the buffer at this many rows. max_buffer_docs: writes wait above it.
+    max_segments, merge_small_docs, merge_deleted_fraction: see CollectionConfig."""
+    flush_docs: int
+    max_buffer_docs: int
+    max_segments: int
+    merge_small_docs: int
+    merge_deleted_fraction: float
+
+    @classmethod
+    def from_config(cls, cfg) -> "MaintenancePolicy":
+        return cls(cfg.flush_docs, cfg.max_buffer_docs, cfg.max_segments, cfg.merge_small_docs,
+                   cfg.merge_deleted_fraction)
+
+    def flush_due(self, buffered: int) -> bool:
+        return buffered >= self.flush_docs
+
+    def full(self, buffered: int) -> bool:
+        return buffered >= self.max_buffer_docs
+
+    def merge_due(self, live: list[int]) -> bool:
+        """Merge when there are too many segments, or as soon as the small segments together
+        hold merge_small_docs live documents — a 100k-document collection then searches a few
+        large Seismic segments instead of many small exact ones."""
+        if not self.max_segments:
+            return False
+        small = [n for n in live if n < self.merge_small_docs]
+        return len(live) > self.max_segments or (len(small) >= 2 and sum(small) >= self.merge_small_docs)
+
+    def merge_candidates(self, segments: list, force: bool) -> list:
+        """The segments one merge rewrites: the small ones (when two or more) and those with
+        many deleted rows; force: all of them (unless one clean segment is all there is)."""
+        live = {s: int(np.count_nonzero(s.alive)) for s in segments}
+        if force:
+            if len(segments) == 1 and live[segments[0]] == segments[0].n_rows:
+                return []
+            return list(segments)
+        dirty = {s for s in segments if s.n_rows and
+                 (s.n_rows - live[s]) / s.n_rows >= self.merge_deleted_fraction}
+        small = [s for s in segments if live[s] < self.merge_small_docs]
+        return [s for s in segments if s in dirty or (len(small) >= 2 and s in small)]
+
+
+class Maintainer:
+    """A collection's flushes and merges, in one background thread.
+
+    The collection calls notify() after each write; the thread flushes when the policy says so,
+    then merges while a merge is due. A failure (a full disk, say) is logged, kept for
+    wait_for_room() to report, and retried after a pause."""
+
+    RETRY_SECONDS = 1.0
+    IDLE_SECONDS = 5.0  # how often an idle thread checks whether its collection still exists
+
+    def __init__(self, coll, policy: MaintenancePolicy):
+        # a weak reference: a collection dropped without close() must not live on in its thread
+        self._coll = weakref.ref(coll)
+        self.name = coll.name
+        self.policy = policy
+        self.failure: BaseException | None = None  # the last maintenance error, until one succeeds
+        self._wake = threading.Event()
+        self._busy = False
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, name=f"lsr-maintain-{coll.name}", daemon=True)
+        self._thread.start()
+
+    def notify(self) -> None:
+        self._wake.set()
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop after the flush or merge in progress (the caller must not hold the locks)."""
+        self._stop = True
+        self._wake.set()
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while not self._stop:
+            self._wake.wait(self.RETRY_SECONDS if self.failure else self.IDLE_SECONDS)
+            self._wake.clear()
+            coll = self._coll()
+            if self._stop or coll is None:
+                return
+            self._busy = True
+            try:
+                self._maintain(coll)
+                self.failure = None
+            except Exception as exc:  # noqa: BLE001 - kept, logged and retried; writes report it
+                if self._stop:
+                    return
+                if self.failure is None:
+                    log.error("collection %r: background flush/merge failed (retrying every %.0f s): %s",
+                              self.name, self.RETRY_SECONDS, exc)
+                self.failure = exc
+            finally:
+                self._busy = False
+                del coll
+
+    def _maintain(self, coll) -> None:
+        if self.policy.flush_due(coll.buffered_rows()) or coll.sealing_pending():
+            coll.flush()
+        while not self._stop and self.policy.merge_due(coll.live_per_segment()):
+            if not coll.merge():
+                break
+
+    def due(self) -> bool:
+        """Whether a flush or merge is due or running."""
+        coll = self._coll()
+        return coll is not None and (
+            self._busy or self.policy.flush_due(coll.buffered_rows()) or coll.sealing_pending()
+            or self.policy.merge_due(coll.live_per_segment()))
+
+    def wait_idle(self, timeout: float) -> None:
+        """Block until nothing is due (bulk loads, tests, benchmarks). After timeout: the
+        maintenance error if it is still failing, else TimeoutError."""
+        deadline = time.monotonic() + timeout
+        while self.due():
+            if time.monotonic() > deadline:
+                if self.failure is not None:
+                    raise self.failure
+                raise TimeoutError(f"collection {self.name!r}: maintenance still busy after {timeout} s")
+            if self.failure is None:
+                self.notify()  # (a failing one retries on its own schedule)
+            time.sleep(0.01)

@@ -1,0 +1,106 @@
+"""Flushes and merges run in a background thread: a write waits for neither, only for room
+(back-pressure at max_buffer_docs); the policy decides the same way inline and in the thread."""
+import threading
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from indexer.collection import Collection
+from indexer.collection_config import CollectionConfig
+from indexer.maintenance import MaintenancePolicy
+
+from .collection_helpers import sparse_field
+
+DIM = 2000
+
+
+def vectors(n, seed, nnz=40):
+    rng = np.random.default_rng(seed)
+    rows = np.repeat(np.arange(n), nnz)
+    cols = np.concatenate([rng.choice(DIM, nnz, replace=False) for _ in range(n)])
+    return sp.csr_matrix((rng.random(n * nnz, dtype=np.float32) + 0.01, (rows, cols)), shape=(n, DIM))
+
+
+def test_the_policy_defaults_and_decisions():
+    cfg = CollectionConfig.from_dict({"fields": {"s": sparse_field(10)}, "flush_docs": 100})
+    policy = MaintenancePolicy.from_config(cfg)
+    assert cfg.max_buffer_docs == 400 and policy.flush_due(100) and not policy.flush_due(99)
+    assert policy.full(400) and not policy.full(399)
+    assert policy.merge_due([10] * 17)  # more than max_segments
+    assert not policy.merge_due([10, 10]) and policy.merge_due([30_000, 30_000])  # small ones add up
+    with pytest.raises(ValueError, match="max_buffer_docs"):
+        CollectionConfig.from_dict({"fields": {"s": sparse_field(10)}, "flush_docs": 100, "max_buffer_docs": 50})
+
+
+def test_writes_do_not_wait_for_a_merge(tmp_path):
+    """A forced merge of a large collection runs in one thread; single-document upserts and
+    deletes, each durable, all return while it is still running."""
+    coll = Collection.create(tmp_path, "c", {"sparse": sparse_field(DIM, "seismic", exact=False)},
+                             flush_docs=6000, max_segments=0)
+    for b in range(5):
+        coll.upsert([f"d{b}-{i}" for i in range(6000)], vectors(6000, b))
+        coll.flush()
+    merging = threading.Thread(target=coll.merge, kwargs={"force": True})
+    merging.start()
+    while not any((tmp_path / "c" / "segments").glob(".seg-*")):  # the merged segment is being written
+        assert merging.is_alive(), "the merge ended before it could be observed"
+    for i in range(20):
+        coll.upsert([f"new-{i}"], vectors(1, 100 + i))
+        coll.delete([f"d0-{i}"])
+    still_merging = merging.is_alive()
+    merging.join()
+    assert still_merging, "the merge finished before the writes: make it larger"
+    assert coll.stats()["segments"] == 1 and len(coll) == 30_000
+    assert all(f"new-{i}" in coll and f"d0-{i}" not in coll for i in range(20))
+    coll.close()
+
+
+def test_back_pressure_holds_the_buffer_near_its_high_water_mark(tmp_path):
+    """Upserts faster than the maintainer can seal: the buffer never grows past
+    max_buffer_docs by more than one batch, and every write lands."""
+    batch, high = 100, 600
+    coll = Collection.create(tmp_path, "c", {"sparse": sparse_field(DIM, "seismic", exact=False)},
+                             flush_docs=300, max_buffer_docs=high, exact_segment_docs=0, max_segments=0)
+    peak, stop = [0], threading.Event()
+
+    def watch():
+        while not stop.is_set():
+            peak[0] = max(peak[0], coll.buffered_rows())
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        for b in range(30):
+            coll.upsert([f"d{b}-{i}" for i in range(batch)], vectors(batch, b))
+    finally:
+        stop.set()
+        watcher.join()
+    coll.wait_for_maintenance()
+    assert peak[0] <= high + batch and len(coll) == 30 * batch
+    assert coll.stats()["buffer_documents"] < 300 and coll.stats()["segments"] >= 2
+    coll.close()
+
+
+def test_close_stops_the_maintainer_and_reopen_resumes_from_the_wal(tmp_path):
+    name = "maintained-once"
+    coll = Collection.create(tmp_path, name, {"sparse": sparse_field(DIM, "exact")}, flush_docs=50)
+    coll.upsert([f"d{i}" for i in range(40)], vectors(40, 1))
+    assert f"lsr-maintain-{name}" in {t.name for t in threading.enumerate()}
+    coll.close()
+    assert f"lsr-maintain-{name}" not in {t.name for t in threading.enumerate()}
+    with Collection.open(tmp_path, name) as coll:
+        coll.upsert([f"e{i}" for i in range(20)], vectors(20, 2))  # 60 >= 50: a flush is due
+        coll.wait_for_maintenance()
+        assert coll.stats()["segments"] == 1 and len(coll) == 60
+
+
+def test_a_collection_dropped_without_close_does_not_keep_its_thread(tmp_path):
+    import gc
+    import time
+    coll = Collection.create(tmp_path, "forgotten", {"sparse": sparse_field(DIM, "exact")})
+    del coll
+    gc.collect()
+    deadline = time.time() + 30
+    while "lsr-maintain-forgotten" in {t.name for t in threading.enumerate()} and time.time() < deadline:
+        time.sleep(0.05)
+    assert "lsr-maintain-forgotten" not in {t.name for t in threading.enumerate()}
