@@ -54,12 +54,18 @@ def main(argv: list[str] | None = None) -> int:
     from encoders.fetch_models import fetch
 
     from .app import create_app
+    from .encoder_cache import ENCODERS
     from .settings import Settings
+    from .store import Store
     settings = Settings(data_dir=args.data_dir, host=args.host, port=args.port)
     for name in {settings.sparse_encoder, settings.dense_encoder, settings.multivector_encoder}:
         fetch(name)
+    store = Store(settings.data_dir, ENCODERS, settings.encode_batch_size)
+    try:  # indexed before the server starts: the server's own store is then the one writer
+        n = prepare(store, settings)
+    finally:
+        store.close()
     app = create_app(settings)
-    n = prepare(app.state.store, settings)
     url = f"http://{args.host}:{args.port}"
     print(f"\nlsr-search demo: collection {COLLECTION!r} with {n} documents\n"
           f"  API:   {url}\n  docs:  {url}/docs\n  try:   {curl_example(args.host, args.port)}\n", flush=True)
