@@ -19,7 +19,7 @@ from .storage import load_arrays, save_arrays
 from .validation import as_document_csr, as_query, as_query_csr, check_k, native_ready
 
 
-@nb.njit(cache=True)
+@nb.njit(nogil=True, cache=True)
 def _exact_one(q_terms, q_vals, k, col_ptr, col_docs, col_vals, acc, seen):
     touched = []
     for j in range(q_terms.shape[0]):
@@ -41,7 +41,7 @@ def _exact_one(q_terms, q_vals, k, col_ptr, col_docs, col_vals, acc, seen):
     return heap_drain(hs, hd, size)
 
 
-@nb.njit(parallel=True)  # not cached: Numba cannot cache this parallel function
+@nb.njit(nogil=True, parallel=True)  # not cached: Numba cannot cache this parallel function
 def _exact_batch(q_ptr, q_terms, q_vals, k, col_ptr, col_docs, col_vals, n_docs):
     nq = q_ptr.shape[0] - 1
     out_ids = np.full((nq, k), -1, dtype=np.int32)

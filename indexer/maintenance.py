@@ -65,83 +65,108 @@ class MaintenancePolicy:
         return [s for s in segments if s in dirty or (len(small) >= 2 and s in small)]
 
 
-class Maintainer:
-    """A collection's flushes and merges, in one background thread.
-
-    The collection calls notify() after each write; the thread flushes when the policy says so,
-    then merges while a merge is due. A failure (a full disk, say) is logged, kept for
-    wait_for_room() to report, and retried after a pause."""
+class _Worker:
+    """One background loop: wakes on notify() (or after a pause), runs `job(collection)`, keeps
+    its last failure (logged once) until a run succeeds."""
 
     RETRY_SECONDS = 1.0
     IDLE_SECONDS = 5.0  # how often an idle thread checks whether its collection still exists
 
-    def __init__(self, coll, policy: MaintenancePolicy):
-        # a weak reference: a collection dropped without close() must not live on in its thread
-        self._coll = weakref.ref(coll)
-        self.name = coll.name
-        self.policy = policy
-        self.failure: BaseException | None = None  # the last maintenance error, until one succeeds
-        self._wake = threading.Event()
-        self._busy = False
-        self._stop = False
-        self._thread = threading.Thread(target=self._run, name=f"lsr-maintain-{coll.name}", daemon=True)
-        self._thread.start()
-
-    def notify(self) -> None:
-        self._wake.set()
-
-    def stop(self, timeout: float | None = None) -> None:
-        """Stop after the flush or merge in progress (the caller must not hold the locks)."""
-        self._stop = True
-        self._wake.set()
-        if threading.current_thread() is not self._thread:
-            self._thread.join(timeout)
+    def __init__(self, maintainer: "Maintainer", what: str, job):
+        self.m, self.what, self.job = maintainer, what, job
+        self.failure: BaseException | None = None
+        self.busy = False
+        self.wake = threading.Event()
+        self.thread = threading.Thread(target=self._run, name=f"lsr-{what}-{maintainer.name}", daemon=True)
 
     def _run(self) -> None:
-        while not self._stop:
-            self._wake.wait(self.RETRY_SECONDS if self.failure else self.IDLE_SECONDS)
-            self._wake.clear()
-            coll = self._coll()
-            if self._stop or coll is None:
+        while not self.m.stopped:
+            self.wake.wait(self.RETRY_SECONDS if self.failure else self.IDLE_SECONDS)
+            self.wake.clear()
+            coll = self.m.collection()
+            if self.m.stopped or coll is None:
                 return
-            self._busy = True
+            self.busy = True
             try:
-                self._maintain(coll)
+                self.job(coll)
                 self.failure = None
             except Exception as exc:  # noqa: BLE001 - kept, logged and retried; writes report it
-                if self._stop:
+                if self.m.stopped:
                     return
                 if self.failure is None:
-                    log.error("collection %r: background flush/merge failed (retrying every %.0f s): %s",
-                              self.name, self.RETRY_SECONDS, exc)
+                    log.error("collection %r: background %s failed (retrying every %.0f s): %s",
+                              self.m.name, self.what, self.RETRY_SECONDS, exc)
                 self.failure = exc
             finally:
-                self._busy = False
+                self.busy = False
                 del coll
 
-    def _maintain(self, coll) -> None:
+
+class Maintainer:
+    """A collection's flushes and merges, in two background threads: a merge can take minutes,
+    and flushes must go on meanwhile, or the buffer would fill and writes stall behind it.
+
+    The collection calls notify() after each write; the flusher seals the buffer when the
+    policy says so and then wakes the merger, which merges while a merge is due. Failures (a
+    full disk, say) are logged, kept — the flusher's for wait_for_room() to report — and
+    retried after a pause. Threads hold only a weak reference to the collection: one dropped
+    without close() does not live on in them."""
+
+    def __init__(self, coll, policy: MaintenancePolicy):
+        self.collection = weakref.ref(coll)
+        self.name = coll.name
+        self.policy = policy
+        self.stopped = False
+        self._flusher = _Worker(self, "flush", self._flush)
+        self._merger = _Worker(self, "merge", self._merge)
+        for w in (self._flusher, self._merger):
+            w.thread.start()
+
+    @property
+    def failure(self) -> BaseException | None:
+        """The flusher's last error: what keeps the buffer full (a merge failing does not)."""
+        return self._flusher.failure
+
+    def notify(self) -> None:
+        self._flusher.wake.set()
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop after the flush and merge in progress (the caller must not hold the locks)."""
+        self.stopped = True
+        for w in (self._flusher, self._merger):
+            w.wake.set()
+            if threading.current_thread() is not w.thread:
+                w.thread.join(timeout)
+
+    def _flush(self, coll) -> None:
         if self.policy.flush_due(coll.buffered_rows()) or coll.sealing_pending():
             coll.flush()
-        while not self._stop and self.policy.merge_due(coll.live_per_segment()):
+        if self.policy.merge_due(coll.live_per_segment()):
+            self._merger.wake.set()
+
+    def _merge(self, coll) -> None:
+        while not self.stopped and self.policy.merge_due(coll.live_per_segment()):
             if not coll.merge():
                 break
 
     def due(self) -> bool:
         """Whether a flush or merge is due or running."""
-        coll = self._coll()
+        coll = self.collection()
         return coll is not None and (
-            self._busy or self.policy.flush_due(coll.buffered_rows()) or coll.sealing_pending()
-            or self.policy.merge_due(coll.live_per_segment()))
+            self._flusher.busy or self._merger.busy or self.policy.flush_due(coll.buffered_rows())
+            or coll.sealing_pending() or self.policy.merge_due(coll.live_per_segment()))
 
     def wait_idle(self, timeout: float) -> None:
         """Block until nothing is due (bulk loads, tests, benchmarks). After timeout: the
         maintenance error if it is still failing, else TimeoutError."""
         deadline = time.monotonic() + timeout
         while self.due():
+            failure = self._flusher.failure or self._merger.failure
             if time.monotonic() > deadline:
-                if self.failure is not None:
-                    raise self.failure
+                if failure is not None:
+                    raise failure
                 raise TimeoutError(f"collection {self.name!r}: maintenance still busy after {timeout} s")
-            if self.failure is None:
+            if failure is None:
                 self.notify()  # (a failing one retries on its own schedule)
+                self._merger.wake.set()
             time.sleep(0.01)

@@ -9,7 +9,7 @@ import numba as nb
 import numpy as np
 
 
-@nb.njit(cache=True)
+@nb.njit(nogil=True, cache=True)
 def _score_rows(ptr, terms, vals, rows, q_dense):
     # a row "matches" when it shares at least one term with the query, like the indexes
     scores = np.zeros(rows.shape[0], dtype=np.float32)

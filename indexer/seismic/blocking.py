@@ -14,7 +14,7 @@ import numpy as np
 _CHUNK = 64  # lists per parallel task: amortises the per-task scratch arrays
 
 
-@nb.njit(cache=True, inline="always")
+@nb.njit(nogil=True, cache=True, inline="always")
 def _splitmix64(x):
     z = x + np.uint64(0x9E3779B97F4A7C15)
     z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
@@ -22,7 +22,7 @@ def _splitmix64(x):
     return z ^ (z >> np.uint64(31))
 
 
-@nb.njit(cache=True)
+@nb.njit(nogil=True, cache=True)
 def top_terms(indptr, terms, vals, doc_cut):
     """The doc_cut largest terms of every document (padded with -1)."""
     n = indptr.shape[0] - 1
@@ -41,7 +41,7 @@ def top_terms(indptr, terms, vals, doc_cut):
     return out_t, out_v
 
 
-@nb.njit(cache=True)
+@nb.njit(nogil=True, cache=True)
 def _cluster_list(docs, n_centroids, min_size, seed, fwd_ptr, fwd_terms, fwd_vals,
                   cut_t, cut_v, head, count, out_docs, out_sizes):
     """Cluster one list; writes reordered docs and block sizes, returns the number of blocks."""
@@ -131,7 +131,7 @@ def _cluster_list(docs, n_centroids, min_size, seed, fwd_ptr, fwd_terms, fwd_val
     return n_blocks
 
 
-@nb.njit(parallel=True, cache=True)
+@nb.njit(nogil=True, parallel=True, cache=True)
 def block_lists(list_ptr, list_docs, fwd_ptr, fwd_terms, fwd_vals, cut_t, cut_v, dim,
                 centroid_fraction, min_size, max_blocks, seed):
     """Cluster every list in parallel.
@@ -165,7 +165,7 @@ def block_lists(list_ptr, list_docs, fwd_ptr, fwd_terms, fwd_vals, cut_t, cut_v,
     return out_docs, n_blocks, sizes
 
 
-@nb.njit(cache=True)
+@nb.njit(nogil=True, cache=True)
 def compact_block_sizes(list_ptr, n_blocks, sizes):
     """Turn the per-list block sizes into global block offsets (block_doc_ptr, list_block_ptr)."""
     n_lists = list_ptr.shape[0] - 1

@@ -8,7 +8,7 @@ import scipy.sparse as sp
 from .config import SeismicParams
 
 
-@nb.njit(parallel=True, cache=True)
+@nb.njit(nogil=True, parallel=True, cache=True)
 def _cap_lists(indptr, docs, vals, cap):
     """Keep the `cap` largest postings of every list; surviving postings stay in doc-id order."""
     n_lists = indptr.shape[0] - 1

@@ -9,12 +9,12 @@ import numba as nb
 import numpy as np
 
 
-@nb.njit(cache=True, inline="always")
+@nb.njit(nogil=True, cache=True, inline="always")
 def _better(s1, d1, s2, d2):
     return s1 > s2 or (s1 == s2 and d1 < d2)
 
 
-@nb.njit(cache=True)
+@nb.njit(nogil=True, cache=True)
 def heap_push(hs, hd, size, k, score, doc):
     """Min-heap (root = worst kept hit) of at most k hits; returns the new size."""
     if size < k:
@@ -45,7 +45,7 @@ def heap_push(hs, hd, size, k, score, doc):
     return size
 
 
-@nb.njit(cache=True)
+@nb.njit(nogil=True, cache=True)
 def heap_drain(hs, hd, size):
     """Hits sorted best first (score descending, then doc id ascending)."""
     by_doc = np.argsort(hd[:size], kind="mergesort")
@@ -53,7 +53,7 @@ def heap_drain(hs, hd, size):
     return hd[:size][order].copy(), hs[:size][order].copy()
 
 
-@nb.njit(cache=True, inline="always")
+@nb.njit(nogil=True, cache=True, inline="always")
 def score_doc(q, terms, vals, a, b):
     lanes = np.zeros(8, dtype=np.float32)
     for i in range(b - a):
@@ -61,7 +61,7 @@ def score_doc(q, terms, vals, a, b):
     return ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]))
 
 
-@nb.njit(cache=True)
+@nb.njit(nogil=True, cache=True)
 def _block_dots(t, b0, nb_, q_terms, q_vals, list_entry_ptr, entry_term, entry_block, entry_value,
                 block_scale, dots):
     dots[:nb_] = 0.0
@@ -79,7 +79,7 @@ def _block_dots(t, b0, nb_, q_terms, q_vals, list_entry_ptr, entry_term, entry_b
         dots[b] *= block_scale[b0 + b]
 
 
-@nb.njit(cache=True)
+@nb.njit(nogil=True, cache=True)
 def search_one(q_terms, q_vals, k, query_cut, heap_factor, q_dense, visited, dots,
                fwd_ptr, fwd_terms, fwd_vals, list_block_ptr, block_doc_ptr, block_docs,
                block_scale, list_entry_ptr, entry_term, entry_block, entry_value):
@@ -122,7 +122,7 @@ def search_one(q_terms, q_vals, k, query_cut, heap_factor, q_dense, visited, dot
     return heap_drain(hs, hd, size)
 
 
-@nb.njit(parallel=True)  # not cached: Numba cannot cache this parallel function
+@nb.njit(nogil=True, parallel=True)  # not cached: Numba cannot cache this parallel function
 def search_batch(q_ptr, q_terms, q_vals, k, query_cut, heap_factor, dim, n_docs, max_blocks,
                  fwd_ptr, fwd_terms, fwd_vals, list_block_ptr, block_doc_ptr, block_docs,
                  block_scale, list_entry_ptr, entry_term, entry_block, entry_value):

@@ -27,7 +27,7 @@ import numpy as np
 _CHUNK = 64
 
 
-@nb.njit(cache=True)
+@nb.njit(nogil=True, cache=True)
 def _block_union(block_docs, fwd_ptr, fwd_terms, fwd_vals, maxv, touched):
     """Per-term maxima of a block into maxv; touched[:n] lists the terms in first-seen order."""
     n_t = 0
@@ -46,7 +46,7 @@ def _block_union(block_docs, fwd_ptr, fwd_terms, fwd_vals, maxv, touched):
 _BUCKETS = 64
 
 
-@nb.njit(cache=True)
+@nb.njit(nogil=True, cache=True)
 def _energy_cut(maxv, touched, n_t, alpha, vals):
     """(threshold, kept, ties): the summary keeps the values > threshold and the first `ties`
     values == threshold in first-seen order; `kept` entries in all.
@@ -103,7 +103,7 @@ def _energy_cut(maxv, touched, n_t, alpha, vals):
     return thr, above + kept_b, ties
 
 
-@nb.njit(cache=True)
+@nb.njit(nogil=True, cache=True)
 def quantize_block(vals):
     """(scale, u8 codes) with codes * scale >= vals elementwise (see module docstring)."""
     vmax = np.float32(0.0)
@@ -124,7 +124,7 @@ def quantize_block(vals):
     return scale, codes
 
 
-@nb.njit(parallel=True, cache=True)
+@nb.njit(nogil=True, parallel=True, cache=True)
 def count_summaries(list_block_ptr, block_doc_ptr, block_docs, fwd_ptr, fwd_terms, fwd_vals,
                     dim, alpha):
     """Pass 1: energy cut of every block (threshold, ties) and summary entries per list."""
@@ -149,7 +149,7 @@ def count_summaries(list_block_ptr, block_doc_ptr, block_docs, fwd_ptr, fwd_term
     return thr, ties, n_entries
 
 
-@nb.njit(parallel=True, cache=True)
+@nb.njit(nogil=True, parallel=True, cache=True)
 def fill_summaries(list_block_ptr, block_doc_ptr, block_docs, fwd_ptr, fwd_terms, fwd_vals,
                    dim, thr, ties, list_entry_ptr):
     """Pass 2: quantised summaries in the transposed per-list layout (no second sort: the

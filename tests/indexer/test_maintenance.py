@@ -22,6 +22,10 @@ def vectors(n, seed, nnz=40):
     return sp.csr_matrix((rng.random(n * nnz, dtype=np.float32) + 0.01, (rows, cols)), shape=(n, DIM))
 
 
+def maintainer_threads(name: str) -> set[str]:
+    return {t.name for t in threading.enumerate() if t.name in (f"lsr-flush-{name}", f"lsr-merge-{name}")}
+
+
 def test_the_policy_defaults_and_decisions():
     cfg = CollectionConfig.from_dict({"fields": {"s": sparse_field(10)}, "flush_docs": 100})
     policy = MaintenancePolicy.from_config(cfg)
@@ -85,9 +89,9 @@ def test_close_stops_the_maintainer_and_reopen_resumes_from_the_wal(tmp_path):
     name = "maintained-once"
     coll = Collection.create(tmp_path, name, {"sparse": sparse_field(DIM, "exact")}, flush_docs=50)
     coll.upsert([f"d{i}" for i in range(40)], vectors(40, 1))
-    assert f"lsr-maintain-{name}" in {t.name for t in threading.enumerate()}
+    assert maintainer_threads(name) == {f"lsr-flush-{name}", f"lsr-merge-{name}"}
     coll.close()
-    assert f"lsr-maintain-{name}" not in {t.name for t in threading.enumerate()}
+    assert not maintainer_threads(name)
     with Collection.open(tmp_path, name) as coll:
         coll.upsert([f"e{i}" for i in range(20)], vectors(20, 2))  # 60 >= 50: a flush is due
         coll.wait_for_maintenance()
@@ -101,6 +105,6 @@ def test_a_collection_dropped_without_close_does_not_keep_its_thread(tmp_path):
     del coll
     gc.collect()
     deadline = time.time() + 30
-    while "lsr-maintain-forgotten" in {t.name for t in threading.enumerate()} and time.time() < deadline:
+    while maintainer_threads("forgotten") and time.time() < deadline:
         time.sleep(0.05)
-    assert "lsr-maintain-forgotten" not in {t.name for t in threading.enumerate()}
+    assert not maintainer_threads("forgotten")
