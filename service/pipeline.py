@@ -28,6 +28,7 @@ from .query_batching import QueryBatcher
 from .rerank import maxsim_rerank
 from .schemas import SearchRequest, SearchResponse, SearchResult
 from .store import EncoderSet, Store
+from .timing import NO_TIMINGS, Timings
 
 # Seismic search knobs for service queries: SPLADE queries have tens of terms; keeping the 32
 # heaviest and a heap factor of 0.8 stays close to exact on collections of this size.
@@ -79,7 +80,7 @@ class SearchPipeline:
         self.queries = queries or QueryBatcher()
 
     # ---------------------------------------------------------------- entry point
-    def search(self, name: str, req: SearchRequest) -> SearchResponse:
+    def search(self, name: str, req: SearchRequest, timings: Timings = NO_TIMINGS) -> SearchResponse:
         page_end = req.offset + req.k
         if page_end > self.max_k:
             raise BadRequest(f"offset + k = {page_end} exceeds the limit of {self.max_k}")
@@ -96,23 +97,28 @@ class SearchPipeline:
             flt = Filter.parse(req.filter)
         except ValueError as exc:
             raise BadRequest(f"filter: {exc}") from None
-        qv = self._encode_query(req.query, names, enc, coll)
+        with timings.stage("encode"):
+            qv = self._encode_query(req.query, names, enc, coll)
         hits: dict[str, Hit] = {}
-        lists = {n: self._retrieve(coll, n, qv, depth, flt, hits) for n in names}
-        if req.prf is not None:
-            lists = {n: self._feedback(coll, n, qv, lst, depth, req, flt, hits)
-                     for n, lst in lists.items()}
-        fused = self._fuse(lists, req)
+        with timings.stage("retrieve"):
+            lists = {n: self._retrieve(coll, n, qv, depth, flt, hits) for n in names}
+            if req.prf is not None:
+                lists = {n: self._feedback(coll, n, qv, lst, depth, req, flt, hits)
+                         for n, lst in lists.items()}
+        with timings.stage("fuse"):
+            fused = self._fuse(lists, req)
         reranked, stats = 0, None
         if req.rerank is not None:
-            fused, reranked, stats = self._rerank(coll, enc, req, fused, hits)
+            with timings.stage("rerank"):
+                fused, reranked, stats = self._rerank(coll, enc, req, fused, hits)
         page = fused[req.offset:page_end]
         results = []
-        for doc_id, score in page:
-            h = hits[doc_id]
-            expl = self._explain(coll, enc, qv, lists, doc_id, req.query) if req.explain else None
-            results.append(SearchResult(id=doc_id, score=score, text=h.text, metadata=h.metadata,
-                                        explanation=expl))
+        with timings.stage("fetch"):  # text and metadata: read for the page only
+            for doc_id, score in page:
+                h = hits[doc_id]
+                expl = self._explain(coll, enc, qv, lists, doc_id, req.query) if req.explain else None
+                results.append(SearchResult(id=doc_id, score=score, text=h.text, metadata=h.metadata,
+                                            explanation=expl))
         return SearchResponse(results=results, mode=req.mode, offset=req.offset, k=req.k,
                               candidates=len(fused), reranked=reranked, rerank_stats=stats)
 

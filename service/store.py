@@ -46,17 +46,34 @@ READ_ONLY_MESSAGE = ("this process only reads the data directory: another proces
                      "(holds .writer.lock); send writes to that one (the REST API, or `lsr ... --url`)")
 
 
-@dataclass
 class EncoderSet:
-    """The loaded encoders of one collection (None where the collection has no such field)."""
-    sparse: object | None
-    dense: object | None
-    multivector: object | None
-    bm25: bool
+    """The encoders of one collection, each loaded when first used (None where the collection
+    has no such field): a BM25 search must not wait for a neural model to load."""
+
+    def __init__(self, cache: EncoderCache, names: dict, bm25: bool):
+        self._cache, self._names, self.bm25 = cache, names, bm25
+
+    def _get(self, kind: str):
+        name = self._names.get(kind)
+        return getattr(self._cache, kind)(name) if name else None
+
+    @property
+    def sparse(self):
+        return self._get("sparse")
+
+    @property
+    def dense(self):
+        return self._get("dense")
+
+    @property
+    def multivector(self):
+        return self._get("multivector")
 
     @property
     def fields(self) -> list[str]:
-        return [f for f, on in (("sparse", self.sparse), ("bm25", self.bm25), ("dense", self.dense)) if on]
+        """The fields a search can use, in fusion order."""
+        return [f for f, on in (("sparse", self._names.get("sparse")), ("bm25", self.bm25),
+                                ("dense", self._names.get("dense"))) if on]
 
 
 @dataclass(frozen=True)
@@ -310,12 +327,7 @@ class Store:
             return coll
 
     def encoder_set(self, coll: Collection) -> EncoderSet:
-        names = coll.config.encoders
-        return EncoderSet(
-            sparse=self.encoders.sparse(names["sparse"]) if names.get("sparse") else None,
-            dense=self.encoders.dense(names["dense"]) if names.get("dense") else None,
-            multivector=self.encoders.multivector(names["multivector"]) if names.get("multivector") else None,
-            bm25="bm25" in coll.config.fields)
+        return EncoderSet(self.encoders, coll.config.encoders, "bm25" in coll.config.fields)
 
     # ---------------------------------------------------------------- documents
     def upsert(self, name: str, ids: list[str], texts: list[str], metadata: list[dict | None]) -> int:
