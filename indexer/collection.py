@@ -26,14 +26,17 @@ thread acts on it (maintenance.py); writes only wait for room in the buffer.
 Searches take a snapshot under the lock (segment list, each `alive` mask, buffer length), then
 run without it: masks and buffers are replaced or appended, never changed in place. The same
 property lets a read-only follower swap in a whole new state at once (refresh()).
+
+This module is the facade: lifecycle, the public methods, the locks and the state they guard.
+The jobs it hands off live next to it: the search over a snapshot (searcher.py), the running
+term statistics (term_stats.py), snapshot / restore / crash leftovers (snapshots.py), when to
+flush and merge (maintenance.py).
 """
 from __future__ import annotations
 
 import errno
-import fcntl
 import json
 import os
-import re
 import shutil
 import threading
 import uuid
@@ -45,73 +48,35 @@ from typing import NamedTuple
 import numpy as np
 import scipy.sparse as sp
 
-from . import crashpoints
+from . import crashpoints, snapshots
 from .atomic import fsync_dir, read_json_checked, write_json_atomic
 from .buffer import WriteBuffer
 from .collection_config import CollectionConfig, check_document_id, check_name
 from .combining import Combiner
-from .errors import (ClosedError, ConflictError, CorruptionError, InvalidInputError, LockedError, LsrError,
-                     NotFoundError, ReadOnlyError)
+from .datadir import acquire_collection_lock
+from .errors import (ClosedError, CollectionExistsError, CollectionLockedError, CollectionNotFoundError,
+                     CorruptionError, InvalidInputError, LsrError, ReadOnlyError)
 from .filters import Filter
 from .maintenance import Maintainer, MaintenancePolicy
 from .query import DEFAULTS, SearchParams, SparseQuery
-from .rows import Rows
-from .scoring import top_k
+from .searcher import Hit, search_dense_batch, search_sparse
 from .segment import Segment, segment_dir_name, write_segment
 from .storage import IndexFormatError, load_arrays, save_arrays
+from .term_stats import LiveTermStats, TermStats
 from .validation import as_document_csr, check_k
 from .wal import TOLERATE_TORN_TAIL, DeleteOp, UpsertOp, WalTail, WriteAheadLog, encode_op
 
+# the errors, Hit and TermStats live elsewhere; callers import them from here too
+__all__ = ["Collection", "CollectionExistsError", "CollectionLockedError", "CollectionNotFoundError",
+           "Document", "Hit", "TermStats"]
+
 FORMAT_VERSION = 1
-# .<name>.<kind>-<hex>: a create/restore in progress, a dropped or a replaced collection
-_LEFTOVER_RE = re.compile(r"^\.(.+)\.(tmp|dropped|replaced)-[0-9a-f]{8}$")
 # What _load() builds and a follower's refresh() swaps in (the locks and the dense combiner,
 # which threads may be waiting on, stay).
 _STATE = ("config", "_generation", "_checkpoint", "_next_seq", "_next_segment_id", "_tomb_name",
-          "_segments", "_live", "_sealing", "_buffer", "_df", "_n_docs", "_total_length", "_tail",
-          "_logged_seq")
-# What a snapshot holds: the configuration and the committed state plus its WAL.
-_STATE_ENTRIES = {"collection.json", "MANIFEST.json", "segments", "tombstones", "wal"}
+          "_segments", "_live", "_sealing", "_buffer", "_term_stats", "_tail", "_logged_seq")
 # Exceptions that reading a damaged file can raise from numpy, pyarrow, json or the OS.
 _LOAD_FAILURES = (ValueError, KeyError, TypeError, IndexError, EOFError, OSError)
-
-
-class CollectionExistsError(ConflictError):
-    """create() or restore() found a collection of that name already."""
-
-
-class CollectionNotFoundError(NotFoundError):
-    """open() found no collection of that name."""
-
-
-class CollectionLockedError(LockedError):
-    """Another Collection object (in this or another process) has the collection open."""
-
-
-class Hit:
-    """One search result. Its text and metadata are read from the document store only when
-    asked for (and then once): a search ranks many more candidates than a page shows."""
-
-    __slots__ = ("id", "score", "_rows", "_row", "_doc")
-
-    def __init__(self, doc_id: str, score: float, rows, row: int):
-        self.id, self.score, self._rows, self._row, self._doc = doc_id, score, rows, row, None
-
-    def _fetch(self) -> tuple:
-        if self._doc is None:
-            self._doc = (self._rows.text(self._row), self._rows.metadata(self._row))
-        return self._doc
-
-    @property
-    def text(self) -> str | None:
-        return self._fetch()[0]
-
-    @property
-    def metadata(self) -> dict | None:
-        return self._fetch()[1]
-
-    def __repr__(self) -> str:
-        return f"Hit({self.id!r}, {self.score:.6g})"
 
 
 @dataclass
@@ -121,18 +86,6 @@ class Document:
     metadata: dict | None
     vectors: dict  # field -> 1 x dim csr_matrix (sparse) or 1-D float32 array (dense)
     seq: int
-
-
-@dataclass
-class TermStats:
-    """Corpus statistics of one sparse field over the live documents (for BM25 / IDF)."""
-    n_docs: int
-    total_length: int
-    df: np.ndarray  # int64 [dim]: live documents with a non-zero weight for each term
-
-    @property
-    def avg_length(self) -> float:
-        return self.total_length / self.n_docs if self.n_docs else 0.0
 
 
 class _Loc(NamedTuple):
@@ -199,7 +152,7 @@ class Collection:
         path = Path(data_dir) / name
         if not (path / "collection.json").is_file():
             raise CollectionNotFoundError(f"no collection {name!r} in {data_dir}")
-        lock = _acquire_lock(path)
+        lock = acquire_collection_lock(path)
         gone = Path(data_dir) / f".{name}.dropped-{uuid.uuid4().hex[:8]}"
         os.rename(path, gone)  # the name disappears atomically; the files go after
         crashpoints.step("collection.drop.rename")
@@ -214,7 +167,7 @@ class Collection:
         self.name = self.path.name
         self.read_only = read_only
         # a follower takes no lock: it never writes, and the writer must be able to run
-        self._lock_fd = None if read_only else _acquire_lock(self.path)
+        self._lock_fd = None if read_only else acquire_collection_lock(self.path)
         try:
             _as_damage(self.name, self.path, lambda: self._load(wal_recovery))
         except BaseException:
@@ -259,7 +212,7 @@ class Collection:
         self._sealing: list[WriteBuffer] = []
         self._buffer = WriteBuffer(self.config)
         self._dense_combiner = Combiner(self._search_dense_batch)
-        self._init_term_stats()
+        self._term_stats = LiveTermStats(self.config, self._segments)
         self._closed = False
         self._logged_seq = 0  # the newest WAL record applied on top of the manifest
         if self.read_only:
@@ -483,31 +436,13 @@ class Collection:
         meta = op.metadata if op.metadata is not None else [None] * len(op.ids)
         self._kill(kills)
         buf.append(op.ids, op.seq, op.vectors, texts, meta, op.lengths)
-        self._n_docs += len(op.ids)
-        self._total_length += int(op.lengths.sum())
-        for f in self.config.sparse_fields:
-            self._df[f] += np.bincount(op.vectors[f].indices, minlength=self.config.fields[f].dim)
+        self._term_stats.add(op)
 
     def _kill(self, kills: dict) -> None:
         for container, rows in kills.items():
             rows = np.asarray(rows, dtype=np.int64)
             container.kill(rows)
-            self._n_docs -= len(rows)
-            self._total_length -= int(container.lengths[rows].sum())
-            for f in self.config.sparse_fields:
-                terms = np.concatenate([container.row_terms(f, r) for r in rows])
-                self._df[f] -= np.bincount(terms, minlength=self.config.fields[f].dim)
-
-    def _init_term_stats(self) -> None:
-        self._df = {f: np.zeros(self.config.fields[f].dim, np.int64) for f in self.config.sparse_fields}
-        self._n_docs, self._total_length = 0, 0
-        for seg in self._segments:
-            self._n_docs += int(seg.alive.sum())
-            self._total_length += int(seg.lengths[seg.alive].sum())
-            for f in self.config.sparse_fields:
-                ptr, terms = seg.terms(f)
-                live_nnz = np.repeat(seg.alive, np.diff(ptr))
-                self._df[f] += np.bincount(np.asarray(terms)[live_nnz], minlength=self.config.fields[f].dim)
+            self._term_stats.remove(container, rows)
 
     # ------------------------------------------------------------------ input checks
     def _check_vectors(self, vectors, n: int) -> dict:
@@ -594,11 +529,7 @@ class Collection:
         params = SearchParams(k, query_cut, heap_factor)
         query = SparseQuery.make(q_indices, q_values, self.config.fields[field].dim)
         flt = Filter.parse(filter)
-        exact_limit = self.config.filter_exact_docs
-
-        def run(c: Rows, allowed, n_allowed):
-            return c.search_sparse(field, query, params, allowed, n_allowed, exact_limit)
-        return self._fan_out(run, flt, params.k)
+        return search_sparse(self._snapshot(), field, query, params, flt, self.config.filter_exact_docs)
 
     def search_dense(self, vector, k: int = 10, *, field: str | None = None, filter=None) -> list[Hit]:
         """Exact top-k by dot product with a dense query vector."""
@@ -613,60 +544,15 @@ class Collection:
         return self._dense_combiner.submit((field, q, k, flt))
 
     def _search_dense_batch(self, requests: list) -> list[list[Hit]]:
-        """Dense searches [(field, q, k, filter)] over one snapshot, one matrix product per
-        field and segment for all of them."""
-        snapshot = self._snapshot()
-        results: list = [None] * len(requests)
-        by_field: dict[str, list[int]] = {}
-        for i, (field, _, _, _) in enumerate(requests):
-            by_field.setdefault(field, []).append(i)
-        for field, idx in by_field.items():
-            queries = np.stack([requests[i][1] for i in idx])
-            scores = {id(c): c.dense_scores(field, queries) for c, _ in snapshot}  # [batch, rows]
-            for col, i in enumerate(idx):
-                _, _, k, flt = requests[i]
+        """What the dense combiner runs: a batch of dense searches over one snapshot."""
+        return search_dense_batch(self._snapshot(), requests)
 
-                def run(c, allowed, _n, col=col, k=k):
-                    s = scores[id(c)][col]
-                    if allowed is None:
-                        return top_k(np.arange(c.n_rows), s[: c.n_rows], k)
-                    rows = np.flatnonzero(allowed)
-                    return top_k(rows, s[rows], k)
-                results[i] = self._fan_out(run, flt, k, snapshot)
-        return results
-
-    def _fan_out(self, run, flt: Filter | None, k: int, snapshot: list | None = None) -> list[Hit]:
-        found = []
-        for c, alive in (self._snapshot() if snapshot is None else snapshot):
-            allowed = alive
-            if flt is not None:
-                allowed = alive & flt.mask(c.metadata_columns())[: len(alive)]
-            n_allowed = int(np.count_nonzero(allowed))
-            if n_allowed == 0:
-                continue
-            if isinstance(c, Segment) and n_allowed == c.n_rows:
-                allowed = None  # nothing to exclude: plain index search
-            rows, scores = run(c, allowed, n_allowed)
-            found += [(float(s), c.ids[r], int(c.seqs[r]), c, int(r)) for r, s in zip(rows, scores)]
-        # a consistent snapshot holds one version per id; keeping the newest is a safety net
-        newest = {}
-        for _, doc_id, seq, _, _ in found:
-            newest[doc_id] = max(seq, newest.get(doc_id, -1))
-        found.sort(key=lambda h: (-h[0], h[1]))
-        hits, seen = [], set()
-        for score, doc_id, seq, c, r in found:
-            if seq == newest[doc_id] and doc_id not in seen:
-                seen.add(doc_id)
-                hits.append(Hit(doc_id, score, c, r))
-                if len(hits) == k:
-                    break
-        return hits
-
-    def term_stats(self, field: str | None = None) -> TermStats:
-        """Document frequencies of a sparse field, live document count and total length."""
+    def term_stats(self, field: str | None = None, terms=None) -> TermStats:
+        """Document frequencies of a sparse field (of the given term ids only, if any), live
+        document count and total length."""
         field = self._field(field, "sparse")
         with self._lock:
-            return TermStats(self._n_docs, self._total_length, self._df[field].copy())
+            return self._term_stats.of(field, None if terms is None else np.asarray(terms, np.int64))
 
     def stats(self) -> dict:
         with self._lock:
@@ -828,114 +714,23 @@ class Collection:
 
     # ------------------------------------------------------------------ snapshot / restore
     def snapshot(self, dest_dir, *, hard_links: bool = True) -> None:
-        """Write a consistent copy of the collection to a new directory dest_dir.
-
-        The buffer is flushed first. Segment files are immutable: they are copied (or, with
-        hard_links, linked when on the same file system — cheap, but then a flipped bit hits
-        both, so a snapshot meant for recovering from damage takes copies) while only the
-        maintenance lock is held, so writes and searches go on. The manifest, tombstones and
-        WAL are copied under the lock; everything is fsync'd; dest_dir appears atomically."""
-        dest = Path(dest_dir)
-        if dest.exists():
-            raise ConflictError(f"snapshot destination {dest} already exists")
-        self.flush()
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.parent / f".{dest.name}.tmp-{uuid.uuid4().hex[:8]}"
-        with self._seal_lock, self._merge_lock:  # the segment list and the tombstones stay put
-            try:
-                with self._lock:
-                    self._check_writable()
-                    segments = {segment_dir_name(s.id) for s in self._segments}
-                tmp.mkdir(parents=True)
-                _copy_tree(self.path / "segments", tmp / "segments", keep=segments, link=hard_links)
-                with self._lock:
-                    self._check_open()
-                    for sub in ("tombstones", "wal"):
-                        _copy_tree(self.path / sub, tmp / sub,
-                                   keep={self._tomb_name} if sub == "tombstones" else None, link=False)
-                    for name in ("collection.json", "MANIFEST.json"):
-                        _copy_file(self.path / name, tmp / name, link=False)
-                fsync_dir(tmp)
-                os.rename(tmp, dest)
-                crashpoints.step("snapshot.rename")
-                fsync_dir(dest.parent)
-            except BaseException:
-                shutil.rmtree(tmp, ignore_errors=True)
-                raise
+        """Write a consistent copy of the collection to a new directory dest_dir; writes and
+        searches go on meanwhile (snapshots.snapshot)."""
+        snapshots.snapshot(self, dest_dir, hard_links=hard_links)
 
     @classmethod
     def restore(cls, src_dir, data_dir, name: str, *, replace: bool = False,
                 wal_recovery: str = TOLERATE_TORN_TAIL, maintenance: bool = True) -> "Collection":
-        """Create collection `name` in data_dir from a snapshot directory and open it.
-
-        replace=True swaps out an existing collection of that name (which no Collection object
-        may have open): the snapshot is copied in full first, then two renames swap the
-        directories, and the old one is deleted only once the restored one has opened — if
-        opening fails, the old one is put back. A crash between the two renames leaves the old
-        directory as .<name>.replaced-*, which recover_interrupted() puts back."""
-        name = check_name(name)
-        src = Path(src_dir)
-        read_json_checked(src / "collection.json", "snapshot configuration")
-        read_json_checked(src / "MANIFEST.json", "snapshot manifest")
-        data_dir = Path(data_dir)
-        final = data_dir / name
-        if final.exists() and not replace:
-            raise CollectionExistsError(f"collection {name!r} already exists")
-        data_dir.mkdir(parents=True, exist_ok=True)
-        tmp = data_dir / f".{name}.tmp-{uuid.uuid4().hex[:8]}"
-        aside = data_dir / f".{name}.replaced-{uuid.uuid4().hex[:8]}"
-        lock = _acquire_lock(final) if final.exists() else None  # nobody may have it open
-        try:
-            # copies, not links: the restored collection and the snapshot share no inode
-            _copy_tree(src, tmp, keep=_STATE_ENTRIES, link=False)
-            if lock is not None:
-                os.rename(final, aside)
-                crashpoints.step("restore.rename_old")
-            os.rename(tmp, final)
-            crashpoints.step("restore.rename")
-            fsync_dir(data_dir)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            if aside.exists() and not final.exists():
-                os.rename(aside, final)
-            raise
-        finally:
-            if lock is not None:
-                os.close(lock)
-        try:
-            coll = cls.open(data_dir, name, wal_recovery=wal_recovery, maintenance=maintenance)
-        except BaseException:
-            shutil.rmtree(final, ignore_errors=True)  # a broken snapshot leaves nothing behind
-            if aside.exists():
-                os.rename(aside, final)
-            fsync_dir(data_dir)
-            raise
-        shutil.rmtree(aside, ignore_errors=True)
-        return coll
+        """Create collection `name` in data_dir from a snapshot directory and open it;
+        replace=True swaps out an existing one that nobody has open (snapshots.restore)."""
+        return snapshots.restore(cls.open, src_dir, data_dir, name, replace=replace,
+                                 wal_recovery=wal_recovery, maintenance=maintenance)
 
     @staticmethod
     def recover_interrupted(data_dir) -> list[str]:
-        """Finish what a crash interrupted in data_dir: put back a collection whose restore
-        stopped between its two renames; delete leftovers of creates, restores and drops.
-        Only the process that writes to data_dir may call this. Returns what it did."""
-        done = []
-        d = Path(data_dir)
-        if not d.is_dir():
-            return done
-        for p in sorted(d.iterdir()):
-            m = _LEFTOVER_RE.fullmatch(p.name)
-            if m is None:
-                continue
-            name, kind = m.group(1), m.group(2)
-            if kind == "replaced" and not (d / name).exists():
-                os.rename(p, d / name)
-                done.append(f"put back {name!r} (its restore was interrupted)")
-            else:
-                shutil.rmtree(p, ignore_errors=True)
-                done.append(f"removed {p.name}")
-        if done:
-            fsync_dir(d)
-        return done
+        """Finish what a crash interrupted in data_dir (snapshots.recover_interrupted). Only
+        the process that writes to data_dir may call this. Returns what it did."""
+        return snapshots.recover_interrupted(data_dir)
 
 
 # ---------------------------------------------------------------------- helpers
@@ -969,16 +764,6 @@ def _as_damage(name: str, path: Path, load):
 
 def _disk_full(exc: BaseException) -> bool:
     return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
-
-
-def _acquire_lock(path: Path) -> int:
-    fd = os.open(path / "LOCK", os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise CollectionLockedError(f"collection {path.name!r} is open elsewhere") from None
-    return fd
 
 
 def _check_ids(ids, allow_empty: bool, new: bool = False) -> list[str]:
@@ -1018,41 +803,3 @@ def _new_collection_paths(data_dir: Path, name: str) -> tuple[Path, Path]:
     if final.exists():
         raise CollectionExistsError(f"collection {name!r} already exists")
     return final, data_dir / f".{name}.tmp-{uuid.uuid4().hex[:8]}"
-
-
-def _copy_tree(src: Path, dst: Path, keep: set | None, link: bool) -> None:
-    """Copy a directory durably (files fsync'd, or hard-linked with link=True); keep limits
-    which top-level entries are taken; hidden (temporary) entries are skipped."""
-    dst.mkdir()
-    for child in sorted(src.iterdir()):
-        if child.name.startswith(".") or (keep is not None and child.name not in keep):
-            continue
-        if child.is_dir():
-            _copy_files(child, dst / child.name, link)
-        else:
-            _copy_file(child, dst / child.name, link)
-    fsync_dir(dst)
-
-
-def _copy_files(src: Path, dst: Path, link: bool) -> None:
-    dst.mkdir()
-    for p in sorted(src.iterdir()):
-        if p.is_dir():
-            _copy_files(p, dst / p.name, link)
-        else:
-            _copy_file(p, dst / p.name, link)
-    fsync_dir(dst)
-
-
-def _copy_file(src: Path, dst: Path, link: bool) -> None:
-    if link:
-        try:
-            os.link(src, dst)
-            crashpoints.step("copy_tree.link")
-            return
-        except OSError:
-            pass  # another file system: copy instead
-    shutil.copyfile(src, dst)
-    with open(dst, "rb+") as f:
-        os.fsync(f.fileno())
-    crashpoints.step("copy_tree.copy")

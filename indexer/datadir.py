@@ -1,4 +1,4 @@
-"""The data directory's one writer.
+"""The data directory's one writer, and each collection's.
 
 Many processes may read a data directory (collections opened ``read_only``, see
 ``Collection.refresh``), but exactly one writes to it: creates, drops, upserts, flushes,
@@ -8,6 +8,10 @@ process holds an flock on ``<data_dir>/.writer.lock``; the others are followers.
 flock belongs to the open file, not the process: two opens in one process exclude each other
 too (two apps in one test process get one writer), and the kernel releases the lock when the
 holder exits, however it exits — a crashed writer leaves no stale lock behind.
+
+Each collection has a lock of its own, ``<data_dir>/<name>/LOCK``, held by the one Collection
+object that writes it (acquire_collection_lock); drop and restore take it to make sure nobody
+has the collection open.
 """
 from __future__ import annotations
 
@@ -15,6 +19,8 @@ import fcntl
 import os
 from pathlib import Path
 from typing import Self
+
+from .errors import CollectionLockedError
 
 LOCK_NAME = ".writer.lock"
 
@@ -49,3 +55,15 @@ def acquire_writer(data_dir) -> WriterLock | None:
         os.close(fd)
         return None
     return WriterLock(data_dir, fd)
+
+
+def acquire_collection_lock(path: Path) -> int:
+    """Lock the collection directory `path` (the fd holds the flock); CollectionLockedError at
+    once if another Collection object, in this or another process, has it open."""
+    fd = os.open(path / "LOCK", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise CollectionLockedError(f"collection {path.name!r} is open elsewhere") from None
+    return fd

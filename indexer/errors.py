@@ -3,8 +3,11 @@
     LsrError
     ├── InvalidInputError    the caller's input is wrong; nothing was stored   (HTTP 400)
     ├── NotFoundError        no such collection / document                     (HTTP 404)
+    │   └── CollectionNotFoundError
     ├── ConflictError        the name is taken                                 (HTTP 409)
+    │   └── CollectionExistsError
     ├── LockedError          another process holds the collection              (HTTP 409)
+    │   └── CollectionLockedError
     ├── ClosedError          the object was closed                             (HTTP 503)
     ├── ReadOnlyError        a write reached a read-only follower              (HTTP 503)
     └── CorruptionError      files on disk fail a check: the data is damaged   (HTTP 503)
@@ -44,6 +47,18 @@ class ClosedError(LsrError, RuntimeError):
 
 class ReadOnlyError(LsrError):
     """A write reached a collection opened read-only (a follower of another process)."""
+
+
+class CollectionNotFoundError(NotFoundError):
+    """open() found no collection of that name."""
+
+
+class CollectionExistsError(ConflictError):
+    """create() or restore() found a collection of that name already."""
+
+
+class CollectionLockedError(LockedError):
+    """Another Collection object (in this or another process) has the collection open."""
 
 
 class CorruptionError(LsrError):

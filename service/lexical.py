@@ -58,13 +58,14 @@ def idf(df: np.ndarray, n_docs: int) -> np.ndarray:
     return np.log1p((n_docs - df + 0.5) / (df + 0.5))
 
 
-def encode_query(text: str, df: np.ndarray, n_docs: int) -> tuple[np.ndarray, np.ndarray]:
-    """(term ids, weights) of a query against the current statistics; unseen terms dropped."""
+def encode_query(text: str, stats) -> tuple[np.ndarray, np.ndarray]:
+    """(term ids, weights) of a query against the current statistics; unseen terms dropped.
+    stats(term_ids) -> (their document frequencies, live document count)."""
     c, _ = counts(text)
     if not c:
         return np.empty(0, np.int32), np.empty(0, np.float32)
     ids = np.array(sorted(c), dtype=np.int32)
-    d = df[ids]
+    d, n_docs = stats(ids)
     seen = d > 0
     ids, d = ids[seen], d[seen]
     w = idf(d.astype(np.float64), n_docs) * np.array([c[i] for i in ids], dtype=np.float64)

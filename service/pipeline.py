@@ -138,8 +138,10 @@ class SearchPipeline:
             row = self.queries.encode(enc.sparse, query)  # a 1 × vocabulary CSR row
             qv.sparse = (row.indices.astype(np.int32), row.data.astype(np.float32))
         if "bm25" in names:
-            stats = coll.term_stats("bm25")
-            qv.bm25 = lexical.encode_query(query, stats.df, stats.n_docs)
+            def stats(terms):
+                s = coll.term_stats("bm25", terms)
+                return s.df, s.n_docs
+            qv.bm25 = lexical.encode_query(query, stats)
         if "dense" in names:
             qv.dense = self.queries.encode(enc.dense, query)
         return qv

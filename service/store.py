@@ -341,7 +341,7 @@ class Store:
         if enc.sparse is not None:
             vectors["sparse"] = enc.sparse.encode_documents(texts, batch_size=self.batch_size)
         if enc.bm25:
-            stats = coll.term_stats("bm25")
+            stats = coll.term_stats("bm25", ())  # counts only: no copy of the vocabulary
             _, batch_lengths = lexical.encode_documents(texts, 1.0)
             n = stats.n_docs + len(texts)
             avgdl = (stats.total_length + int(batch_lengths.sum())) / n if n else 1.0

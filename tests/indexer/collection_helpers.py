@@ -88,8 +88,9 @@ def doc_vectors(ids: list[str]) -> sp.csr_matrix:
 def crash_writer(data_dir: str, name: str, ack_path: str, round_no: int, ready) -> None:
     """Ingest until killed; after each call returns, append what it acknowledged to ack_path.
 
-    Lines: "I <ids>" before an upsert (intent), "U <ids>" after it returned, "D <id>" after a
-    delete returned. The parent kills this process with SIGKILL at a random moment."""
+    Lines: "I <ids>" before an upsert (intent), "U <ids>" after it returned, "X <id>" before a
+    delete, "D <id>" after it returned. The parent kills this process with SIGKILL at a random
+    moment — possibly between a call and its acknowledgement line."""
     from indexer.collection import Collection
     coll = Collection.open(data_dir, name)
     fd = os.open(ack_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
@@ -105,6 +106,7 @@ def crash_writer(data_dir: str, name: str, ack_path: str, round_no: int, ready) 
         acked += ids
         if i % 7 == 6:
             victim = acked.pop(int(rng.integers(len(acked))))
+            os.write(fd, f"X {victim}\n".encode())
             coll.delete([victim])
             os.write(fd, f"D {victim}\n".encode())
         i += 1

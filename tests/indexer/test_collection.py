@@ -280,6 +280,8 @@ def test_term_stats_follow_upserts_and_deletes(tmp_path):
         assert ts.n_docs == len(live)
         assert ts.total_length == sum(n for _, n in live.values())
         np.testing.assert_array_equal(ts.df, df)
+        some = np.array([0, 5, DIM - 1, 17])
+        np.testing.assert_array_equal(c.term_stats(terms=some).df, df[some])  # a query's terms only
 
     for step in range(12):
         ids = [f"d{rng.integers(80)}" for _ in range(10)]

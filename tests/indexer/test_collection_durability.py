@@ -166,9 +166,10 @@ def test_unlisted_segment_directories_are_invisible_and_removed(tmp_path):
 
 
 def _read_acks(path):
-    intents, upserted, deleted = [], set(), set()
+    """(upsert intents, acknowledged upserts, acknowledged deletes, delete intents)."""
+    intents, upserted, deleted, deleting = [], set(), set(), set()
     if not path.exists():
-        return intents, upserted, deleted
+        return intents, upserted, deleted, deleting
     for line in path.read_text().split("\n"):
         if not line.endswith(tuple("0123456789")) or " " not in line:
             continue  # a line cut by the kill
@@ -179,7 +180,9 @@ def _read_acks(path):
             upserted.update(ids)
         elif kind == "D":
             deleted.update(ids)
-    return intents, upserted, deleted
+        elif kind == "X":
+            deleting.update(ids)
+    return intents, upserted, deleted, deleting
 
 
 def test_sigkill_during_ingest_loses_no_acknowledged_write(tmp_path, record_property):
@@ -205,18 +208,20 @@ def test_sigkill_during_ingest_loses_no_acknowledged_write(tmp_path, record_prop
         p.join()
         assert p.exitcode == -9
         kills += 1
-        intents, up, dele = _read_acks(ack)
+        intents, up, dele, deleting = _read_acks(ack)
         all_up |= up
         all_del |= dele
+        in_flight = deleting - dele  # killed between the delete and its acknowledgement
         segs = tmp_path / "c" / "segments"
         mid_flush += any(q.name.startswith(".") for q in segs.iterdir())
         coll = Collection.open(tmp_path, "c", maintenance=False)  # inspect, don't flush
         present = set(coll.ids())
-        assert all_up - all_del <= present, sorted(all_up - all_del - present)[:5]
+        assert all_up - all_del - in_flight <= present, sorted(all_up - all_del - in_flight - present)[:5]
+        all_del |= in_flight - present  # it did happen: from now on it must stay deleted
         assert not (all_del & present)
         for batch in intents:  # one WAL record per call: all of a batch or none of it
             assert len(set(batch) & (present | all_del)) in (0, len(batch)), batch
-        for doc_id in sorted(up - dele):
+        for doc_id in sorted(up - dele - in_flight):
             assert coll.get(doc_id).text == doc_id
             terms = list(doc_terms(doc_id))
             assert doc_id in [h.id for h in coll.search(terms, [1.0, 1.0], k=10)]
