@@ -90,7 +90,7 @@ and how many acknowledged documents were missing afterwards (each test asserts 0
   kind (collection config, manifest, segment manifest and arrays, document store, tombstones,
   first and last WAL record): each is reported as damage naming the file and the failed check —
   HTTP 503, `"state": "damaged"`, `/readyz` "degraded" — never as "not found", and the
-  collection is restored from a snapshot with all its documents.
+  collection is restored from a snapshot with every document the snapshot holds.
 - Schema fuzzing: schemathesis over the whole OpenAPI document with every check (status codes,
   content types, headers, response schemas, Allow, auth, positive and negative data).
 """

@@ -34,13 +34,23 @@ class SearchParams:
 DEFAULTS = SearchParams()
 
 
-@dataclass(frozen=True)
 class SparseQuery:
-    indices: np.ndarray  # int32, sorted, unique
-    values: np.ndarray   # float32, finite
-    dense: np.ndarray    # float32 [dim]: the same query, for exact scoring
+    """indices: int32, sorted, unique; values: float32, finite; dense: the same query as a
+    float32 [dim] vector for the exact scorers — built on first use only, since for the hashed
+    BM25 field (2^18 terms) it is a megabyte per query that an index search never reads."""
+
+    __slots__ = ("indices", "values", "dim", "_dense")
+
+    def __init__(self, indices: np.ndarray, values: np.ndarray, dim: int):
+        self.indices, self.values, self.dim, self._dense = indices, values, dim, None
 
     @classmethod
     def make(cls, indices, values, dim: int) -> "SparseQuery":
         qi, qv = as_query(indices, values, dim)
-        return cls(qi, qv, dense_query(qi, qv, dim))
+        return cls(qi, qv, dim)
+
+    @property
+    def dense(self) -> np.ndarray:
+        if self._dense is None:
+            self._dense = dense_query(self.indices, self.values, self.dim)
+        return self._dense

@@ -118,7 +118,8 @@ def test_disk_full_loses_nothing_and_recovers_when_space_is_freed(small_fs, reco
         assert _state(coll) == state
 
 
-def test_background_maintenance_on_a_full_disk_stops_writes_with_its_error_then_resumes(small_fs):
+def test_background_maintenance_on_a_full_disk_stops_writes_with_its_error_then_resumes(small_fs,
+                                                                                       record_property):
     """Background flushes fail (no room for a segment) while WAL appends still fit: upserts go
     on until the buffer reaches max_buffer_docs, then fail at once with the flush's ENOSPC —
     not block forever; once space is freed the maintainer's retry seals the buffer."""
@@ -145,6 +146,7 @@ def test_background_maintenance_on_a_full_disk_stops_writes_with_its_error_then_
     coll.wait_for_maintenance(60)
     assert coll.stats()["segments"] >= 1 and set(acked) < set(coll.ids())
     coll.close()
+    record_property("reliability:disk-full ingests", 1)
 
 
 def test_a_wal_file_that_cannot_be_created_leaves_the_old_one_in_use(tmp_path, monkeypatch):
