@@ -5,7 +5,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install models run test bench bench-index bench-collection bench-service clean
+.PHONY: install models run test bench bench-index bench-collection bench-service bench-maintenance \
+        bench-reliability clean
 
 install: $(STAMP)
 
@@ -38,7 +39,7 @@ $(PORTABLE)/.built: $(STAMP)
 test: install $(PORTABLE)/.built
 	PYTHONPATH=$(PORTABLE) $(BIN)/python -m pytest -q
 
-bench: bench-index bench-collection bench-service
+bench: bench-index bench-collection bench-service bench-maintenance bench-reliability
 
 bench-index: install
 	$(BIN)/python -m benchmarks.index
@@ -46,8 +47,17 @@ bench-index: install
 bench-collection: install
 	$(BIN)/python -m benchmarks.collection
 
+# wrk (a C load generator, Debian's package) drives the load, so the client does not eat the
+# cores it measures.
 bench-service: models
-	$(BIN)/python -m benchmarks.service
+	command -v wrk > /dev/null || apt-get install -y --no-install-recommends wrk
+	$(BIN)/python -m benchmarks.service --load wrk
+
+bench-maintenance: install
+	$(BIN)/python -m benchmarks.maintenance
+
+bench-reliability: install
+	$(BIN)/python -m benchmarks.reliability
 
 clean:
 	rm -rf build $(VENV)

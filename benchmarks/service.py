@@ -185,8 +185,9 @@ def wrk_load(url: str, mode: str, seconds: int, concurrency: int, queries: list[
     bodies = [json.dumps({"query": q, "k": 10, "mode": mode}) for q in queries[:2000]]
     script = tmp / f"wrk-{mode}.lua"
     script.write_text(WRK_SCRIPT % ", ".join(_lua_string(b) for b in bodies))
-    out = subprocess.run(["wrk", f"-t{min(2, concurrency)}", f"-c{concurrency}", f"-d{seconds}s", "--latency", "--timeout", "30s",
-                          "-s", str(script), url], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(["wrk", f"-t{min(2, concurrency)}", f"-c{concurrency}", f"-d{seconds}s", "--latency",
+                          "--timeout", "30s", "-s", str(script), url], capture_output=True, text=True,
+                         check=True).stdout
 
     def ms(label: str) -> float:
         value, unit = re.search(rf"^\s+{label}\s+([\d.]+)(us|ms|s)\s*$", out, re.M).groups()
