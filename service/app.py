@@ -113,10 +113,15 @@ def create_app(settings: Settings | None = None, preload: bool = False) -> FastA
             log.warning("no API keys configured (LSR_API_KEYS / LSR_READ_KEYS): the API is open "
                         "to localhost clients only")
         lock = acquire_writer(settings.data_dir)
-        store = Store(settings.data_dir, ENCODERS, settings.encode_batch_size, settings.wal_recovery,
-                      read_only=lock is None)
-        store.open_all()  # finds and reports damaged collections before the first request
-        role = Writer(app, settings, store, lock) if lock is not None else Follower(settings, store)
+        try:
+            store = Store(settings.data_dir, ENCODERS, settings.encode_batch_size, settings.wal_recovery,
+                          read_only=lock is None)
+            store.open_all()  # finds and reports damaged collections before the first request
+            role = Writer(app, settings, store, lock) if lock is not None else Follower(settings, store)
+        except BaseException:
+            if lock is not None:  # a failed start must not keep the data directory's writer lock
+                lock.close()
+            raise
         app.state.store, app.state.role = store, role
         app.state.jobs, app.state.forwarder = role.jobs, role.forwarder
         app.state.pipeline = SearchPipeline(store, settings.max_k, queries=queries)

@@ -31,7 +31,7 @@ from pathlib import Path
 from indexer import Collection
 from indexer.collection import CollectionNotFoundError
 from indexer.collection_config import OPTIONS, CollectionConfig, check_document_id, check_name
-from indexer.errors import CorruptionError, ReadOnlyError
+from indexer.errors import CorruptionError, LockedError, ReadOnlyError
 from indexer.seismic.config import SeismicParams
 
 from . import lexical
@@ -155,7 +155,7 @@ class Store:
         for name in self.names():
             try:
                 self.get(name)
-            except (Damaged, Conflict, NotFound):
+            except (Damaged, Conflict, LockedError, NotFound):
                 pass  # recorded (damage) or reported when used (locked, gone meanwhile)
 
     def damaged(self) -> dict[str, Damage]:
