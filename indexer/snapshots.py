@@ -148,19 +148,9 @@ def _copy_tree(src: Path, dst: Path, keep: set | None, link: bool) -> None:
         if child.name.startswith(".") or (keep is not None and child.name not in keep):
             continue
         if child.is_dir():
-            _copy_files(child, dst / child.name, link)
+            _copy_tree(child, dst / child.name, None, link)
         else:
             _copy_file(child, dst / child.name, link)
-    fsync_dir(dst)
-
-
-def _copy_files(src: Path, dst: Path, link: bool) -> None:
-    dst.mkdir()
-    for p in sorted(src.iterdir()):
-        if p.is_dir():
-            _copy_files(p, dst / p.name, link)
-        else:
-            _copy_file(p, dst / p.name, link)
     fsync_dir(dst)
 
 

@@ -271,8 +271,10 @@ class WriteAheadLog:
         newest holds records of the old format)."""
         files = self.files()
         newest = files[-1] if files else None
-        if newest is not None and _file_format(newest.read_bytes()[:len(_MAGIC)]) == (0, True):
-            newest = None
+        if newest is not None:
+            with open(newest, "rb") as f:
+                if _file_format(f.read(len(_MAGIC))) == (0, True):  # the old record format
+                    newest = None
         self._open_file(newest or self.dir / _file_name(next_seq))
 
     def _open_file(self, path: Path) -> None:
