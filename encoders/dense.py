@@ -20,9 +20,10 @@ def mean_pool(states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 class DenseEncoder:
     """``encode_*`` return float32 [n, dim] arrays with unit-norm rows.
 
-    ``int8=True`` runs the model in ONNX Runtime (``encoders.onnx_graphs``): documents through the
-    fused int8 graph (~1.6x the throughput on a 2-core AVX2 CPU, approximate), queries through the
-    fused float32 graph (PyTorch's vectors to ~1e-7, a lone query ~2x faster). Int8 queries
+    Queries run through the fused float32 ONNX Runtime graph (``encoders.onnx_graphs``;
+    PyTorch's vectors to ~1e-7, a lone query ~2.4x faster) unless ``fast_queries=False``.
+    ``int8=True`` runs documents through the fused int8 graph (~1.6x the throughput on a 2-core
+    AVX2 CPU, approximate) instead of PyTorch. Int8 queries
     would be faster still but cost 0.005 nDCG@10 on SciFact's train queries where int8 documents
     alone cost 0.0002 (BENCHMARKS.md, "Encoding speed").
 
@@ -31,22 +32,22 @@ class DenseEncoder:
     """
 
     def __init__(self, model: str = DEFAULT_DENSE, *, max_length: int | None = None,
-                 progress: bool | None = None, int8: bool = False):
+                 progress: bool | None = None, int8: bool = False, fast_queries: bool = True):
         self.int8 = int8
-        self.backbone = TokenStates(model, max_length, progress, int8=int8)
+        self.backbone = TokenStates(model, max_length, progress, int8=int8, fast_queries=fast_queries)
         self.name = self.backbone.name
         self.dim = self.backbone.hidden_size
 
     def encode_documents(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
-        return self._encode(texts, batch_size, "dense documents", self.int8)
+        return self._encode(texts, batch_size, "dense documents", "documents")
 
     def encode_queries(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
-        return self._encode(texts, batch_size, "dense queries", False)
+        return self._encode(texts, batch_size, "dense queries", "queries")
 
-    def _encode(self, texts: list[str], batch_size: int, desc: str, int8: bool) -> np.ndarray:
+    def _encode(self, texts: list[str], batch_size: int, desc: str, role: str) -> np.ndarray:
         texts = check_texts(texts)
         out = np.empty((len(texts), self.dim), dtype=np.float32)
-        for idx, states, mask in self.backbone.batches(texts, batch_size, desc, int8):
+        for idx, states, mask in self.backbone.batches(texts, batch_size, desc, role):
             pooled = torch.nn.functional.normalize(mean_pool(states, mask), dim=-1)
             out[idx] = pooled.numpy()
         return out

@@ -21,7 +21,8 @@ from encoders.transformer import TokenStates
 
 
 def _load_weight(path: Path, keys: tuple[str, ...]) -> torch.Tensor | None:
-    state = load_file(str(path)) if path.suffix == ".safetensors" else torch.load(path, map_location="cpu", weights_only=True)
+    state = (load_file(str(path)) if path.suffix == ".safetensors"
+             else torch.load(path, map_location="cpu", weights_only=True))
     for k in keys:
         if k in state:
             return state[k].float()
@@ -77,12 +78,13 @@ class MultiVectorEncoder:
     """``encode_*`` return a list of float32 [n_tokens, dim] arrays, rows unit-norm.
 
     Every unpadded token is kept, [CLS] and [SEP] included (as ColBERT does); texts longer
-    than the model's limit are truncated.
+    than the model's limit are truncated. Queries run through the fused float32 ONNX graph
+    unless ``fast_queries=False`` (``encoders.transformer.TokenStates``).
     """
 
     def __init__(self, model: str = DEFAULT_DENSE, *, projection: str | Path | None = None,
-                 max_length: int | None = None, progress: bool | None = None):
-        self.backbone = TokenStates(model, max_length, progress)
+                 max_length: int | None = None, progress: bool | None = None, fast_queries: bool = True):
+        self.backbone = TokenStates(model, max_length, progress, fast_queries=fast_queries)
         self.name = self.backbone.name
         self.projection = find_projection(self.backbone.path, projection)
         if self.projection is not None and self.projection.shape[1] != self.backbone.hidden_size:
@@ -91,15 +93,15 @@ class MultiVectorEncoder:
         self.dim = self.backbone.hidden_size if self.projection is None else self.projection.shape[0]
 
     def encode_documents(self, texts: list[str], batch_size: int = 32) -> list[np.ndarray]:
-        return self._encode(texts, batch_size, "multivector documents")
+        return self._encode(texts, batch_size, "multivector documents", "documents")
 
     def encode_queries(self, texts: list[str], batch_size: int = 32) -> list[np.ndarray]:
-        return self._encode(texts, batch_size, "multivector queries")
+        return self._encode(texts, batch_size, "multivector queries", "queries")
 
-    def _encode(self, texts: list[str], batch_size: int, desc: str) -> list[np.ndarray]:
+    def _encode(self, texts: list[str], batch_size: int, desc: str, role: str) -> list[np.ndarray]:
         texts = check_texts(texts)
         out: list[np.ndarray] = [np.empty((0, self.dim), np.float32)] * len(texts)
-        for idx, states, mask in self.backbone.batches(texts, batch_size, desc):
+        for idx, states, mask in self.backbone.batches(texts, batch_size, desc, role):
             if self.projection is not None:
                 states = states @ self.projection.T
             states = torch.nn.functional.normalize(states, dim=-1)

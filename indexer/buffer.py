@@ -154,3 +154,6 @@ class WriteBuffer:
     def dense_scores(self, field: str, queries: np.ndarray) -> np.ndarray:
         """[n_queries, rows so far] dot products (a snapshot's rows are a prefix of these)."""
         return queries @ self._dense[field].view().T
+
+    def dense_rescore(self, field: str, rows: np.ndarray, query: np.ndarray) -> np.ndarray:
+        return self._dense[field].view()[rows] @ query

@@ -9,10 +9,10 @@
       quarantine/       WAL bytes that recovery dropped, kept for inspection (not in snapshots)
       LOCK              held (flock) by the one process that writes the collection
 
-Writes: an upsert or delete gets the next sequence number, is appended to the WAL and fsync'd,
-then applied in memory (rows appended to the write buffer, older versions marked dead) before
-the call returns. Every document version carries its sequence number, so "newest wins" is a
-comparison and replaying the WAL is idempotent.
+Writes: an upsert or delete is checked first (write_input.py), gets the next sequence number,
+is appended to the WAL and fsync'd, then applied in memory (rows appended to the write buffer,
+older versions marked dead) before the call returns. Every document version carries its
+sequence number, so "newest wins" is a comparison and replaying the WAL is idempotent.
 
 Flush seals the buffer: under the lock the buffer is frozen (still searched) and the WAL
 rotated; the segment is built without the lock; under the lock again rows killed meanwhile are
@@ -28,14 +28,13 @@ run without it: masks and buffers are replaced or appended, never changed in pla
 property lets a read-only follower swap in a whole new state at once (refresh()).
 
 This module is the facade: lifecycle, the public methods, the locks and the state they guard.
-The jobs it hands off live next to it: the search over a snapshot (searcher.py), the running
-term statistics (term_stats.py), snapshot / restore / crash leftovers (snapshots.py), when to
-flush and merge (maintenance.py).
+The jobs it hands off live next to it: the checks of a write (write_input.py), the search over a
+snapshot (searcher.py), the running term statistics (term_stats.py), snapshot / restore / crash
+leftovers (snapshots.py), when to flush and merge (maintenance.py).
 """
 from __future__ import annotations
 
 import errno
-import json
 import os
 import shutil
 import threading
@@ -51,7 +50,7 @@ import scipy.sparse as sp
 from . import crashpoints, snapshots
 from .atomic import fsync_dir, read_json_checked, write_json_atomic
 from .buffer import WriteBuffer
-from .collection_config import CollectionConfig, check_document_id, check_name
+from .collection_config import CollectionConfig, check_name
 from .combining import Combiner
 from .datadir import acquire_collection_lock
 from .errors import (ClosedError, CollectionExistsError, CollectionLockedError, CollectionNotFoundError,
@@ -60,10 +59,11 @@ from .filters import Filter
 from .maintenance import Maintainer, MaintenancePolicy
 from .query import DEFAULTS, SearchParams, SparseQuery
 from .searcher import Hit, search_dense_batch, search_sparse
-from .segment import Segment, segment_dir_name, write_segment
+from .segment import BuildCancelled, Segment, segment_dir_name, write_segment
 from .storage import IndexFormatError, load_arrays, save_arrays
 from .term_stats import LiveTermStats, TermStats
-from .validation import as_document_csr, check_k
+from .validation import check_k
+from .write_input import check_ids, check_upsert
 from .wal import TOLERATE_TORN_TAIL, DeleteOp, UpsertOp, WalTail, WriteAheadLog, encode_op
 
 # the errors, Hit and TermStats live elsewhere; callers import them from here too
@@ -345,27 +345,12 @@ class Collection:
         lengths: document lengths in tokens for BM25 statistics; default: the number of
         non-zero terms in the first sparse field. Raises ValueError on bad input, storing nothing.
         """
-        ids = _check_ids(ids, allow_empty=False, new=True)
-        n = len(ids)
-        vecs = self._check_vectors(vectors, n)
-        texts = _check_list(texts, n, "texts", lambda t: t is None or isinstance(t, str), "a string or None")
-        metadata = _check_list(metadata, n, "metadata", lambda m: m is None or isinstance(m, dict),
-                               "a dict or None")
-        if metadata is not None:  # store what a reader after a flush or reopen would get back
-            try:
-                metadata = json.loads(json.dumps(metadata, allow_nan=False))
-            except (TypeError, ValueError) as exc:
-                raise InvalidInputError(f"metadata must be JSON-serialisable (no NaN/infinity): {exc}") from None
-        if lengths is None:
-            sparse = self.config.sparse_fields
-            lengths = np.diff(vecs[sparse[0]].indptr) if sparse else np.zeros(n, np.int64)
-        lengths = np.asarray(lengths)
-        if lengths.shape != (n,) or lengths.dtype.kind not in "iu" or (n and lengths.min() < 0):
-            raise InvalidInputError(f"lengths must be {n} non-negative integers")
+        ids, vecs, texts, metadata, lengths = check_upsert(self.config, ids, vectors, texts, metadata,
+                                                           lengths)
         with self._lock:
             self._check_writable()
             self._wait_for_room()
-            op = UpsertOp(self._next_seq, ids, vecs, texts, metadata, lengths.astype(np.int64))
+            op = UpsertOp(self._next_seq, ids, vecs, texts, metadata, lengths)
             self._wal.append(encode_op(op))  # encode_op raises ValueError before anything is written
             self._next_seq += 1
             self._apply(op)
@@ -374,7 +359,7 @@ class Collection:
             self._maintainer.notify()
         elif flush:
             self.flush()
-        return n
+        return len(ids)
 
     def _wait_for_room(self) -> None:
         """Under the lock: back-pressure. Wait while the buffer is at max_buffer_docs (the
@@ -388,7 +373,7 @@ class Collection:
 
     def delete(self, ids) -> int:
         """Delete documents by id; returns how many existed. Durable when this returns."""
-        ids = _check_ids([ids] if isinstance(ids, str) else ids, allow_empty=True)
+        ids = check_ids([ids] if isinstance(ids, str) else ids, allow_empty=True)
         with self._lock:
             self._check_writable()
             present = [i for i in ids if i in self._live]
@@ -408,11 +393,7 @@ class Collection:
             raise InvalidInputError("filter: give at least one condition (to delete everything, "
                                     "drop the collection)")
         with self._lock:
-            ids = []
-            for c, alive in self._snapshot():
-                rows = np.flatnonzero(alive & flt.mask(c.metadata_columns())[: len(alive)])
-                ids += [c.ids[r] for r in rows]
-            return self.delete(ids)
+            return self.delete(self.ids(flt))
 
     def _apply(self, op) -> None:
         """Apply a logged operation to the in-memory state (also used by WAL replay)."""
@@ -444,41 +425,6 @@ class Collection:
             container.kill(rows)
             self._term_stats.remove(container, rows)
 
-    # ------------------------------------------------------------------ input checks
-    def _check_vectors(self, vectors, n: int) -> dict:
-        fields = self.config.fields
-        if not isinstance(vectors, dict):
-            if len(fields) != 1:
-                raise InvalidInputError(f"this collection has fields {sorted(fields)}: pass vectors as "
-                                 "{field: matrix}")
-            vectors = {next(iter(fields)): vectors}
-        missing, unknown = sorted(set(fields) - set(vectors)), sorted(set(vectors) - set(fields))
-        if missing or unknown:
-            raise InvalidInputError(f"vectors: missing field(s) {missing}, unknown field(s) {unknown}; "
-                             f"this collection has {sorted(fields)}")
-        out = {}
-        for name, spec in fields.items():
-            m = vectors[name]
-            if spec.kind == "sparse":
-                try:
-                    csr = as_document_csr(m, allow_negative=spec.allow_negative, dim=spec.dim)
-                except ValueError as exc:
-                    raise InvalidInputError(f"vectors[{name!r}]: {exc}") from None
-                if csr.shape[0] != n:
-                    raise InvalidInputError(f"vectors[{name!r}] has {csr.shape[0]} rows for {n} ids")
-                out[name] = sp.csr_matrix((csr.data, csr.indices.astype(np.int32), csr.indptr),
-                                          shape=(n, spec.dim))
-            else:
-                a = np.asarray(m.toarray() if sp.issparse(m) else m)
-                if a.shape != (n, spec.dim) or a.dtype.kind not in "fiu":
-                    raise InvalidInputError(f"vectors[{name!r}] must be a numeric array of shape ({n}, "
-                                     f"{spec.dim}), got {a.dtype} {a.shape}")
-                a = a.astype(np.float32)
-                if not np.all(np.isfinite(a)):
-                    raise InvalidInputError(f"vectors[{name!r}] contains NaN or infinity")
-                out[name] = a
-        return out
-
     def _field(self, field, kind: str) -> str:
         names = [n for n, s in self.config.fields.items() if s.kind == kind]
         if field is None:
@@ -506,9 +452,19 @@ class Collection:
         return Document(doc_id, c.text(r), c.metadata(r),
                         {f: c.vector(f, r) for f in self.config.fields}, loc.seq)
 
-    def ids(self) -> list[str]:
-        with self._lock:
-            return list(self._live)
+    def ids(self, filter=None) -> list[str]:
+        """The live ids; with a filter (filters.py syntax or a parsed Filter), those whose
+        metadata matches, read from one consistent snapshot."""
+        flt = filter if isinstance(filter, Filter) or filter is None else Filter.parse(filter)
+        if flt is None:
+            with self._lock:
+                return list(self._live)
+        out: list[str] = []
+        for c, alive in self._snapshot():
+            rows = np.flatnonzero(alive & flt.mask(c.metadata_columns())[: len(alive)])
+            ids = c.ids
+            out += [ids[r] for r in rows]
+        return out
 
     def _snapshot(self) -> list:
         with self._lock:
@@ -644,9 +600,11 @@ class Collection:
                     self._live[seg.ids[j]] = _Loc(seg, j, int(seg.seqs[j]))
                 j += 1
 
-    def merge(self, force: bool = False) -> int:
+    def merge(self, force: bool = False, cancelled=None) -> int:
         """Rewrite small segments (and those with many deleted rows) into one, dropping dead
-        rows; force=True rewrites all segments into one. Returns how many were rewritten."""
+        rows; force=True rewrites all segments into one. Returns how many were rewritten.
+        ``cancelled()``: asked between the new segment's fields; True abandons the merge (0
+        rewritten, nothing changed) — how close() stops a long merge of the maintainer."""
         cfg = self.config
         with self._merge_lock:
             with self._lock:
@@ -661,7 +619,10 @@ class Collection:
                     self._next_segment_id += 1
             seg = None
             if total:
-                seg = Segment(self._write_merged(seg_id, sources), cfg)
+                try:
+                    seg = Segment(self._write_merged(seg_id, sources, cancelled), cfg)
+                except BuildCancelled:
+                    return 0
             with self._lock:
                 if seg is not None:
                     self._adopt(seg, sources)
@@ -674,7 +635,7 @@ class Collection:
                 crashpoints.step("merge.remove_segment")
             return len(cands)
 
-    def _write_merged(self, seg_id: int, sources: list):
+    def _write_merged(self, seg_id: int, sources: list, cancelled=None):
         ids, seqs, texts, meta, lengths = [], [], [], [], []
         vectors = {}
         for f, spec in self.config.fields.items():
@@ -689,7 +650,7 @@ class Collection:
             meta += [all_meta[r] for r in rows]
             lengths.append(c.lengths[rows])
         return write_segment(self.path / "segments", seg_id, self.config, ids, np.concatenate(seqs),
-                             vectors, texts, meta, np.concatenate(lengths))
+                             vectors, texts, meta, np.concatenate(lengths), cancelled)
 
     def _commit(self) -> None:
         """Under the lock: write tombstones and the manifest for the current segment list."""
@@ -764,35 +725,6 @@ def _as_damage(name: str, path: Path, load):
 
 def _disk_full(exc: BaseException) -> bool:
     return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
-
-
-def _check_ids(ids, allow_empty: bool, new: bool = False) -> list[str]:
-    """A list of distinct ids; new ids (upserts) must also be addressable (check_document_id)."""
-    if isinstance(ids, str) or not isinstance(ids, (list, tuple)):
-        raise InvalidInputError(f"ids must be a list of strings, got {type(ids).__name__}")
-    if not ids and not allow_empty:
-        raise InvalidInputError("no documents given (empty ids)")
-    seen = set()
-    for i in ids:
-        if new:
-            check_document_id(i)
-        elif not isinstance(i, str) or not i:
-            raise InvalidInputError(f"document id {i!r} must be a non-empty string")
-        if i in seen:
-            raise InvalidInputError(f"document id {i!r} appears twice in one call")
-        seen.add(i)
-    return list(ids)
-
-
-def _check_list(values, n: int, what: str, ok, expected: str):
-    if values is None:
-        return None
-    if not isinstance(values, (list, tuple)) or len(values) != n:
-        raise InvalidInputError(f"{what} must be a list of {n} items (one per id)")
-    for i, v in enumerate(values):
-        if not ok(v):
-            raise InvalidInputError(f"{what}[{i}] must be {expected}, got {type(v).__name__}")
-    return list(values)
 
 
 def _new_collection_paths(data_dir: Path, name: str) -> tuple[Path, Path]:

@@ -131,7 +131,8 @@ class Maintainer:
         self._flusher.wake.set()
 
     def stop(self, timeout: float | None = None) -> None:
-        """Stop after the flush and merge in progress (the caller must not hold the locks)."""
+        """Stop after the flush in progress; a merge in progress is abandoned at its next
+        field (the segments it would have replaced stay). The caller must not hold the locks."""
         self.stopped = True
         for w in (self._flusher, self._merger):
             w.wake.set()
@@ -146,7 +147,7 @@ class Maintainer:
 
     def _merge(self, coll) -> None:
         while not self.stopped and self.policy.merge_due(coll.live_per_segment()):
-            if not coll.merge():
+            if not coll.merge(cancelled=lambda: self.stopped):
                 break
 
     def due(self) -> bool:

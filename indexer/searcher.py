@@ -9,8 +9,12 @@ Results are Hits, which read a document's text and metadata only when asked for.
 """
 from __future__ import annotations
 
+from itertools import repeat
+from operator import itemgetter
+
 import numpy as np
 
+from .dense_index import candidates
 from .filters import Filter
 from .query import SearchParams, SparseQuery
 from .rows import Rows
@@ -53,8 +57,9 @@ def search_sparse(snapshot: list, field: str, query: SparseQuery, params: Search
 
 
 def search_dense_batch(snapshot: list, requests: list) -> list[list[Hit]]:
-    """Dense searches [(field, q, k, filter)] over one snapshot, one matrix product per
-    field and segment for all of them."""
+    """Exact dense searches [(field, q, k, filter)] over one snapshot: one first pass per field
+    and container for all of them, then each request's candidates re-scored exactly
+    (dense_index.py)."""
     results: list = [None] * len(requests)
     by_field: dict[str, list[int]] = {}
     for i, (field, _, _, _) in enumerate(requests):
@@ -63,22 +68,21 @@ def search_dense_batch(snapshot: list, requests: list) -> list[list[Hit]]:
         queries = np.stack([requests[i][1] for i in idx])
         scores = {id(c): c.dense_scores(field, queries) for c, _ in snapshot}  # [batch, rows]
         for col, i in enumerate(idx):
-            _, _, k, flt = requests[i]
+            _, q, k, flt = requests[i]
 
-            def run(c, allowed, _n, col=col, k=k):
+            def run(c, allowed, _n, col=col, q=q, k=k, field=field):
                 s = scores[id(c)][col]
-                if allowed is None:
-                    return top_k(np.arange(c.n_rows), s[: c.n_rows], k)
-                rows = np.flatnonzero(allowed)
-                return top_k(rows, s[rows], k)
+                rows = np.arange(c.n_rows) if allowed is None else np.flatnonzero(allowed)
+                rows, _ = top_k(rows, s[rows], candidates(k))
+                return top_k(rows, c.dense_rescore(field, rows, q), k)
             results[i] = _fan_out(snapshot, run, flt, k)
     return results
 
 
 def _fan_out(snapshot: list, run, flt: Filter | None, k: int) -> list[Hit]:
     """run(container, allowed rows (None: all), how many) -> (rows, scores) in each container;
-    the k best hits over all of them."""
-    found = []
+    the k best hits over all of them, ties by id."""
+    found: list = []  # (-score, id, container, row): a plain tuple sort is the fastest ranking
     for c, alive in snapshot:
         allowed = alive
         if flt is not None:
@@ -89,17 +93,30 @@ def _fan_out(snapshot: list, run, flt: Filter | None, k: int) -> list[Hit]:
         if isinstance(c, Segment) and n_allowed == c.n_rows:
             allowed = None  # nothing to exclude: plain index search
         rows, scores = run(c, allowed, n_allowed)
-        found += [(float(s), c.ids[r], int(c.seqs[r]), c, int(r)) for r, s in zip(rows, scores)]
-    # a consistent snapshot holds one version per id; keeping the newest is a safety net
-    newest = {}
-    for _, doc_id, seq, _, _ in found:
-        newest[doc_id] = max(seq, newest.get(doc_id, -1))
-    found.sort(key=lambda h: (-h[0], h[1]))
-    hits, seen = [], set()
-    for score, doc_id, seq, c, r in found:
-        if seq == newest[doc_id] and doc_id not in seen:
+        rows = np.asarray(rows).tolist()
+        ids = c.ids
+        found += zip((-np.asarray(scores, dtype=np.float64)).tolist(), [ids[r] for r in rows],
+                     repeat(c), rows)
+    found.sort(key=_RANK)
+    if len({f[1] for f in found}) < len(found):
+        found = _newest_only(found)
+    return [Hit(doc_id, -neg, c, r) for neg, doc_id, c, r in found[:k]]
+
+
+_RANK = itemgetter(0, 1)
+
+
+def _newest_only(found: list) -> list:
+    """A consistent snapshot holds one version per id; should two containers both hold one,
+    the newest (highest sequence number) is the document: a safety net."""
+    newest: dict = {}
+    for _, doc_id, c, r in found:
+        newest[doc_id] = max(int(c.seqs[r]), newest.get(doc_id, -1))
+    seen: set = set()
+    out = []
+    for f in found:
+        _, doc_id, c, r = f
+        if doc_id not in seen and int(c.seqs[r]) == newest[doc_id]:
             seen.add(doc_id)
-            hits.append(Hit(doc_id, score, c, r))
-            if len(hits) == k:
-                break
-    return hits
+            out.append(f)
+    return out

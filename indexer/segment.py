@@ -27,6 +27,7 @@ import scipy.sparse as sp
 
 from . import crashpoints
 from .atomic import crc32_file, fsync_dir, read_json_checked, write_json_atomic
+from .dense_index import DenseVectors, quantize
 from .docstore import DocTable, write_docs
 from .exact import ExactIndex
 from .filters import MetadataColumns
@@ -42,9 +43,19 @@ def segment_dir_name(seg_id: int) -> str:
     return f"seg-{seg_id:06d}"
 
 
+class BuildCancelled(Exception):
+    """write_segment stopped because its ``cancelled()`` said so; nothing was left behind."""
+
+
 def write_segment(parent: Path, seg_id: int, config, ids: list[str], seqs: np.ndarray,
-                  vectors: dict, texts: list, metadata: list, lengths: np.ndarray) -> Path:
-    """Build indexes for the rows and write the segment directory atomically; returns its path."""
+                  vectors: dict, texts: list, metadata: list, lengths: np.ndarray,
+                  cancelled=None) -> Path:
+    """Build indexes for the rows and write the segment directory atomically; returns its path.
+    ``cancelled()``, if given, is asked before each field's index and before the document store
+    (an index build itself runs to its end): True raises BuildCancelled."""
+    def check() -> None:
+        if cancelled is not None and cancelled():
+            raise BuildCancelled(f"building segment {seg_id} was cancelled")
     n = len(ids)
     final = parent / segment_dir_name(seg_id)
     tmp = parent / f".{final.name}.tmp-{uuid.uuid4().hex[:8]}"
@@ -52,9 +63,12 @@ def write_segment(parent: Path, seg_id: int, config, ids: list[str], seqs: np.nd
     try:
         field_info = {}
         for name, spec in config.fields.items():
+            check()
             m = vectors[name]
             if spec.kind == "dense":
-                save_arrays(tmp / name, "dense", {"vectors": np.ascontiguousarray(m, np.float32)},
+                m = np.ascontiguousarray(m, np.float32)
+                codes, scales = quantize(m)
+                save_arrays(tmp / name, "dense", {"vectors": m, "codes": codes, "scales": scales},
                             {"n_docs": n, "dim": spec.dim})
                 field_info[name] = "dense"
                 continue
@@ -65,6 +79,7 @@ def write_segment(parent: Path, seg_id: int, config, ids: list[str], seqs: np.nd
                 idx, kind = SeismicIndex.build(m, **spec.params), "seismic"
             idx.save(tmp / name)
             field_info[name] = kind
+        check()
         write_docs(tmp / "docs.arrow", ids, seqs, texts, metadata, lengths)
         with open(tmp / "docs.arrow", "rb+") as f:
             os.fsync(f.fileno())
@@ -124,7 +139,7 @@ class Segment:
         for name, kind in self.kinds.items():
             if kind == "dense":
                 arrays, _ = load_arrays(self.path / name, "dense", mmap=True)
-                self._dense[name] = arrays["vectors"]
+                self._dense[name] = DenseVectors(arrays["vectors"], arrays.get("codes"), arrays.get("scales"))
             else:
                 cls = SeismicIndex if kind == "seismic" else ExactIndex
                 self.indexes[name] = cls.load(self.path / name, mmap=True)
@@ -158,7 +173,7 @@ class Segment:
         return ptr, terms
 
     def dense(self, field: str) -> np.ndarray:
-        return self._dense[field]
+        return self._dense[field].vectors
 
     def fresh(self) -> "Segment":
         """The same segment with every row alive: the files are immutable, which rows live is
@@ -178,7 +193,7 @@ class Segment:
 
     def vector(self, field: str, row: int):
         if self.kinds[field] == "dense":
-            return np.array(self._dense[field][row])
+            return np.array(self._dense[field].vectors[row])
         ptr, terms, vals = self.forward(field)
         a, b = ptr[row], ptr[row + 1]
         return sp.csr_matrix((np.array(vals[a:b], np.float32), np.array(terms[a:b], np.int32),
@@ -233,5 +248,8 @@ class Segment:
             want = min(self.n_rows, want * 4)
 
     def dense_scores(self, field: str, queries: np.ndarray) -> np.ndarray:
-        """[n_queries, n_rows] dot products of every row with each query."""
-        return queries @ self._dense[field].T
+        """[n_queries, n_rows] first-pass scores of every row (dense_index.py: approximate)."""
+        return self._dense[field].first_pass(queries)
+
+    def dense_rescore(self, field: str, rows: np.ndarray, query: np.ndarray) -> np.ndarray:
+        return self._dense[field].rescore(rows, query)

@@ -8,6 +8,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "dense_i8.hpp"
 #include "exact.hpp"
 #include "seismic.hpp"
 #include "splade_head.hpp"
@@ -236,13 +237,32 @@ nb::ndarray<nb::numpy, float> splade_max_logits(
   return owned(out, {(size_t)n, (size_t)vocab});
 }
 
+// Dense first pass (dense_i8.hpp): codes [n, d] int8, scales [n] float32, queries [nq, d] float32
+// -> [nq, n] float32 approximate dot products.
+nb::ndarray<nb::numpy, float> dense_i8_scores(
+    nb::ndarray<nb::numpy, nb::ro, int8_t, nb::ndim<2>, nb::c_contig, nb::device::cpu> codes,
+    nb::ndarray<nb::numpy, nb::ro, float, nb::ndim<1>, nb::c_contig, nb::device::cpu> scales,
+    nb::ndarray<nb::numpy, nb::ro, float, nb::ndim<2>, nb::c_contig, nb::device::cpu> queries) {
+  const int64_t n = (int64_t)codes.shape(0), d = (int64_t)codes.shape(1), nq = (int64_t)queries.shape(0);
+  if ((int64_t)scales.shape(0) != n) throw std::invalid_argument("scales must hold one value per row");
+  if ((int64_t)queries.shape(1) != d)
+    throw std::invalid_argument("queries have " + std::to_string(queries.shape(1)) +
+                                " dimensions, the rows " + std::to_string(d));
+  auto* out = new float[std::max<int64_t>(n * nq, 1)];
+  {
+    nb::gil_scoped_release nogil;
+    lsr::dense_i8_scores(codes.data(), scales.data(), n, d, queries.data(), nq, out);
+  }
+  return owned(out, {(size_t)nq, (size_t)n});
+}
+
 // CMake names each build variant (lsr_native, lsr_native_v2, lsr_native_v3) through this macro.
 #ifndef LSR_MODULE_NAME
 #define LSR_MODULE_NAME lsr_native
 #endif
 
 NB_MODULE(LSR_MODULE_NAME, m) {
-  m.doc() = "lsr-search C++ kernels (Seismic and exact term-at-a-time search, fused SPLADE head).";
+  m.doc() = "lsr-search C++ kernels (Seismic and exact term-at-a-time search, int8 dense scan, fused SPLADE head).";
   nb::class_<Seismic>(m, "SeismicKernel")
       .def(nb::init<nb::dict, int64_t, int64_t, int64_t>(), "arrays"_a, "n_docs"_a, "dim"_a,
            "max_blocks_per_list"_a)
@@ -250,6 +270,7 @@ NB_MODULE(LSR_MODULE_NAME, m) {
            "heap_factor"_a)
       .def("search_batch", &Seismic::search_batch, "q_ptr"_a, "q_terms"_a, "q_vals"_a, "k"_a,
            "query_cut"_a, "heap_factor"_a, "n_threads"_a);
+  m.def("dense_i8_scores", &dense_i8_scores, "codes"_a, "scales"_a, "queries"_a);
   m.def("splade_max_logits", &splade_max_logits, "states"_a, "packed"_a, "starts"_a, "vocab"_a,
         "n_threads"_a);
   nb::class_<Exact>(m, "ExactKernel")

@@ -51,7 +51,8 @@ def _validation_message(errors: list) -> str:
     return "; ".join(parts) or "invalid request"
 
 
-ROUTERS = (health, collections, search, jobs, rag)
+# search first: the hot route is matched before the others' templates are tried
+ROUTERS = (search, health, collections, jobs, rag)
 
 
 def _allowed_methods(scope) -> list[str]:
@@ -75,6 +76,7 @@ def create_app(settings: Settings | None = None, preload: bool = False) -> FastA
         import torch
         torch.set_num_threads(settings.torch_threads)
     ENCODERS.dense_int8 = settings.dense_int8
+    ENCODERS.onnx_queries = settings.onnx_queries
     ready = threading.Event()
 
     def warm_up() -> None:

@@ -60,12 +60,12 @@ def _check(request: Request, write: bool) -> None:
     raise _unauthorized("unknown API key")
 
 
-def require_read(request: Request, _key=Security(API_KEY_HEADER), _bearer=Security(BEARER)) -> None:
+async def require_read(request: Request, _key=Security(API_KEY_HEADER), _bearer=Security(BEARER)) -> None:
     if not request.scope.get(_CHECKED):
         _check(request, write=False)
 
 
-def require_admin(request: Request, _key=Security(API_KEY_HEADER), _bearer=Security(BEARER)) -> None:
+async def require_admin(request: Request, _key=Security(API_KEY_HEADER), _bearer=Security(BEARER)) -> None:
     if not request.scope.get(_CHECKED):
         _check(request, write=True)
 
@@ -89,7 +89,7 @@ class AuthFirstRoute(APIRoute):
         return checked
 
 
-def require_metrics(request: Request, _key=Security(API_KEY_HEADER),
+async def require_metrics(request: Request, _key=Security(API_KEY_HEADER),
                     _bearer=Security(BEARER)) -> None:
     """/metrics: exactly LSR_METRICS_KEY when it is set (a scraper then holds no API key),
     else the rule of a read route."""

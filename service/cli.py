@@ -47,6 +47,7 @@ def _local_store(settings):
         os.environ["LSR_MODELS_DIR"] = str(settings.models_dir)
     from .encoder_cache import ENCODERS
     ENCODERS.dense_int8 = settings.dense_int8
+    ENCODERS.onnx_queries = settings.onnx_queries
     lock = acquire_writer(settings.data_dir)
     store = Store(settings.data_dir, ENCODERS, batch_size=settings.encode_batch_size,
                   read_only=lock is None)

@@ -49,8 +49,10 @@ class EncoderCache:
         self._items: dict[tuple[str, str], Any] = {}   # (kind, name asked) -> encoder
         self._by_dir: dict[tuple[str, str], Any] = {}  # (kind, model directory) -> encoder
         self._loading: dict[tuple[str, str], threading.Lock] = {}
-        # process-wide, from Settings.dense_int8: dense models run in ONNX Runtime (int8 documents)
+        # process-wide, from Settings: dense documents through the int8 ONNX graph; dense and
+        # multivector queries through the float32 ONNX graph
         self.dense_int8 = False
+        self.onnx_queries = True
 
     def _get(self, kind: str, name: str, factory) -> Any:
         key = (kind, name)
@@ -68,8 +70,9 @@ class EncoderCache:
                 try:
                     enc = factory(name)
                 except (OSError, ValueError) as exc:  # the details name server paths: log them only
+                    what = kind.split("-")[0]  # the variant suffixes are not the client's business
                     log.error("cannot load %s encoder %r: %s", kind, name, exc)
-                    raise EncoderLoadError(f"model {name!r} cannot be loaded as a {kind} encoder "
+                    raise EncoderLoadError(f"model {name!r} cannot be loaded as a {what} encoder "
                                            "(see the server log)") from exc
             with self._lock:
                 self._by_dir[(kind, where)] = self._items[key] = enc
@@ -81,18 +84,20 @@ class EncoderCache:
 
     def dense(self, name: str):
         from encoders.dense import DenseEncoder
-        int8 = self.dense_int8
-        return self._get("dense-int8" if int8 else "dense", name,
-                         lambda n: DenseEncoder(n, progress=False, int8=int8))
+        int8, fast = self.dense_int8, self.onnx_queries
+        return self._get(f"dense{'-int8' * int8}{'-onnx' * fast}", name,
+                         lambda n: DenseEncoder(n, progress=False, int8=int8, fast_queries=fast))
 
     def multivector(self, name: str):
         from encoders.multivector import MultiVectorEncoder
-        return self._get("multivector", name, lambda n: MultiVectorEncoder(n, progress=False))
+        fast = self.onnx_queries
+        return self._get(f"multivector{'-onnx' * fast}", name,
+                         lambda n: MultiVectorEncoder(n, progress=False, fast_queries=fast))
 
     def loaded(self) -> list[str]:
         """kind:name of every loaded model, by the names clients used (not server paths)."""
         with self._lock:
-            return [f"{k}:{n}" for k, n in self._items]
+            return [f"{k.removesuffix('-onnx')}:{n}" for k, n in self._items]  # the query runtime is no kind
 
 
 # Models are large and immutable: every app in the process shares them.

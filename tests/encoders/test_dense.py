@@ -123,10 +123,11 @@ def test_int8_path_is_a_fused_int8_graph_that_keeps_the_meaning(dense, scifact_t
     assert cos.min() > 0.98 and not np.allclose(exact, approx, atol=1e-4)  # approximate, not exact
     np.testing.assert_array_equal(approx, fast.encode_documents(scifact_texts[:8]))  # deterministic
     # queries: the fused float32 graph, the PyTorch vectors to float rounding
-    fp32 = Counter(n.op_type for n in onnx.load(str(fast.backbone.model.path)).graph.node)
+    fp32 = Counter(n.op_type for n in onnx.load(str(fast.backbone.query_model().path)).graph.node)
     assert fp32["Attention"] == 6 and fp32["MatMulInteger"] == 0
     queries = ["vitamin D", "stem cells and cancer", scifact_texts[0]]
-    q_exact, q_fast = dense.encode_queries(queries), fast.encode_queries(queries)
+    pytorch = DenseEncoder("all-MiniLM-L6-v2", progress=False, fast_queries=False)
+    q_exact, q_fast = pytorch.encode_queries(queries), fast.encode_queries(queries)
     np.testing.assert_allclose(q_fast, q_exact, atol=1e-5)
     # Rankings: tolerances only. int8 kernels differ between CPUs (AVX2 u8s8 with int16
     # saturation, AVX-512 VNNI, ...) and thread counts, so near-ties may swap: "vitamin D" has a
@@ -143,8 +144,51 @@ def test_int8_path_is_a_fused_int8_graph_that_keeps_the_meaning(dense, scifact_t
     mtime = graph.stat().st_mtime_ns
     again = DenseEncoder("all-MiniLM-L6-v2", progress=False, int8=True)
     assert again.backbone.int8_model.path == graph and graph.stat().st_mtime_ns == mtime
-    with pytest.raises(ValueError, match="int8"):
-        next(dense.backbone.batches(["x"], 1, "x", int8=True))
+    with pytest.raises(ValueError, match="role"):
+        next(dense.backbone.batches(["x"], 1, "x", role="int8"))
+
+
+def test_queries_run_through_the_float32_graph_with_pytorchs_vectors(dense, multi, scifact_texts):
+    import onnx
+    from encoders.onnx_graphs import OnnxTransformer
+    queries = ["vitamin D", "stem cells and cancer", scifact_texts[1][:300]]
+    for fast, exact in ((dense, DenseEncoder("all-MiniLM-L6-v2", progress=False, fast_queries=False)),
+                        (multi, MultiVectorEncoder("all-MiniLM-L6-v2", progress=False, fast_queries=False))):
+        graph = fast.backbone.query_model()
+        assert isinstance(graph, OnnxTransformer) and graph.precision == "fp32"
+        assert Counter(n.op_type for n in onnx.load(str(graph.path)).graph.node)["Attention"] == 6
+        assert exact.backbone.query_model() is exact.backbone.model  # PyTorch
+        got, want = fast.encode_queries(queries), exact.encode_queries(queries)
+        for g, w in zip(got, want):
+            np.testing.assert_allclose(g, w, atol=2e-5)
+        # documents stay in PyTorch: the same function as before, and no graph is needed for them
+        np.testing.assert_allclose(fast.encode_documents(queries[:1])[0], want[0], atol=2e-5)
+
+
+def test_a_query_graph_that_disagrees_with_pytorch_is_not_used(tmp_path, monkeypatch, minilm_path, caplog):
+    """A stale or damaged cached graph must not change query vectors: it is checked on a probe
+    text when it loads and PyTorch runs instead."""
+    import shutil
+
+    import onnx
+    from onnx import numpy_helper
+
+    from encoders.onnx_graphs import graph_paths
+    cached = graph_paths(minilm_path)
+    for path in cached.values():
+        shutil.copy(path, tmp_path / path.name)
+    model = onnx.load(str(tmp_path / cached["fp32"].name))
+    big = max(model.graph.initializer, key=lambda t: int(np.prod(t.dims)))
+    big.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(big) * 1.5, big.name))
+    onnx.save(model, str(tmp_path / cached["fp32"].name))
+    monkeypatch.setenv("LSR_ONNX_CACHE", str(tmp_path))
+    enc = DenseEncoder("all-MiniLM-L6-v2", progress=False)
+    with caplog.at_level("WARNING", logger="encoders.transformer"):
+        got = enc.encode_queries(["vitamin D"])
+    assert enc.backbone.query_model() is enc.backbone.model
+    assert "disagrees with PyTorch" in caplog.text
+    want = DenseEncoder("all-MiniLM-L6-v2", progress=False, fast_queries=False).encode_queries(["vitamin D"])
+    np.testing.assert_allclose(got, want, atol=1e-6)
 
 
 def test_onnx_cache_location_and_errors(tmp_path, monkeypatch, minilm_path):

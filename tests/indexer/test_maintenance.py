@@ -108,3 +108,30 @@ def test_a_collection_dropped_without_close_does_not_keep_its_thread(tmp_path):
     while maintainer_threads("forgotten") and time.time() < deadline:
         time.sleep(0.05)
     assert not maintainer_threads("forgotten")
+
+
+def test_a_cancelled_merge_changes_nothing(tmp_path):
+    """merge(cancelled=...) gives up between the new segment's fields (how close() stops the
+    maintainer's merge): nothing rewritten, no leftover directory, every document still there,
+    and a later merge does the work."""
+    fields = {"a": sparse_field(DIM, "exact"), "b": sparse_field(DIM, "exact")}
+    coll = Collection.create(tmp_path, "c", fields, max_segments=0, maintenance=False)
+    for b in range(3):
+        v = vectors(50, b)
+        coll.upsert([f"d{b}-{i}" for i in range(50)], {"a": v, "b": v})
+        coll.flush()
+    asked = []
+
+    def after_first_field() -> bool:
+        asked.append(1)
+        return len(asked) > 1
+    assert coll.merge(force=True, cancelled=after_first_field) == 0
+    assert len(asked) == 2  # asked before field a (go on), then before field b (stop)
+    assert coll.stats()["segments"] == 3 and len(coll) == 150
+    assert sorted(p.name for p in (tmp_path / "c" / "segments").iterdir()) == sorted(
+        f"seg-{i:06d}" for i in (1, 2, 3))
+    q = vectors(1, 0)[0]
+    assert coll.search(q.indices, q.data, k=1, field="a")[0].id == "d0-0"
+    assert coll.merge(force=True) == 3 and coll.stats()["segments"] == 1 and len(coll) == 150
+    coll.close()
+
