@@ -36,7 +36,9 @@ $(PORTABLE)/.built: $(STAMP)
 	cmake --build $(PORTABLE) > /dev/null
 	touch $@
 
+# The console's browser tests (tests/service/test_console.py) drive Debian's headless Chromium.
 test: install $(PORTABLE)/.built
+	test -x /usr/bin/chromedriver || { apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium chromium-driver; }
 	PYTHONPATH=$(PORTABLE) $(BIN)/python -m pytest -q
 
 bench: bench-index bench-collection bench-service bench-maintenance bench-reliability

@@ -24,6 +24,7 @@ from encoders.models import models_dir
 from indexer.datadir import acquire_writer
 from indexer.errors import LsrError
 
+from .console import mount_console
 from .encoder_cache import ENCODERS
 from .errors import client_message, http_status
 from .forwarding import ForwardWrites
@@ -134,7 +135,9 @@ def create_app(settings: Settings | None = None, preload: bool = False) -> FastA
         else:
             ready.set()
 
-    app = FastAPI(title="lsr-search", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    # /docs and /redoc come from mount_console: local assets instead of FastAPI's CDN pages
+    app = FastAPI(title="lsr-search", version="0.1.0", description=DESCRIPTION, lifespan=lifespan,
+                  docs_url=None, redoc_url=None)
     registry = CollectorRegistry()
     # The default registry's process_*, python_info and python_gc_* series, in this app's own.
     for collector in (ProcessCollector, PlatformCollector, GCCollector):
@@ -186,12 +189,14 @@ def create_app(settings: Settings | None = None, preload: bool = False) -> FastA
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
         headers = exc.headers
-        if exc.status_code == 405:  # Starlette names only the first matching route's methods
-            headers = {**(headers or {}), "Allow": ", ".join(_allowed_methods(request.scope))}
+        allowed = _allowed_methods(request.scope) if exc.status_code == 405 else None
+        if allowed:  # Starlette names only the first matching route's methods
+            headers = {**(headers or {}), "Allow": ", ".join(allowed)}
         return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers)
 
     for r in ROUTERS:
         app.include_router(r.router, responses={} if r is health else ERROR_RESPONSES)
+    mount_console(app)  # the web console at /, offline /docs and /redoc (no key, not in the schema)
     # Outermost last: metrics see every answer, including a 413 from the body limit; writes
     # are forwarded (in a follower) only once within the limit.
     app.add_middleware(ForwardWrites, routes=[route for r in ROUTERS for route in r.router.routes])

@@ -4,12 +4,13 @@
     lsr serve [--data-dir DIR] [--host 127.0.0.1] [--port 8000] [--workers N] [--preload]
     lsr search "query" --collection NAME [--mode hybrid] [--k 10] [--rerank]
     lsr collections [--data-dir DIR]
+    lsr export NAME [--out FILE.jsonl] [--filter JSON] [--data-dir DIR | --url URL]
     lsr eval <beir-folder> [--mode hybrid] [--rerank] [--fusion rrf|convex] [--alpha 0.5]
              [--kappa 50] [--rerank-alpha A] [--rerank-beta B] [--rerank-top T] [--rerank-weight W]
     lsr eval <beir-folder> --encoder bm25|splade|inference-free|csr|dense [--index exact|seismic]
              [--json out.json]   (one encoder alone; the options of python -m encoders.evaluate)
 
-index, search and collections take --url http://host:port (or LSR_URL in the environment) to
+index, search, collections and export take --url http://host:port (or LSR_URL in the environment) to
 work through a running server's REST API instead of opening the data directory; the key, if
 the server wants one, comes from LSR_API_KEY. Remote commands import neither the indexer nor
 torch: they start in a fraction of a second.
@@ -236,6 +237,54 @@ def cmd_collections(args) -> int:
     return 0
 
 
+def _export_local(args):
+    """The documents of a local collection, in id order (service/scroll.py)."""
+    from . import scroll
+    with _local_store(_settings(args)) as store:
+        coll = store.get(args.collection)
+        yield from scroll.iterate(coll, scroll.parse_filter(args.filter))
+
+
+def cmd_export(args) -> int:
+    """Every document (or those matching --filter) as JSONL lines {"id", "text", "metadata"}:
+    what `lsr index` reads back. Written to --out (replaced only once complete) or stdout."""
+    remote = _remote(args)
+    out_path = Path(args.out) if args.out and args.out != "-" else None
+    tmp = out_path.with_name(f".{out_path.name}.tmp") if out_path is not None else None
+    n = 0
+    try:
+        with (open(tmp, "w", encoding="utf-8") if tmp is not None else _stdout()) as out:
+            if remote is not None:
+                with remote:
+                    docs = remote.documents(args.collection, args.filter)
+                    n = _write_jsonl(out, docs)
+            else:
+                n = _write_jsonl(out, _export_local(args))
+        if tmp is not None:
+            os.replace(tmp, out_path)
+    finally:
+        if tmp is not None and tmp.exists():
+            tmp.unlink()
+    print(f"exported {n} documents from {args.collection!r}" + (f" to {out_path}" if out_path else ""),
+          file=sys.stderr)
+    return 0
+
+
+@contextmanager
+def _stdout():
+    yield sys.stdout
+    sys.stdout.flush()
+
+
+def _write_jsonl(out, docs) -> int:
+    n = 0
+    for d in docs:
+        out.write(json.dumps({"id": d["id"], "text": d["text"], "metadata": d["metadata"]},
+                             ensure_ascii=False) + "\n")
+        n += 1
+    return n
+
+
 def seismic_search(query_cut: int, heap_factor: float):
     """A ``search`` for ``encoders.evaluate.run_eval``: build a Seismic index over the corpus
     vectors, answer the queries with it (approximate top-k)."""
@@ -382,6 +431,12 @@ def build_parser() -> argparse.ArgumentParser:
     _location_options(p)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_collections)
+    p = sub.add_parser("export", help="write every document of a collection as JSONL (id order)")
+    p.add_argument("collection")
+    p.add_argument("--out", help="output file (default: stdout); written whole or not at all")
+    p.add_argument("--filter", help='only documents whose metadata match, e.g. \'{"topic": "energy"}\'')
+    _location_options(p)
+    p.set_defaults(func=cmd_export)
     p = sub.add_parser("eval", help="nDCG@10 / recall on a BEIR folder: of the full pipeline, or "
                        "with --encoder of one encoder alone", deferred=_eval_encoder_options)
     p.add_argument("folder", type=Path)

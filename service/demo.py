@@ -68,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     app = create_app(settings)
     url = f"http://{args.host}:{args.port}"
     print(f"\nlsr-search demo: collection {COLLECTION!r} with {n} documents\n"
-          f"  API:   {url}\n  docs:  {url}/docs\n  try:   {curl_example(args.host, args.port)}\n", flush=True)
+          f"  console: {url}/\n  API:     {url}\n  docs:    {url}/docs\n"
+          f"  try:     {curl_example(args.host, args.port)}\n", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
 

@@ -73,6 +73,19 @@ class Remote:
                 raise
             self._call("POST", "/collections", json={"name": name, **options})
 
+    def documents(self, collection: str, filter: str | None = None, limit: int = 1000):
+        """Every document (whose metadata matches `filter`, a JSON string), in id order, a page
+        at a time (GET /collections/{name}/documents)."""
+        params: dict = {"limit": limit}
+        if filter:
+            params["filter"] = filter
+        while True:
+            page = self._call("GET", f"/collections/{collection}/documents", params=params)
+            yield from page["documents"]
+            if page["next_cursor"] is None:
+                return
+            params["cursor"] = page["next_cursor"]
+
     def search(self, collection: str, body: dict) -> dict:
         return self._call("POST", f"/collections/{collection}/search", json=body)
 

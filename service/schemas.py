@@ -176,6 +176,19 @@ class SnapshotList(BaseModel):
     snapshots: list[SnapshotOut]
 
 
+class RestoreRequest(BaseModel):
+    """Optional body of a restore: `target` restores into another (new) collection."""
+    model_config = ConfigDict(**_STRICT, json_schema_extra={"examples": [{"target": "docs-copy"}]})
+    target: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
+                               description="a new collection to create from the snapshot (409 if "
+                               "it exists); omitted: replace the snapshot's own collection")
+
+
+class DocumentPage(BaseModel):
+    documents: list[DocumentOut] = Field(description="documents in id order (Unicode code points)")
+    next_cursor: str | None = Field(description="pass as `cursor` for the next page; null at the end")
+
+
 class FusionSpec(BaseModel):
     model_config = _STRICT
     method: Literal["rrf", "convex"] = "rrf"
@@ -266,13 +279,42 @@ class JobOut(BaseModel):
     error: str | None = None
 
 
+TokenId = Int(ge=0)
+
+
 class EmbeddingsRequest(BaseModel):
-    # extra="allow": OpenAI clients send user, dimensions, ...
-    model_config = ConfigDict(extra="allow", strict=True, allow_inf_nan=False)
-    input: str | list[str] = Field(examples=["what is learned sparse retrieval"])
-    model: str | None = Field(None, description="a dense model name, or 'sparse' / a SPLADE model "
-                              "with encoding_format 'sparse'")
-    encoding_format: Literal["float", "sparse"] = "float"
+    # extra="allow": OpenAI clients send user and fields this server does not use
+    model_config = ConfigDict(extra="allow", strict=True, allow_inf_nan=False, json_schema_extra={
+        "examples": [{"model": "all-MiniLM-L6-v2", "input": ["hello world"]},
+                     {"model": "all-MiniLM-L6-v2", "input": "hello", "encoding_format": "base64",
+                      "dimensions": 128},
+                     {"input": [[7592, 2088]], "encoding_format": "float"},
+                     {"model": "splade-tiny", "input": "sparse retrieval", "encoding_format": "sparse"}]})
+    input: str | list[str] | list[TokenId] | list[list[TokenId]] = Field(
+        examples=["what is learned sparse retrieval"],
+        description="a text, a list of texts, or token ids of the model's own tokenizer: a list "
+        "of ints (one input) or a list of lists of ints (decoded with that tokenizer)")
+    model: str | None = Field(None, description="a dense model name (GET /v1/models), or "
+                              "'sparse' / a SPLADE model with encoding_format 'sparse'")
+    encoding_format: Literal["float", "base64", "sparse"] = Field(
+        "float", description="float: lists of numbers; base64: little-endian float32 bytes, base64 "
+        "(the OpenAI client's default); sparse (an extension): SPLADE {indices, values}")
+    dimensions: Int(ge=1) | None = Field(None, description="dense models: keep the first n "
+                                         "dimensions and L2-renormalise (at most the model's)")
+
+
+class ModelOut(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int = Field(description="Unix time the model was installed")
+    owned_by: str = "lsr-search"
+    kinds: list[Literal["sparse", "dense", "multivector"]] = Field(
+        description="what the model serves here (an extension of OpenAI's format)")
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelOut]
 
 
 class EncodeRequest(BaseModel):

@@ -294,7 +294,7 @@ class Store:
         return [self._snapshot_info(name, p) for p in sorted(d.iterdir()) if SNAPSHOT_RE.fullmatch(p.name)]
 
     def _snapshot_path(self, name: str, snap_id: str) -> Path:
-        path = self.snapshot_dir / name / snap_id
+        path = self.snapshot_dir / check_name(name) / snap_id
         if not SNAPSHOT_RE.fullmatch(snap_id) or not path.is_dir():
             raise NotFound(f"snapshot {snap_id!r} of collection {name!r} not found")
         return path
@@ -309,22 +309,49 @@ class Store:
         self._check_writable()
         shutil.rmtree(self._snapshot_path(name, snap_id))
 
-    def restore(self, name: str, snap_id: str) -> Collection:
+    def restore(self, name: str, snap_id: str, target: str | None = None) -> Collection:
         """Replace collection `name` (damaged, healthy or absent) with a snapshot of it; the old
-        one stays in place until the restored one opens (Collection.restore)."""
+        one stays in place until the restored one opens (Collection.restore). With `target`
+        (another name), create that collection from the snapshot instead (409 if it exists)."""
         self._check_writable()
         src = self._snapshot_path(name, snap_id)
+        if target is None or target == name:
+            target, replace = name, True
+        else:
+            check_name(target)
+            replace = False
         with self._lock:
-            coll = self._open.pop(name, None)
+            if not replace and (target in self._open or target in self._damaged
+                                or (self.data_dir / target).exists()):
+                raise Conflict(f"target: collection {target!r} exists; restore into a new name, "
+                               f"or delete {target!r} first")
+            coll = self._open.pop(target, None) if replace else None
             if coll is not None:
                 coll.close()
-            coll = Collection.restore(src, self.data_dir, name, replace=True,
+            coll = Collection.restore(src, self.data_dir, target, replace=replace,
                                       wal_recovery=self.wal_recovery)
-            self._damaged.pop(name, None)
-            self._open[name] = coll
-            self._identity[name] = self._identify(name)
-            log.warning("collection %r restored from snapshot %s", name, snap_id)
+            self._damaged.pop(target, None)
+            self._open[target] = coll
+            self._identity[target] = self._identify(target)
+            log.warning("collection %r restored from snapshot %s of %r", target, snap_id, name)
             return coll
+
+    def snapshot_archive(self, name: str, snap_id: str):
+        """A snapshot as a tar stream (an iterator of bytes; its files are open already)."""
+        from .snapshot_archive import open_snapshot
+        path = self._snapshot_path(name, snap_id)
+        return open_snapshot(path, self._snapshot_info(name, path))
+
+    def import_snapshot(self, name: str, fileobj) -> dict:
+        """An uploaded snapshot archive becomes a new snapshot of collection `name` (which need
+        not exist): unsafe or foreign archive members are refused (400), nothing is kept then."""
+        from .snapshot_archive import import_archive
+        self._check_writable()
+        check_name(name)
+        snap_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:8]
+        dest = self.snapshot_dir / name / snap_id
+        import_archive(fileobj, dest)
+        return self._snapshot_info(name, dest)
 
     def encoder_set(self, coll: Collection) -> EncoderSet:
         return EncoderSet(self.encoders, coll.config.encoders, "bm25" in coll.config.fields)

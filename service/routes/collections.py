@@ -1,12 +1,16 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request, Response
+from typing import Annotated
 
+from fastapi import APIRouter, Body, Depends, File, Query, Request, Response, UploadFile
+from fastapi.responses import StreamingResponse
+
+from .. import scroll
 from ..auth import AuthFirstRoute, require_admin, require_read
 from ..errors import BadRequest, NotFound, TooLarge
 from ..schemas import (CollectionCreate, CollectionList, CollectionStats, DeleteRequest, DeleteResponse,
-                       DocumentOut, DocumentsOut, IdsRequest, SnapshotList, SnapshotOut, UpsertRequest,
-                       UpsertResponse)
+                       DocumentOut, DocumentPage, DocumentsOut, IdsRequest, RestoreRequest, SnapshotList,
+                       SnapshotOut, UpsertRequest, UpsertResponse)
 
 router = APIRouter(tags=["collections"], route_class=AuthFirstRoute)
 
@@ -67,6 +71,24 @@ def upsert_documents(name: str, body: UpsertRequest, request: Request):
 
 def _document(doc) -> dict:
     return {"id": doc.id, "text": doc.text, "metadata": doc.metadata}
+
+
+@router.get("/collections/{name}/documents", response_model=DocumentPage,
+            dependencies=[Depends(require_read)])
+def list_documents(name: str, request: Request,
+                   cursor: Annotated[str | None, Query(max_length=8192, description=
+                       "next_cursor of the previous page; omitted: the first page")] = None,
+                   limit: Annotated[int, Query(ge=1, le=scroll.MAX_LIMIT, description=
+                       "documents per page")] = 100,
+                   filter: Annotated[str | None, Query(max_length=65536, description=
+                       "a JSON object in the search filter syntax, e.g. {\"topic\": \"energy\"}",
+                       examples=['{"topic": "energy"}'])] = None):
+    """Scroll through every document (or those whose metadata matches `filter`) in id order,
+    `limit` at a time. Correct while the collection changes: no document comes twice, and every
+    document that exists for the whole scroll comes once. `lsr export` writes them as JSONL."""
+    flt = scroll.parse_filter(filter)
+    coll = _state(request).store.get(name)
+    return scroll.page(coll, cursor, limit, flt)
 
 
 @router.post("/collections/{name}/documents/get", response_model=DocumentsOut,
@@ -135,12 +157,49 @@ def delete_snapshot(name: str, snapshot: str, request: Request):
     return Response(status_code=204)
 
 
+@router.get("/collections/{name}/snapshots/{snapshot}/download",
+            dependencies=[Depends(require_read)],
+            responses={200: {"content": {"application/x-tar": {"schema": {"type": "string",
+                                                                         "format": "binary"}}},
+                             "description": "the snapshot as an uncompressed tar archive, streamed"}})
+def download_snapshot(name: str, snapshot: str, request: Request):
+    """The snapshot as a tar archive, streamed (POST it to .../snapshots/upload of this or
+    another server to restore it there). Read keys may download: they can read every
+    document anyway; every worker serves it (the snapshots are in the shared data directory)."""
+    stream = _state(request).store.snapshot_archive(name, snapshot)
+    return StreamingResponse(stream, media_type="application/x-tar", headers={
+        "Content-Disposition": f'attachment; filename="{name}-{snapshot}.tar"'})
+
+
+@router.post("/collections/{name}/snapshots/upload", status_code=201, response_model=SnapshotOut,
+             dependencies=[Depends(require_admin)])
+def upload_snapshot(name: str, request: Request,
+                    file: UploadFile = File(..., description="a tar archive from .../download"),
+                    restore: Annotated[bool, Query(description="also replace (or create) collection "
+                                                   "`name` with it at once")] = False):
+    """Upload a downloaded snapshot archive (multipart field `file`): it becomes a snapshot of
+    collection `name` (which need not exist), to restore with .../snapshots/{id}/restore — or at
+    once with `?restore=true`. Archives with absolute paths, `..`, links or other non-snapshot
+    members are refused (400) and nothing is kept. The body is bounded by LSR_MAX_BODY_BYTES."""
+    st = _state(request)
+    info = st.store.import_snapshot(name, file.file)
+    if restore:
+        st.jobs.cancel_collection(name)
+        st.store.restore(name, info["id"])
+    return info
+
+
 @router.post("/collections/{name}/snapshots/{snapshot}/restore", response_model=CollectionStats,
              dependencies=[Depends(require_admin)])
-def restore_snapshot(name: str, snapshot: str, request: Request):
+def restore_snapshot(name: str, snapshot: str, request: Request,
+                     body: Annotated[RestoreRequest | None, Body()] = None):
     """Replace the collection — damaged, healthy or deleted — with one of its snapshots.
-    Documents written after the snapshot are gone afterwards; jobs on it are cancelled."""
+    Documents written after the snapshot are gone afterwards; jobs on it are cancelled.
+    With `{"target": "other"}` the snapshot becomes a new collection `other` instead (409 if
+    it exists) and `name` is left as it is."""
     st = _state(request)
-    st.jobs.cancel_collection(name)
-    st.store.restore(name, snapshot)
-    return st.store.stats(name)
+    target = body.target if body is not None and body.target is not None else name
+    if target == name:
+        st.jobs.cancel_collection(name)
+    st.store.restore(name, snapshot, target)
+    return st.store.stats(target)
