@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import threading
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,9 +32,10 @@ from .schemas import SearchRequest, SearchResponse, SearchResult
 from .store import EncoderSet, Store
 from .timing import NO_TIMINGS, Timings
 
-# Seismic search knobs for service queries: SPLADE queries have tens of terms; keeping the 32
-# heaviest and a heap factor of 0.8 stays close to exact on collections of this size.
 EXPLAIN_TERMS = 20
+# the second and third lists of a lone hybrid search (SearchPipeline._run_lists); the encoders
+# and the index kernels release the GIL, so the lists really run side by side
+_LIST_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="lsr-list")
 
 
 @dataclass
@@ -78,6 +81,10 @@ class SearchPipeline:
         self.max_k = max_k
         self.tokens = token_cache or TokenCache()
         self.queries = queries or QueryBatcher()
+        # lists run in parallel while at most this many searches are in flight (_run_lists)
+        self.parallel_below = max(1, len(os.sched_getaffinity(0)) // 2)
+        self._in_flight = 0
+        self._flight_lock = threading.Lock()
 
     # ---------------------------------------------------------------- entry point
     def search(self, name: str, req: SearchRequest, timings: Timings = NO_TIMINGS) -> SearchResponse:
@@ -97,14 +104,7 @@ class SearchPipeline:
             flt = Filter.parse(req.filter)
         except ValueError as exc:
             raise BadRequest(f"filter: {exc}") from None
-        with timings.stage("encode"):
-            qv = self._encode_query(req.query, names, enc, coll)
-        hits: dict[str, Hit] = {}
-        with timings.stage("retrieve"):
-            lists = {n: self._retrieve(coll, n, qv, depth, flt, hits) for n in names}
-            if req.prf is not None:
-                lists = {n: self._feedback(coll, n, qv, lst, depth, req, flt, hits)
-                         for n, lst in lists.items()}
+        qv, lists, hits = self._run_lists(names, req, enc, coll, depth, flt, timings)
         with timings.stage("fuse"):
             fused = self._fuse(lists, req)
         reranked, stats = 0, None
@@ -132,19 +132,55 @@ class SearchPipeline:
             raise BadRequest(f"mode {mode!r} needs a {mode} field; this collection has {available}")
         return [mode]
 
-    def _encode_query(self, query: str, names: list[str], enc: EncoderSet, coll: Collection) -> QueryVectors:
-        qv = QueryVectors()
-        if "sparse" in names:
+    def _run_lists(self, names, req: SearchRequest, enc: EncoderSet, coll: Collection, depth: int,
+                   flt, timings: Timings):
+        """Encode, retrieve (and PRF) every list: the first in this thread, the others in the
+        list pool when this is the only search in flight (spare cores cut a lone hybrid
+        search's latency); under load one after the other, as extra threads would only add
+        switching to cores that are busy anyway. Stage times of parallel lists add up."""
+        with self._flight_lock:
+            self._in_flight += 1
+            parallel = len(names) > 1 and self._in_flight <= self.parallel_below
+        try:
+            def one(name):
+                return self._one_list(name, req, enc, coll, depth, flt, timings)
+            if parallel:
+                rest = [_LIST_POOL.submit(one, n) for n in names[1:]]
+                done = [one(names[0])] + [f.result() for f in rest]
+            else:
+                done = [one(n) for n in names]
+        finally:
+            with self._flight_lock:
+                self._in_flight -= 1
+        qv, lists, hits = QueryVectors(), {}, {}
+        for name, (vec, ranked, found) in zip(names, done):
+            setattr(qv, name, vec)
+            lists[name] = ranked
+            for doc_id, h in found.items():
+                hits.setdefault(doc_id, h)
+        return qv, lists, hits
+
+    def _one_list(self, name: str, req: SearchRequest, enc: EncoderSet, coll: Collection, depth: int,
+                  flt, timings: Timings):
+        with timings.stage("encode"):
+            vec = self._encode_list(name, req.query, enc, coll)
+        hits: dict[str, Hit] = {}
+        with timings.stage("retrieve"):
+            ranked = self._retrieve(coll, name, vec, depth, flt, hits)
+            if req.prf is not None:
+                ranked = self._feedback(coll, name, vec, ranked, depth, req, flt, hits)
+        return vec, ranked, hits
+
+    def _encode_list(self, name: str, query: str, enc: EncoderSet, coll: Collection):
+        if name == "sparse":
             row = self.queries.encode(enc.sparse, query)  # a 1 × vocabulary CSR row
-            qv.sparse = (row.indices.astype(np.int32), row.data.astype(np.float32))
-        if "bm25" in names:
+            return row.indices.astype(np.int32), row.data.astype(np.float32)
+        if name == "bm25":
             def stats(terms):
                 s = coll.term_stats("bm25", terms)
                 return s.df, s.n_docs
-            qv.bm25 = lexical.encode_query(query, stats)
-        if "dense" in names:
-            qv.dense = self.queries.encode(enc.dense, query)
-        return qv
+            return lexical.encode_query(query, stats)
+        return self.queries.encode(enc.dense, query)
 
     def _search_field(self, coll: Collection, field: str, query, k: int, flt: Filter | None) -> list[Hit]:
         if field == "dense":
@@ -153,26 +189,27 @@ class SearchPipeline:
         if len(ids) == 0:
             return []
         # BM25 visits every query term (a few, all informative); SPLADE the default cut
+        # (indexer/query.py: measured against exact search)
         cut = len(ids) if field == "bm25" else min(DEFAULTS.query_cut, len(ids))
         return coll.search(ids, vals, k=k, field=field, filter=flt, query_cut=cut,
                            heap_factor=DEFAULTS.heap_factor)
 
-    def _retrieve(self, coll, field, qv: QueryVectors, depth, flt, hits) -> list[tuple[str, float]]:
-        found = self._search_field(coll, field, getattr(qv, field), depth, flt)
+    def _retrieve(self, coll, field, query, depth, flt, hits) -> list[tuple[str, float]]:
+        found = self._search_field(coll, field, query, depth, flt)
         for h in found:
             hits.setdefault(h.id, h)
         return [(h.id, h.score) for h in found]
 
-    def _feedback(self, coll, field, qv: QueryVectors, ranked, depth, req: SearchRequest, flt, hits):
+    def _feedback(self, coll, field, query, ranked, depth, req: SearchRequest, flt, hits):
         spec = req.prf
         top = [coll.get(d) for d, _ in ranked[:spec.docs]]
         vecs = [doc.vectors[field] for doc in top if doc is not None]
         if not vecs:
             return ranked
         if field == "dense":
-            q = prf.rocchio_dense(qv.dense, vecs, spec.query_weight)
+            q = prf.rocchio_dense(query, vecs, spec.query_weight)
         else:
-            ids, vals = getattr(qv, field)
+            ids, vals = query
             q = prf.rocchio_sparse(ids, vals, vecs, coll.config.fields[field].dim,
                                    spec.query_weight, spec.terms)
         found = self._search_field(coll, field, q, depth, flt)
@@ -214,7 +251,14 @@ class SearchPipeline:
                                             "scored": stats.scored}
 
     def _explain(self, coll, enc: EncoderSet, qv: QueryVectors, lists, doc_id, query) -> dict:
-        out: dict = {"scores": {n: s for n, lst in lists.items() for d, s in lst if d == doc_id}}
+        # each list before fusion: this document's score and rank in it (absent: not retrieved
+        # to the list's depth), and the list's best score, to compare against
+        out: dict = {"scores": {}, "ranks": {}, "best": {n: lst[0][1] for n, lst in lists.items() if lst}}
+        for n, lst in lists.items():
+            for rank, (d, s) in enumerate(lst, 1):
+                if d == doc_id:
+                    out["scores"][n], out["ranks"][n] = s, rank
+                    break
         doc = coll.get(doc_id)
         if doc is None:
             return out

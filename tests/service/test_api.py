@@ -151,6 +151,45 @@ def test_explain_contributions_sum_to_sparse_score(client):
     assert terms <= {"black", "holes", "gravity"} and terms
 
 
+def test_hybrid_explanation_gives_each_lists_rank_score_and_best(client):
+    """Before fusion: the document's rank and score in every list that retrieved it, and each
+    list's best score — what the same search in that list's mode alone returns."""
+    query = "wind power and energy"
+    res = search(client, query=query, mode="hybrid", k=5, explain=True)
+    alone = {m: search(client, query=query, mode=m, k=100)["results"] for m in ("sparse", "bm25", "dense")}
+    for r in res["results"]:
+        e = r["explanation"]
+        assert set(e["best"]) == set(alone) and set(e["ranks"]) == set(e["scores"]) and e["ranks"]
+        for m, rank in e["ranks"].items():
+            assert alone[m][rank - 1]["id"] == r["id"]
+            assert e["scores"][m] == pytest.approx(alone[m][rank - 1]["score"], rel=1e-4)
+        for m, best in e["best"].items():
+            assert best == pytest.approx(alone[m][0]["score"], rel=1e-4)
+
+
+def test_lists_in_parallel_or_in_turn_give_the_same_answer(client):
+    """A lone hybrid search runs its lists side by side; under load they run in turn. Both
+    give the same page, scores, explanations and PRF results, and the stage times add up."""
+    pipe = client.app.state.pipeline
+    saved = pipe.parallel_below
+    bodies = [dict(query="wind power and energy", mode="hybrid", k=5, explain=True),
+              dict(query="black holes", mode="hybrid", k=5, prf={"docs": 3})]
+    try:
+        pipe.parallel_below = 0  # never parallel
+        in_turn = [search(client, **b) for b in bodies]
+        pipe.parallel_below = 10 ** 6  # always parallel
+        r = client.post("/collections/demo/search", json=bodies[0])
+        side_by_side = [r.json()] + [search(client, **b) for b in bodies[1:]]
+    finally:
+        pipe.parallel_below = saved
+    for a, b in zip(in_turn, side_by_side):
+        assert [x["id"] for x in a["results"]] == [x["id"] for x in b["results"]]
+        assert [x["score"] for x in a["results"]] == pytest.approx([x["score"] for x in b["results"]], rel=1e-5)
+        assert [x["explanation"] for x in a["results"]] == [x["explanation"] for x in b["results"]]
+    stages = dict(part.split(";dur=") for part in r.headers["server-timing"].split(", "))
+    assert {"encode", "retrieve", "fuse", "fetch", "serialize", "total"} <= set(stages)
+
+
 def test_search_errors(client):
     assert client.post("/collections/nope/search", json={"query": "x"}).status_code == 404
     for body, status in [({"query": ""}, 422), ({"query": "x", "k": 0}, 422),

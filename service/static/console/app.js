@@ -444,7 +444,8 @@
     const search = state.search;
     try {
       const explanation = await explanationOf(search, i);
-      const ranks = await listRanks(search);
+      // servers that explain ranks and each list's best score need no extra searches
+      const ranks = explanation.ranks && explanation.best ? null : await listRanks(search);
       panel.replaceChildren(...explanationView(search, search.results[i], explanation, ranks));
     } catch (err) {
       delete panel.dataset.loaded;
@@ -496,7 +497,7 @@
   function explanationView(search, result, explanation, ranks) {
     const out = [];
     const scores = explanation.scores || {};
-    const lists = Object.keys(ranks || {}).length ? Object.keys(ranks) : Object.keys(scores);
+    const lists = Object.keys(ranks || {}).length ? Object.keys(ranks) : Object.keys(explanation.best || scores);
     const chart = el("div", { class: "chart", role: "list", "aria-label": "Each list before fusion" });
     for (const list of lists) {
       const score = scores[list];
@@ -507,7 +508,8 @@
         rank = at >= 0 ? at + 1 : null;
       }
       const rankText = rank ? `rank ${rank}` : score === undefined ? `not in its top ${RANK_DEPTH}` : "rank ?";
-      const top = known && known.top !== null ? known.top : score;
+      const best = explanation.best && explanation.best[list];
+      const top = best !== undefined ? best : known && known.top !== null ? known.top : score;
       chart.append(barRow(list, score === undefined ? 0 : score, top,
         score === undefined ? rankText : `${rankText} · score ${formatNumber(score)}`));
     }
