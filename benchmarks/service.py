@@ -18,8 +18,9 @@ installs it), so that the client does not eat the cores it measures; ``--seconds
 wrk's own request count, QPS and latency percentiles. Every run also measures a lone client
 (sequential requests) with the server's own split of its time (the Server-Timing header:
 encode, retrieve, fuse, rerank, fetch, serialize), the REST overhead of a BM25 search (lone
-REST p50 minus the same search in-process on the same data), and the resident memory of every
-server process. ``--write`` rewrites the "service-load" section of BENCHMARKS.md. Bounded:
+REST p50 minus the same search in-process on the same data) next to the HTTP floor (the same
+wrk against a bare ASGI app under the same uvicorn: what any Python server pays), and the
+resident memory of every server process. ``--write`` rewrites the "service-load" section of BENCHMARKS.md. Bounded:
 every request has a timeout and each mode stops after its requests or seconds.
 """
 from __future__ import annotations
@@ -241,6 +242,41 @@ def in_process_p50(data_dir: Path, name: str, mode: str, queries: list[str], n: 
         store.close()
 
 
+BARE_APP = """
+import sys, uvicorn
+body = b'{"results": []}'
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    while (await receive()).get("more_body"):
+        pass
+    await send({"type": "http.response.start", "status": 200, "headers": [
+        (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")
+"""
+
+
+def http_floor(queries: list[str], tmp: Path) -> float:
+    """Lone wrk p50 against a bare ASGI app (a fixed answer) under uvicorn: the HTTP floor."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-c", BARE_APP, str(port)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            try:
+                httpx.post(f"http://127.0.0.1:{port}/", timeout=1)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        url = f"http://127.0.0.1:{port}/collections/x/search"
+        wrk_load(url, "bm25", 1, 1, queries, tmp)
+        return wrk_load(url, "bm25", 5, 1, queries, tmp)["p50_ms"]
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
 def rss_mib(pid: int) -> dict[int, float]:
     """Resident memory of a process and its children (the server's workers), MiB."""
     out = {}
@@ -304,21 +340,24 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             proc.terminate()
             proc.wait(30)
-        overhead = None
+        overhead = floor = None
         if "bm25" in args.modes:
             overhead = lone["bm25"]["p50_ms"] - in_process_p50(data, name, "bm25", queries)
-            print(f"REST overhead of a lone BM25 search (p50): {overhead:.2f} ms")
+            floor = http_floor(queries, Path(tmp))
+            print(f"REST overhead of a lone BM25 search (p50): {overhead:.2f} ms; HTTP floor {floor:.3f} ms")
     load_avg = os.getloadavg()[0]
     print(f"server RSS MiB per process: { {p: round(m) for p, m in memory.items()} }; load average {load_avg:.2f}")
     if args.json:
         args.json.write_text(json.dumps({"rows": rows, "lone": lone, "rest_overhead_ms": overhead,
+                                         "http_floor_ms": floor,
                                          "rss_mib": memory, "load": load_avg}, indent=2) + "\n")
     if args.write:
-        write_section("service-load", report(args, rows, lone, overhead, memory, n_docs, queries, load_avg))
+        write_section("service-load", report(args, rows, lone, overhead, memory, n_docs, queries, load_avg,
+                                             floor))
     return 0
 
 
-def report(args, rows, lone, overhead, memory, n_docs, queries, load_avg) -> str:
+def report(args, rows, lone, overhead, memory, n_docs, queries, load_avg, floor=None) -> str:
     what = (f"{n_docs:,} passages of {args.beir.name}{' (BM25 only)' if args.bm25_only else ''}, its "
             f"{len(queries):,} queries" if args.beir else "the 200-document demo collection, 16 fixed queries")
     load = (f"wrk, {args.concurrency} connections, {args.seconds} s per mode" if args.load == "wrk" else
@@ -330,7 +369,9 @@ def report(args, rows, lone, overhead, memory, n_docs, queries, load_avg) -> str
         table.append(f"| {r['mode']} | {r['requests']:,} | {r['qps']:.1f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | "
                      f"{r['errors']} | {lone[r['mode']]['p50_ms']:.2f} | {stages} |")
     extra = [] if overhead is None else [f"REST overhead of a lone BM25 search: {overhead:.2f} ms (lone REST p50 "
-                                         "minus the same searches in-process on the same data)."]
+                                         "minus the same searches in-process on the same data)" +
+                                         ("." if floor is None else f"; the HTTP floor (a bare ASGI app under the "
+                                          f"same uvicorn, the same wrk) is {floor:.3f} ms of it.")]
     extra.append("Server RSS per process (MiB): " + ", ".join(f"{m:.0f}" for m in memory.values()) + ".")
     return ("## Service load test\n\n"
             f"`python -m benchmarks.service {' '.join(sys.argv[1:])}`: {what}; {args.workers} server "

@@ -27,6 +27,7 @@ from indexer.errors import LsrError
 from .console import mount_console
 from .encoder_cache import ENCODERS
 from .errors import client_message, http_status
+from .fast_search import FastSearch
 from .forwarding import ForwardWrites
 from .middleware import BodyLimit, Metrics
 from .pipeline import SearchPipeline
@@ -198,7 +199,10 @@ def create_app(settings: Settings | None = None, preload: bool = False) -> FastA
         app.include_router(r.router, responses={} if r is health else ERROR_RESPONSES)
     mount_console(app)  # the web console at /, offline /docs and /redoc (no key, not in the schema)
     # Outermost last: metrics see every answer, including a 413 from the body limit; writes
-    # are forwarded (in a follower) only once within the limit.
+    # are forwarded (in a follower) only once within the limit; the search fast lane is inside
+    # them all (counted, bounded, and as a read never forwarded).
+    search_route = next(r for r in search.router.routes if r.path == search.SEARCH_PATH)
+    app.add_middleware(FastSearch, route=search_route)
     app.add_middleware(ForwardWrites, routes=[route for r in ROUTERS for route in r.router.routes])
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(Metrics, registry=registry)

@@ -27,7 +27,8 @@ class BodyLimit:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        too_big = _send_json(413, {"detail": f"request body exceeds {self.max_bytes} bytes"})
+        def too_big(send):  # built only when needed: most requests are within the limit
+            return _send_json(413, {"detail": f"request body exceeds {self.max_bytes} bytes"})(send)
         for name, value in scope.get("headers", []):
             if name == b"content-length":
                 try:

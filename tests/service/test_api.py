@@ -190,6 +190,50 @@ def test_lists_in_parallel_or_in_turn_give_the_same_answer(client):
     assert {"encode", "retrieve", "fuse", "fetch", "serialize", "total"} <= set(stages)
 
 
+def test_the_fast_lane_answers_exactly_as_the_route(client):
+    """Searches answered by service/fast_search.py and by the FastAPI route (lane off): the same
+    status, body and headers, for successes and for every kind of error; metrics label both
+    with the route's template."""
+    requests = [
+        ("/collections/demo/search", {"query": "wind power", "mode": "bm25", "k": 3}),
+        ("/collections/demo/search", {"query": "wind power", "mode": "hybrid", "k": 4, "offset": 2,
+                                      "filter": {"topic": "energy"}, "explain": True}),
+        ("/collections/demo/search", {"query": "x", "k": 0}),                     # 422
+        ("/collections/demo/search", {"query": "x", "k": 900, "offset": 900}),    # 400
+        ("/collections/nope/search", {"query": "x"}),                             # 404
+        ("/collections/demo/search", {"query": "x", "filter": {"a": {"$bogus": 1}}}),  # 400
+        ("/collections/demo/search", "not json"),                                  # 400
+    ]
+    state = client.app.state
+
+    def run():
+        out = []
+        for path, body in requests:
+            r = (client.post(path, content=body, headers={"content-type": "application/json"})
+                 if isinstance(body, str) else client.post(path, json=body))
+            headers = {k: v for k, v in r.headers.items() if k not in ("server-timing", "date")}
+            out.append((r.status_code, r.json(), headers, "server-timing" in r.headers))
+        return out
+    try:
+        state.fast_search = False
+        by_route = run()
+    finally:
+        state.fast_search = True
+    by_lane = run()
+    assert [x[0] for x in by_lane] == [200, 200, 422, 400, 404, 400, 400]
+    for lane, route in zip(by_lane, by_route):
+        lane_body, route_body = lane[1], route[1]
+        assert lane[0] == route[0] and lane[2] == route[2] and lane[3] == route[3]
+        if lane[0] == 200:
+            assert [r["id"] for r in lane_body["results"]] == [r["id"] for r in route_body["results"]]
+            assert [r["score"] for r in lane_body["results"]] == pytest.approx(
+                [r["score"] for r in route_body["results"]], rel=1e-5)
+        else:
+            assert lane_body == route_body
+    metrics = client.get("/metrics").text
+    assert 'lsr_requests_total{method="POST",route="/collections/{name}/search",status="200"}' in metrics
+
+
 def test_search_errors(client):
     assert client.post("/collections/nope/search", json={"query": "x"}).status_code == 404
     for body, status in [({"query": ""}, 422), ({"query": "x", "k": 0}, 422),
