@@ -277,15 +277,17 @@ def http_floor(queries: list[str], tmp: Path) -> float:
         proc.wait(30)
 
 
-def rss_mib(pid: int) -> dict[int, float]:
-    """Resident memory of a process and its children (the server's workers), MiB."""
+def rss_mib(pid: int, field: str = "Rss") -> dict[int, float]:
+    """Memory of a process and its children (the server's workers), MiB: ``Rss`` (resident,
+    shared pages counted in every process that maps them) or ``Pss`` (shared pages divided
+    among the processes that share them: what each worker really adds)."""
     out = {}
     pids = [pid] + [int(p) for p in subprocess.run(["pgrep", "-P", str(pid)], capture_output=True,
                                                       text=True).stdout.split()]
     for p in pids:
         try:
-            for line in open(f"/proc/{p}/status"):
-                if line.startswith("VmRSS:"):
+            for line in open(f"/proc/{p}/smaps_rollup"):
+                if line.startswith(field + ":"):
                     out[p] = int(line.split()[1]) / 1024
         except OSError:
             pass
@@ -336,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{mode:7s} {r['requests']:7d} req {r['qps']:8.1f} QPS  p50 {r['p50_ms']:7.1f} ms  "
                       f"p99 {r['p99_ms']:7.1f} ms  errors {r['errors']}  lone p50 {lone[mode]['p50_ms']:.2f} ms "
                       f"{ {k: round(v, 2) for k, v in lone[mode]['stages_ms'].items()} }", flush=True)
-            memory = rss_mib(proc.pid)
+            memory, pss = rss_mib(proc.pid), rss_mib(proc.pid, "Pss")
         finally:
             proc.terminate()
             proc.wait(30)
@@ -346,18 +348,19 @@ def main(argv: list[str] | None = None) -> int:
             floor = http_floor(queries, Path(tmp))
             print(f"REST overhead of a lone BM25 search (p50): {overhead:.2f} ms; HTTP floor {floor:.3f} ms")
     load_avg = os.getloadavg()[0]
-    print(f"server RSS MiB per process: { {p: round(m) for p, m in memory.items()} }; load average {load_avg:.2f}")
+    print(f"server RSS MiB per process: { {p: round(m) for p, m in memory.items()} }; PSS: "
+          f"{ {p: round(m) for p, m in pss.items()} }; load average {load_avg:.2f}")
     if args.json:
         args.json.write_text(json.dumps({"rows": rows, "lone": lone, "rest_overhead_ms": overhead,
-                                         "http_floor_ms": floor,
+                                         "http_floor_ms": floor, "pss_mib": pss,
                                          "rss_mib": memory, "load": load_avg}, indent=2) + "\n")
     if args.write:
         write_section("service-load", report(args, rows, lone, overhead, memory, n_docs, queries, load_avg,
-                                             floor))
+                                             floor, pss))
     return 0
 
 
-def report(args, rows, lone, overhead, memory, n_docs, queries, load_avg, floor=None) -> str:
+def report(args, rows, lone, overhead, memory, n_docs, queries, load_avg, floor=None, pss=None) -> str:
     what = (f"{n_docs:,} passages of {args.beir.name}{' (BM25 only)' if args.bm25_only else ''}, its "
             f"{len(queries):,} queries" if args.beir else "the 200-document demo collection, 16 fixed queries")
     load = (f"wrk, {args.concurrency} connections, {args.seconds} s per mode" if args.load == "wrk" else
@@ -373,6 +376,9 @@ def report(args, rows, lone, overhead, memory, n_docs, queries, load_avg, floor=
                                          ("." if floor is None else f"; the HTTP floor (a bare ASGI app under the "
                                           f"same uvicorn, the same wrk) is {floor:.3f} ms of it.")]
     extra.append("Server RSS per process (MiB): " + ", ".join(f"{m:.0f}" for m in memory.values()) + ".")
+    if pss:
+        extra.append("PSS (shared pages split among the processes): " +
+                     ", ".join(f"{m:.0f}" for m in pss.values()) + ".")
     return ("## Service load test\n\n"
             f"`python -m benchmarks.service {' '.join(sys.argv[1:])}`: {what}; {args.workers} server "
             f"process(es); load by {load} on the same machine ({machine()}; load average {load_avg:.2f} "
