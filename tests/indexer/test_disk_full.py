@@ -121,21 +121,32 @@ def test_disk_full_loses_nothing_and_recovers_when_space_is_freed(small_fs, reco
 def test_background_maintenance_on_a_full_disk_stops_writes_with_its_error_then_resumes(small_fs,
                                                                                        record_property):
     """Background flushes fail (no room for a segment) while WAL appends still fit: upserts go
-    on until the buffer reaches max_buffer_docs, then fail at once with the flush's ENOSPC —
+    on until the room or the buffer (max_buffer_docs) runs out, then fail at once with ENOSPC —
     not block forever; once space is freed the maintainer's retry seals the buffer."""
     coll = Collection.create(small_fs, "c", FIELDS, flush_docs=2 * BATCH, max_buffer_docs=4 * BATCH)
     free = os.statvfs(small_fs).f_bavail * os.statvfs(small_fs).f_frsize
     filler = small_fs / ".filler"
     filler.write_bytes(b"\0" * (free - (5 * BATCH * (TEXT + 600))))  # room for the WAL only
     acked, error = {}, None
-    for i in range(40):
+
+    def upsert(i) -> bool:
+        nonlocal error
         ids = [f"d{i}-{j}" for j in range(BATCH)]
         try:
             coll.upsert(ids, _vectors(ids), texts=_texts(ids))
         except OSError as exc:
             error = exc
-            break
+            return False
         acked.update(zip(ids, _texts(ids)))
+        return True
+    # The flusher waits (the seal lock) until the buffer is full: by then the WAL has taken the
+    # room a segment would need, whatever the threads' timing (a flush that ran early, with
+    # 2 batches logged, could fit its segment in the room still free).
+    with coll._seal_lock:
+        assert all(upsert(i) for i in range(4))
+    i = 4
+    while i < 40 and upsert(i):
+        i += 1
     assert error is not None and _is_enospc(error), error
     assert len(acked) >= 2 * BATCH and coll.stats()["segments"] == 0
     assert {d: t for d, t in _state(coll).items() if d in acked} == acked
