@@ -86,6 +86,41 @@ def derive(src_dir: Path, dst_dir: Path, copies: int, batch: int = 20_000, seed:
         src.close()
 
 
+def sparse_recall(data_dir: Path, queries: list[str]) -> dict:
+    """Recall@10 and @100 of the SPLADE list as the service searches it (k=100, the default
+    query_cut and heap_factor) against an exact scan of the same vectors."""
+    import scipy.sparse as sp
+
+    from encoders.splade import SpladeEncoder
+    from indexer import Collection
+    from indexer.query import DEFAULTS
+    coll = Collection.open(data_dir, NAME, read_only=True, maintenance=False)
+    try:
+        q = SpladeEncoder(coll.config.encoders.get("sparse") or "splade-tiny").encode_queries(queries)
+        hits10, hits100 = [], []
+        for i in range(q.shape[0]):
+            row = q[i]
+            got = [h.id for h in coll.search(row.indices, row.data, k=100, field="sparse")]
+            truth = []
+            for c, alive in coll._snapshot():  # exact: every live row's dot product
+                if not alive.any():
+                    continue
+                ptr, terms, vals = c.forward("sparse")
+                m = sp.csr_matrix((np.asarray(vals, np.float32), np.asarray(terms, np.int32), ptr),
+                                  shape=(len(ptr) - 1, coll.config.fields["sparse"].dim))
+                scores = (m @ row.T).toarray().ravel()[: len(alive)]
+                scores[~alive] = -np.inf
+                top = np.argsort(-scores)[:100]
+                truth += [(scores[r], c.ids[r]) for r in top]
+            truth = [d for _, d in sorted(truth, key=lambda x: -x[0])[:100]]
+            hits10.append(len(set(got[:10]) & set(truth[:10])) / 10)
+            hits100.append(len(set(got) & set(truth)) / 100)
+        return {"recall@10": float(np.mean(hits10)), "recall@100": float(np.mean(hits100)),
+                "queries": len(queries), "query_cut": DEFAULTS.query_cut, "heap_factor": DEFAULTS.heap_factor}
+    finally:
+        coll.close()
+
+
 def measure(data_dir: Path, queries: list[str], seconds: int, tmp: Path) -> dict:
     port = free_port()
     proc = start_server(data_dir, port, demo=False)
@@ -128,13 +163,17 @@ def plot(results: dict, path: Path) -> None:
 
 def report(results: dict, derived: set, seconds: int, load: float) -> str:
     sizes = sorted(int(s) for s in results)
-    head = "| passages | " + " | ".join(f"{m} p50 / p99 ms" for m in MODES) + " | server RSS MiB | on disk MiB |"
-    lines = [head, "|---:|" + "---:|" * (len(MODES) + 2)]
+    head = ("| passages | " + " | ".join(f"{m} p50 / p99 ms" for m in MODES) +
+            " | server RSS MiB | on disk MiB | SPLADE list recall@10 / @100 vs exact |")
+    lines = [head, "|---:|" + "---:|" * (len(MODES) + 3)]
     for s in sizes:
         r = results[str(s)]
         cells = [f"{r['modes'][m]['p50_ms']:.2f} / {r['modes'][m]['p99_ms']:.2f}" for m in MODES]
         label = f"{s:,}" + (" (derived)" if s in derived else "")
-        lines.append(f"| {label} | " + " | ".join(cells) + f" | {r['rss_mib']:.0f} | {r['disk_bytes'] / 2**20:.0f} |")
+        rec = r.get("sparse_recall") or {}
+        recall = f"{rec['recall@10']:.3f} / {rec['recall@100']:.3f}" if rec else "n/a"
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {r['rss_mib']:.0f} | {r['disk_bytes'] / 2**20:.0f} "
+                     f"| {recall} |")
     return ("## Growth curve\n\n"
             f"`python -m benchmarks.growth {' '.join(sys.argv[1:])}` ({machine()}; load average "
             f"{load:.2f} at the end): one `lsr serve` process per size, a lone wrk client per mode for "
@@ -153,6 +192,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--write", action="store_true")
     args = ap.parse_args(argv)
     queries = [json.loads(line)["text"] for line in open(args.beir / "queries.jsonl")]
+    # recall is checked on the train queries (where the search defaults were chosen), 100 of them
+    train_ids = {line.split("\t")[0] for line in open(args.beir / "qrels" / "train.tsv").read().splitlines()[1:]}
+    train_queries = [q["text"] for q in map(json.loads, open(args.beir / "queries.jsonl"))
+                     if q["_id"] in train_ids][:100]
     results, derived = {}, set()
     with tempfile.TemporaryDirectory(prefix="lsr-growth-") as tmp:
         root = args.data_root or Path(tmp)
@@ -170,6 +213,8 @@ def main(argv: list[str] | None = None) -> int:
                     derive(root / f"growth-{largest}", data, size // largest)
                 derived.add(size)
             results[str(size)] = measure(data, queries, args.seconds, Path(tmp))
+            results[str(size)]["sparse_recall"] = sparse_recall(data, train_queries)
+            print(f"  sparse list vs exact: {results[str(size)]['sparse_recall']}", flush=True)
     load = os.getloadavg()[0]
     out = ROOT / "benchmarks"
     (out / "growth.json").write_text(json.dumps({"results": results, "derived": sorted(derived),
