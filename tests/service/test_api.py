@@ -234,6 +234,19 @@ def test_the_fast_lane_answers_exactly_as_the_route(client):
     assert 'lsr_requests_total{method="POST",route="/collections/{name}/search",status="200"}' in metrics
 
 
+def test_every_search_example_of_the_api_docs_runs(client):
+    """The request examples /docs offers in its drop-down are valid searches that find
+    something in the demo collection; the response example has the response's shape."""
+    op = client.get("/openapi.json").json()["paths"]["/collections/{name}/search"]["post"]
+    examples = op["requestBody"]["content"]["application/json"]["examples"]
+    assert {"hybrid", "convex_rerank", "filter", "explain", "prf_page"} <= set(examples)
+    for name, ex in examples.items():
+        res = search(client, **ex["value"])
+        assert res["results"], name
+    from service.schemas import SearchResponse
+    SearchResponse.model_validate(op["responses"]["200"]["content"]["application/json"]["example"])
+
+
 def test_search_errors(client):
     assert client.post("/collections/nope/search", json={"query": "x"}).status_code == 404
     for body, status in [({"query": ""}, 422), ({"query": "x", "k": 0}, 422),
