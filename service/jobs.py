@@ -20,6 +20,7 @@ import time
 import uuid
 from collections import deque
 from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
 from indexer import crashpoints
@@ -47,6 +48,8 @@ class Job:
     total: int | None = None
     error: str | None = None
     created: float = field(default_factory=time.time)
+    started: float | None = None   # first time it ran (a resumed job keeps it)
+    finished: float | None = None  # when it left the active states: done, failed or cancelled
     label: str = ""        # what clients see as the source (never a server path of an upload)
     uploaded: bool = False  # the source file is ours: deleted when the job ends
     # not persisted: progress of the current run, for rate and ETA
@@ -63,13 +66,30 @@ class Job:
                     eta = max(0, self.total - self.done) / rate
         return {"id": self.id, "collection": self.collection, "status": self.status, "done": self.done,
                 "total": self.total, "rate": rate, "eta": eta, "source": self.label or self.source,
-                "format": self.format, "error": self.error}
+                "format": self.format, "error": self.error, "created": _iso(self.created),
+                "started": _iso(self.started), "finished": _iso(self.finished)}
+
+    def set_status(self, status: str) -> None:
+        """The one place a job's status changes, and with it its start and end times."""
+        self.status = status
+        now = time.time()
+        if status == "running" and self.started is None:
+            self.started = now
+        if status not in ACTIVE and self.finished is None:
+            self.finished = now
 
     def persisted(self) -> dict:
         d = asdict(self)
         d.pop("run_started")
         d.pop("run_start_done")
         return d
+
+
+def _iso(t: float | None) -> str | None:
+    """Seconds since the epoch as ISO 8601 UTC (what a client's date parser takes)."""
+    if t is None:
+        return None
+    return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class JobManager:
@@ -93,9 +113,9 @@ class JobManager:
                 continue  # a foreign or damaged file is not ours to run
             self._jobs[job.id] = job
             if job.status == "cancelling":  # the server stopped before the worker saw the cancel
-                job.status = "cancelled"
+                job.set_status("cancelled")
             elif job.status in ACTIVE:
-                job.status = "queued"
+                job.set_status("queued")
                 self._queue.append(job.id)
             if job.status not in ACTIVE:
                 self._discard_upload(job)  # the server stopped between the end and the delete
@@ -161,10 +181,10 @@ class JobManager:
             self._cancel.add(job.id)
             if job.id in self._queue:  # never started: nothing in flight
                 self._queue.remove(job.id)
-                job.status = "cancelled"
+                job.set_status("cancelled")
                 self._discard_upload(job)
             elif job.status == "running":
-                job.status = "cancelling"
+                job.set_status("cancelling")
             self._save(job)
             return job
 
@@ -213,13 +233,14 @@ class JobManager:
                     return
                 job = self._jobs[self._queue.popleft()]
                 self._current = job.id
-                job.status = "running"
+                job.set_status("running")
                 self._save(job)
             try:
                 self._run(job)
             except Exception as exc:  # a bad record or a vanished collection fails the job only
                 with self._cond:
-                    job.status, job.error = "failed", _job_error(exc)
+                    job.error = _job_error(exc)
+                    job.set_status("failed")
                     self._save(job)
             finally:
                 with self._cond:
@@ -242,12 +263,12 @@ class JobManager:
             if not batch or self._step(job, batch):
                 with self._cond:
                     if job.status == "running":
-                        job.status = "done"
+                        job.set_status("done")
                         self._save(job)
                 return
         with self._cond:  # stopped between chunks: by a cancel, or by a shutdown (resumable)
             if job.id in self._cancel:
-                job.status = "cancelled"
+                job.set_status("cancelled")
                 self._save(job)
 
     def _step(self, job: Job, batch: list) -> bool:

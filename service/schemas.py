@@ -277,6 +277,9 @@ class JobOut(BaseModel):
     source: str
     format: str
     error: str | None = None
+    created: str | None = Field(None, description="when the job was created (ISO 8601, UTC)")
+    started: str | None = Field(None, description="when it first ran")
+    finished: str | None = Field(None, description="when it ended: done, failed or cancelled")
 
 
 TokenId = Int(ge=0)

@@ -43,6 +43,9 @@ def test_jsonl_job_progress_and_search_during_it(tmp_path, docs):
         assert seen.status_code == 200  # search is served while the job runs
         final = wait(c, job["id"])
         assert final["status"] == "done" and final["done"] == final["total"] == len(docs)
+        # its times: created <= started <= finished, ISO 8601 UTC (same-length strings sort as time)
+        assert final["created"].endswith("Z") and final["created"] <= final["started"] <= final["finished"]
+        assert final["created"] == job["created"]
         assert c.get("/collections/j").json()["documents"] == len(docs)
         assert c.get("/collections/j/documents/energy-01").json()["metadata"]["topic"] == "energy"
         assert job["id"] in [j["id"] for j in c.get("/jobs").json()["jobs"]]
@@ -77,6 +80,7 @@ def test_cancel(tmp_path):
         assert c.delete(f"/jobs/{job['id']}").status_code == 204
         final = wait(c, job["id"])
         assert final["status"] == "cancelled" and final["done"] < len(docs)
+        assert final["finished"] is not None and final["finished"] >= final["created"]
         assert c.delete(f"/jobs/{job['id']}").status_code == 409
         # a cancel takes effect between chunks: what was upserted is exactly what is counted
         assert c.get("/collections/k").json()["documents"] == final["done"]
