@@ -38,6 +38,7 @@ import errno
 import os
 import shutil
 import threading
+import time
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass
@@ -54,7 +55,7 @@ from .collection_config import CollectionConfig, check_name
 from .combining import Combiner
 from .datadir import acquire_collection_lock
 from .errors import (ClosedError, CollectionExistsError, CollectionLockedError, CollectionNotFoundError,
-                     CorruptionError, InvalidInputError, LsrError, ReadOnlyError)
+                     CorruptionError, InvalidInputError, LsrError, NotFoundError, ReadOnlyError)
 from .filters import Filter
 from .maintenance import Maintainer, MaintenancePolicy
 from .query import DEFAULTS, SearchParams, SparseQuery
@@ -168,6 +169,9 @@ class Collection:
         self.read_only = read_only
         # a follower takes no lock: it never writes, and the writer must be able to run
         self._lock_fd = None if read_only else acquire_collection_lock(self.path)
+        # since this object was opened: what the service exports as counters (stats())
+        self._activity = {"upserted": 0, "deleted": 0, "flushes": 0, "flush_seconds": 0.0,
+                          "merges": 0, "merge_seconds": 0.0}
         try:
             _as_damage(self.name, self.path, lambda: self._load(wal_recovery))
         except BaseException:
@@ -354,12 +358,52 @@ class Collection:
             self._wal.append(encode_op(op))  # encode_op raises ValueError before anything is written
             self._next_seq += 1
             self._apply(op)
+            self._activity["upserted"] += len(ids)
             flush = self._policy.flush_due(self._buffer.n_rows)
         if flush and self._maintainer is not None:
             self._maintainer.notify()
         elif flush:
             self.flush()
         return len(ids)
+
+    def update_metadata(self, updates: dict, merge: bool = True) -> int:
+        """Change documents' metadata without re-encoding them: ``{id: metadata}``. With
+        ``merge`` the update is a JSON merge patch (RFC 7386) of the stored metadata: its keys
+        replace or add keys, a null removes one; without, it replaces the metadata. The text,
+        vectors and length stay as stored; the new versions go through the WAL like upserts.
+        Raises NotFoundError naming ids that do not exist, changing nothing."""
+        if not isinstance(updates, dict):
+            raise InvalidInputError("updates must be a dict {id: metadata}")
+        ids = check_ids(list(updates), allow_empty=False)
+        for i in ids:
+            if not isinstance(updates[i], dict):
+                raise InvalidInputError(f"metadata of {i!r} must be a dict, got {type(updates[i]).__name__}")
+        with self._lock:  # read and rewrite at one version: no write slips in between
+            self._check_writable()
+            missing = [i for i in ids if i not in self._live]
+            if missing:
+                raise NotFoundError(f"no document {missing[0]!r} in collection {self.name!r}"
+                                    + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+            locs = [self._live[i] for i in ids]
+            vectors = {}
+            for f, spec in self.config.fields.items():
+                rows = [loc.container.vector(f, loc.row) for loc in locs]
+                vectors[f] = sp.vstack(rows, format="csr") if spec.kind == "sparse" else np.stack(rows)
+            texts = [loc.container.text(loc.row) for loc in locs]
+            lengths = np.array([loc.container.lengths[loc.row] for loc in locs], dtype=np.int64)
+            metadata = []
+            for i, loc in zip(ids, locs):
+                if not merge:
+                    metadata.append(updates[i])
+                    continue
+                old = dict(loc.container.metadata(loc.row) or {})
+                for k, v in updates[i].items():
+                    if v is None:
+                        old.pop(k, None)
+                    else:
+                        old[k] = v
+                metadata.append(old)
+            return self.upsert(ids, vectors, texts, metadata, lengths)
 
     def _wait_for_room(self) -> None:
         """Under the lock: back-pressure. Wait while the buffer is at max_buffer_docs (the
@@ -383,6 +427,7 @@ class Collection:
             self._wal.append(encode_op(op))
             self._next_seq += 1
             self._apply(op)
+            self._activity["deleted"] += len(present)
         return len(present)
 
     def delete_where(self, filter) -> int:
@@ -520,7 +565,8 @@ class Collection:
                    "tombstones": sum(n - a for _, n, a in segs),
                    "buffer_documents": buffered, "wal_bytes": wal_bytes,
                    "generation": self._generation, "encoders": dict(self.config.encoders),
-                   "fields": {n: s.kind for n, s in self.config.fields.items()}}
+                   "fields": {n: s.kind for n, s in self.config.fields.items()},
+                   "activity": dict(self._activity)}
         out["bytes"] = _disk_bytes(self.path)
         return out
 
@@ -564,6 +610,7 @@ class Collection:
             return [int(np.count_nonzero(s.alive)) for s in self._segments]
 
     def _seal(self, buf: WriteBuffer) -> int | None:
+        t0 = time.perf_counter()
         with self._lock:
             rows = np.flatnonzero(buf.alive)
             seg_id = self._next_segment_id if rows.size else None
@@ -587,6 +634,8 @@ class Collection:
             self._checkpoint = buf.checkpoint
             self._commit()
             self._wal.remove_before(self._checkpoint + 1)
+            self._activity["flushes"] += 1
+            self._activity["flush_seconds"] += time.perf_counter() - t0
         return seg_id
 
     def _adopt(self, seg: Segment, sources: list) -> None:
@@ -606,6 +655,7 @@ class Collection:
         ``cancelled()``: asked between the new segment's fields; True abandons the merge (0
         rewritten, nothing changed) — how close() stops a long merge of the maintainer."""
         cfg = self.config
+        t0 = time.perf_counter()
         with self._merge_lock:
             with self._lock:
                 self._check_writable()
@@ -630,6 +680,8 @@ class Collection:
                 kept = [s for s in self._segments if s not in cands]
                 self._segments = kept[:pos] + ([seg] if seg is not None else []) + kept[pos:]
                 self._commit()
+                self._activity["merges"] += 1
+                self._activity["merge_seconds"] += time.perf_counter() - t0
             for s in cands:  # searches still holding them keep their open mmaps
                 shutil.rmtree(s.path, ignore_errors=True)
                 crashpoints.step("merge.remove_segment")

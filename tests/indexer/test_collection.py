@@ -432,3 +432,43 @@ def test_small_segments_merge_once_they_would_make_a_large_one(tmp_path):
     (top,) = coll.search(m[7].indices, m[7].data, k=1, **EXACT_SEARCH)
     assert scores[int(top.id[1:])] == pytest.approx(scores.max(), rel=1e-5)  # the best, up to a tie
     coll.close()
+
+
+def test_update_metadata_keeps_text_and_vectors_and_is_durable(tmp_path):
+    """A merge patch (null removes a key) or a replacement of the metadata; text, vectors and
+    BM25 length stay; a missing id changes nothing; the change survives a reopen (WAL) and a
+    flush (segment rows are rewritten as new versions)."""
+    import scipy.sparse as sp_
+
+    from indexer.errors import NotFoundError
+    rng = np.random.default_rng(3)
+    v = sp_.random(4, 50, density=0.2, format="csr", random_state=rng, dtype=np.float32)
+    v.data += 0.1
+    ids = ["a", "b", "c", "d"]
+    fields = {"s": {"kind": "sparse", "dim": 50, "index": "exact"}}
+    coll = Collection.create(tmp_path, "m", fields, maintenance=False)
+    coll.upsert(ids, v, texts=["ta", "tb", "tc", "td"],
+                metadata=[{"topic": "x", "year": 2020}, {"topic": "y"}, None, {"keep": 1}], lengths=[5, 6, 7, 8])
+    coll.flush()  # a and b live in a segment, the update rewrites them into the buffer
+    q = v[0]
+    before = {h.id: h.score for h in coll.search(q.indices, q.data, k=4)}
+    assert coll.update_metadata({"a": {"year": None, "lang": "en"}, "c": {"new": True}}) == 2
+    assert coll.update_metadata({"d": {"only": 2}}, merge=False) == 1
+    with pytest.raises(NotFoundError, match="zzz"):
+        coll.update_metadata({"b": {"topic": "changed"}, "zzz": {}})
+    with pytest.raises(ValueError, match="dict"):
+        coll.update_metadata({"b": ["not", "a", "dict"]})
+
+    def check(c):
+        assert c.get("a").metadata == {"topic": "x", "lang": "en"} and c.get("a").text == "ta"
+        assert c.get("b").metadata == {"topic": "y"}  # the failed batch changed nothing
+        assert c.get("c").metadata == {"new": True} and c.get("d").metadata == {"only": 2}
+        assert (c.get("a").vectors["s"] != v[0]).nnz == 0
+        after = {h.id: h.score for h in c.search(q.indices, q.data, k=4)}
+        assert after.keys() == before.keys() and all(abs(after[k] - before[k]) < 1e-6 for k in after)
+    check(coll)
+    coll.close()
+    with Collection.open(tmp_path, "m", maintenance=False) as again:
+        check(again)
+        again.flush()
+        check(again)
