@@ -30,10 +30,11 @@ from .errors import client_message, http_status
 from .fast_search import FastSearch
 from .forwarding import ForwardWrites
 from .middleware import BodyLimit, Metrics
+from .observability import CollectionCollector, RequestId, configure_logging
 from .pipeline import SearchPipeline
 from .query_batching import QueryBatcher
 from .roles import Follower, Writer
-from .routes import collections, health, jobs, rag, search
+from .routes import aliases, collections, health, jobs, rag, search
 from .schemas import ERROR_RESPONSES
 from .settings import Settings
 from .store import Store
@@ -54,7 +55,7 @@ def _validation_message(errors: list) -> str:
 
 
 # search first: the hot route is matched before the others' templates are tried
-ROUTERS = (search, health, collections, jobs, rag)
+ROUTERS = (search, health, collections, aliases, jobs, rag)
 
 
 def _allowed_methods(scope) -> list[str]:
@@ -72,13 +73,8 @@ def _allowed_methods(scope) -> list[str]:
 def create_app(settings: Settings | None = None, preload: bool = False) -> FastAPI:
     """Build the app; ``preload`` loads the default encoders before /readyz says ready."""
     settings = settings or Settings()
-    if settings.models_dir is not None:
-        os.environ["LSR_MODELS_DIR"] = str(settings.models_dir)
-    if settings.torch_threads is not None:
-        import torch
-        torch.set_num_threads(settings.torch_threads)
-    ENCODERS.dense_int8 = settings.dense_int8
-    ENCODERS.onnx_queries = settings.onnx_queries
+    settings.apply()  # models dir, torch threads, ONNX paths: as for the CLI's local commands
+    configure_logging(settings.log_format)
     ready = threading.Event()
 
     def warm_up() -> None:
@@ -153,6 +149,7 @@ def create_app(settings: Settings | None = None, preload: bool = False) -> FastA
         batch_sizes.labels(type(encoder).__name__, getattr(encoder, "name", "?")).observe(size)
     queries = QueryBatcher(on_batch=record_batch)
     app.state.registry = registry
+    registry.register(CollectionCollector(lambda: getattr(app.state, "store", None)))
     app.state.search_seconds = Histogram(
         "lsr_search_seconds", "search pipeline time by mode and rerank", ["mode", "rerank"],
         registry=registry, buckets=(.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5))
@@ -206,6 +203,7 @@ def create_app(settings: Settings | None = None, preload: bool = False) -> FastA
     app.add_middleware(ForwardWrites, routes=[route for r in ROUTERS for route in r.router.routes])
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(Metrics, registry=registry)
+    app.add_middleware(RequestId)  # outermost: every answer carries one, and so do its log lines
     return app
 
 

@@ -15,9 +15,11 @@ work through a running server's REST API instead of opening the data directory; 
 the server wants one, comes from LSR_API_KEY. Remote commands import neither the indexer nor
 torch: they start in a fraction of a second.
 
-Local commands open the data directory as its writer, or — when another process (`lsr serve`)
-is the writer — read-only: search, collections and an eval over an indexed collection work
-beside a running server; writes fail with a message pointing to --url.
+Local commands take the server's settings (LSR_* variables such as LSR_TORCH_THREADS and
+LSR_MODELS_DIR; an unknown LSR_* variable is an error) and open the data directory as its
+writer, or — when another process (`lsr serve`) is the writer — read-only: search, collections
+and an eval over an indexed collection work beside a running server; writes fail with a message
+pointing to --url.
 """
 from __future__ import annotations
 
@@ -44,11 +46,8 @@ def _local_store(settings):
     from indexer.datadir import acquire_writer
 
     from .store import Store
-    if settings.models_dir is not None:
-        os.environ["LSR_MODELS_DIR"] = str(settings.models_dir)
+    settings.apply()  # models dir, LSR_TORCH_THREADS, ONNX paths: as in the server
     from .encoder_cache import ENCODERS
-    ENCODERS.dense_int8 = settings.dense_int8
-    ENCODERS.onnx_queries = settings.onnx_queries
     lock = acquire_writer(settings.data_dir)
     store = Store(settings.data_dir, ENCODERS, batch_size=settings.encode_batch_size,
                   read_only=lock is None)
@@ -352,6 +351,7 @@ def _search_options(p) -> None:
 
 def _eval_encoder(args) -> int:
     from encoders.evaluate import run_from_args
+    _settings(args).apply()  # LSR_TORCH_THREADS, the models dir: as for the other local commands
     if args.index == "exact":
         return run_from_args(args)
     from indexer.query import DEFAULTS  # imported late: it loads the indexer (seconds)

@@ -38,19 +38,32 @@ def token_terms(text: str) -> dict[int, str]:
     return {term_id(t): t for t in _tokenize(text or "")}
 
 
+def count_rows(texts: list[str]) -> tuple[list[tuple[np.ndarray, np.ndarray]], np.ndarray]:
+    """Per text (term ids, term frequencies float64), and the token lengths."""
+    rows, lengths = [], np.empty(len(texts), dtype=np.int64)
+    for i, t in enumerate(texts):
+        c, lengths[i] = counts(t)
+        rows.append((np.fromiter(c.keys(), dtype=np.int32, count=len(c)),
+                     np.fromiter(c.values(), dtype=np.float64, count=len(c))))
+    return rows, lengths
+
+
+def saturate(rows: list[tuple[np.ndarray, np.ndarray]], lengths: np.ndarray, avgdl: float) -> sp.csr_matrix:
+    """The document side of BM25: ``tf / (tf + k1 * (1 - b + b * |d| / avgdl))`` per term, as CSR."""
+    out = []
+    for (ids, tf), n in zip(rows, lengths):
+        tf = np.asarray(tf, dtype=np.float64)
+        norm = K1 * (1.0 - B + B * n / avgdl)
+        out.append((ids, (tf / (tf + norm)).astype(np.float32)))
+    return csr_from_rows(out, DIM)
+
+
 def encode_documents(texts: list[str], avgdl: float | None = None) -> tuple[sp.csr_matrix, np.ndarray]:
     """(saturated-tf CSR, token lengths); avgdl defaults to this batch's mean length."""
-    parsed = [counts(t) for t in texts]
-    lengths = np.array([n for _, n in parsed], dtype=np.int64)
+    rows, lengths = count_rows(texts)
     if avgdl is None or avgdl <= 0:
         avgdl = float(lengths.mean()) if len(lengths) and lengths.mean() > 0 else 1.0
-    rows = []
-    for c, n in parsed:
-        ids = np.fromiter(c.keys(), dtype=np.int32, count=len(c))
-        tf = np.fromiter(c.values(), dtype=np.float64, count=len(c))
-        norm = K1 * (1.0 - B + B * n / avgdl)
-        rows.append((ids, (tf / (tf + norm)).astype(np.float32)))
-    return csr_from_rows(rows, DIM), lengths
+    return saturate(rows, lengths, avgdl), lengths
 
 
 def idf(df: np.ndarray, n_docs: int) -> np.ndarray:
@@ -62,11 +75,18 @@ def encode_query(text: str, stats) -> tuple[np.ndarray, np.ndarray]:
     """(term ids, weights) of a query against the current statistics; unseen terms dropped.
     stats(term_ids) -> (their document frequencies, live document count)."""
     c, _ = counts(text)
-    if not c:
-        return np.empty(0, np.int32), np.empty(0, np.float32)
     ids = np.array(sorted(c), dtype=np.int32)
+    return weigh_query(ids, np.array([c[i] for i in ids], dtype=np.float64), stats)
+
+
+def weigh_query(ids: np.ndarray, tf: np.ndarray, stats) -> tuple[np.ndarray, np.ndarray]:
+    """``idf(t) * tf(t)`` of sorted distinct term ids with their query counts (a text's, or a
+    client's raw query vector), against the current statistics; unseen terms dropped."""
+    if len(ids) == 0:
+        return np.empty(0, np.int32), np.empty(0, np.float32)
+    ids = np.asarray(ids, dtype=np.int32)
     d, n_docs = stats(ids)
     seen = d > 0
-    ids, d = ids[seen], d[seen]
-    w = idf(d.astype(np.float64), n_docs) * np.array([c[i] for i in ids], dtype=np.float64)
+    ids, d, tf = ids[seen], d[seen], np.asarray(tf, dtype=np.float64)[seen]
+    w = idf(d.astype(np.float64), n_docs) * tf
     return ids, w.astype(np.float32)

@@ -24,7 +24,7 @@ from indexer import Collection, Hit
 from indexer.filters import Filter
 from indexer.query import DEFAULTS
 
-from . import fusion, lexical, prf
+from . import fusion, lexical, prf, raw_vectors
 from .errors import BadRequest
 from .query_batching import QueryBatcher
 from .rerank import maxsim_rerank
@@ -94,6 +94,7 @@ class SearchPipeline:
         coll = self.store.get(name)
         enc = self.store.encoder_set(coll)
         names = self._lists_for(req.mode, enc)
+        self._check_query_inputs(name, req, names, enc)
         if req.rerank is not None and enc.multivector is None:
             raise BadRequest(f"collection {name!r} has no multivector encoder to rerank with")
         window = max(req.depth, req.rerank.kappa if req.rerank else 0)
@@ -116,7 +117,7 @@ class SearchPipeline:
         with timings.stage("fetch"):  # text and metadata: read for the page only
             for doc_id, score in page:
                 h = hits[doc_id]
-                expl = self._explain(coll, enc, qv, lists, doc_id, req.query) if req.explain else None
+                expl = self._explain(coll, enc, qv, lists, doc_id, req) if req.explain else None
                 results.append(SearchResult(id=doc_id, score=score, text=h.text, metadata=h.metadata,
                                             explanation=expl))
         return SearchResponse(results=results, mode=req.mode, offset=req.offset, k=req.k,
@@ -131,6 +132,30 @@ class SearchPipeline:
         if mode not in available:
             raise BadRequest(f"mode {mode!r} needs a {mode} field; this collection has {available}")
         return [mode]
+
+    @staticmethod
+    def _check_query_inputs(name: str, req: SearchRequest, names: list[str], enc: EncoderSet) -> None:
+        """Each list the mode searches needs the query text or a query vector (vector.<list>);
+        a vector for a list the search does not run is a mistake, not something to ignore."""
+        given = req.vector.given() if req.vector is not None else {}
+        for f in given:
+            if f not in enc.fields:
+                raise BadRequest(f"vector.{f}: collection {name!r} has no {f} field (its lists: "
+                                 f"{enc.fields})")
+            if f not in names:
+                raise BadRequest(f"vector.{f}: mode {req.mode!r} does not search the {f} list (it "
+                                 f"searches {names}); use mode {f!r} or 'hybrid'")
+        if req.query is None:
+            missing = [n for n in names if n not in given]
+            if not given:
+                raise BadRequest("query: give the query text, or query vectors in vector")
+            if missing:
+                raise BadRequest(f"vector.{missing[0]}: no query text, and no vector for the "
+                                 f"{missing[0]} list, which mode {req.mode!r} searches (lists: "
+                                 f"{names}); give query, vectors for every list, or another mode")
+            if req.rerank is not None:
+                raise BadRequest("rerank: needs the query text (MaxSim encodes the query's tokens); "
+                                 "give query beside vector, or leave out rerank")
 
     def _run_lists(self, names, req: SearchRequest, enc: EncoderSet, coll: Collection, depth: int,
                    flt, timings: Timings):
@@ -163,7 +188,7 @@ class SearchPipeline:
     def _one_list(self, name: str, req: SearchRequest, enc: EncoderSet, coll: Collection, depth: int,
                   flt, timings: Timings):
         with timings.stage("encode"):
-            vec = self._encode_list(name, req.query, enc, coll)
+            vec = self._encode_list(name, req, enc, coll)
         hits: dict[str, Hit] = {}
         with timings.stage("retrieve"):
             ranked = self._retrieve(coll, name, vec, depth, flt, hits)
@@ -171,7 +196,16 @@ class SearchPipeline:
                 ranked = self._feedback(coll, name, vec, ranked, depth, req, flt, hits)
         return vec, ranked, hits
 
-    def _encode_list(self, name: str, query: str, enc: EncoderSet, coll: Collection):
+    def _encode_list(self, name: str, req: SearchRequest, enc: EncoderSet, coll: Collection):
+        """The query vector of one list: the client's (vector.<list>, checked and put into the
+        encoder's form: service/raw_vectors.py) or the encoded query text. The one place that
+        decides between them."""
+        raw = getattr(req.vector, name, None) if req.vector is not None else None
+        if raw is not None:
+            return raw_vectors.query_vector(name, raw, coll, enc, f"vector.{name}")
+        query = req.query
+        if query is None:  # _check_query_inputs refused this already
+            raise BadRequest(f"vector.{name}: no query text and no vector for the {name} list")
         if name == "sparse":
             row = self.queries.encode(enc.sparse, query)  # a 1 × vocabulary CSR row
             return row.indices.astype(np.int32), row.data.astype(np.float32)
@@ -250,7 +284,7 @@ class SearchPipeline:
         return scored + rest, len(scored), {"candidates": stats.candidates, "pruned": stats.pruned,
                                             "scored": stats.scored}
 
-    def _explain(self, coll, enc: EncoderSet, qv: QueryVectors, lists, doc_id, query) -> dict:
+    def _explain(self, coll, enc: EncoderSet, qv: QueryVectors, lists, doc_id, req: SearchRequest) -> dict:
         # each list before fusion: this document's score and rank in it (absent: not retrieved
         # to the list's depth), and the list's best score, to compare against
         out: dict = {"scores": {}, "ranks": {}, "best": {n: lst[0][1] for n, lst in lists.items() if lst}}
@@ -266,7 +300,8 @@ class SearchPipeline:
             out["sparse"] = _term_contributions(qv.sparse, doc.vectors["sparse"],
                                                 lambda ids: enc.sparse.tokenizer.convert_ids_to_tokens(ids))
         if qv.bm25 is not None:
-            words = lexical.token_terms(query)
+            raw = req.vector.bm25 if req.vector is not None else None
+            words = raw_vectors.bm25_words(raw) if raw is not None else lexical.token_terms(req.query)
             out["bm25"] = _term_contributions(qv.bm25, doc.vectors["bm25"],
                                               lambda ids: [words.get(i, str(i)) for i in ids])
         return out

@@ -1,9 +1,9 @@
 """Request and response models: the API contract, and the documentation /docs shows."""
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag, create_model
 
 from indexer.collection_config import MAX_ID_LENGTH, OPTIONS
 
@@ -118,13 +118,72 @@ class CollectionList(BaseModel):
     collections: list[CollectionStats]
 
 
+# Raw vectors (documents and queries encoded elsewhere). The schema bounds each number, so that
+# no score can overflow float32; what depends on the collection (dimension, index range, the
+# vocabulary, indices vs values) is checked against it (400 naming the field, service/raw_vectors.py).
+VECTOR_LIMIT = 1e6
+MAX_SPARSE_TERMS = 1 << 18  # the hashed BM25 space (service/lexical.py): no vector needs more
+MAX_DENSE_DIM = 1 << 16
+SparseWeight = Annotated[float, Field(ge=0, le=VECTOR_LIMIT)]
+DenseValue = Annotated[float, Field(ge=-VECTOR_LIMIT, le=VECTOR_LIMIT)]
+Term = Annotated[str, Field(min_length=1, max_length=1000)]
+
+
+class SparseVector(BaseModel):
+    """A sparse vector as parallel lists: term ids and their weights."""
+    model_config = ConfigDict(**_STRICT, json_schema_extra={"examples": [
+        {"indices": [2610, 11300], "values": [1.2, 0.7]}]})
+    indices: list[Int(ge=0, lt=2**31)] = Field(max_length=MAX_SPARSE_TERMS, description="term ids: "
+                                               "the field's vocabulary ids (sparse) or hashed term ids (bm25)")
+    values: list[SparseWeight] = Field(max_length=MAX_SPARSE_TERMS, description="one weight per index")
+
+
+def _sparse_form(v) -> str:
+    """{"indices": [...], "values": [...]} (or a SparseVector) or a {term: weight} map."""
+    if isinstance(v, SparseVector):
+        return "SparseVector"
+    if isinstance(v, dict) and any(isinstance(v.get(k), list) for k in ("indices", "values")):
+        return "SparseVector"
+    return "terms"
+
+
+SparseIn = Annotated[Union[Annotated[SparseVector, Tag("SparseVector")],
+                           Annotated[dict[Term, SparseWeight], Tag("terms")]],
+                     Discriminator(_sparse_form)]
+DenseIn = Annotated[list[DenseValue], Field(max_length=MAX_DENSE_DIM)]
+
+
+class FieldVectors(BaseModel):
+    """Precomputed vectors by field (list): `sparse` (the collection's SPLADE model), `bm25`
+    (hashed BM25 terms), `dense` (the collection's dense model). A sparse vector is
+    `{"indices": [...], "values": [...]}` or `{"term": weight}` (terms as /encode names them:
+    the SPLADE tokenizer's tokens, or BM25's lower-cased words)."""
+    model_config = ConfigDict(**_STRICT, json_schema_extra={"examples": [
+        {"bm25": {"wind": 2, "turbines": 1}}, {"sparse": {"indices": [2610], "values": [1.5]}}]})
+    sparse: SparseIn | None = Field(None, description="SPLADE weights, used as given (non-negative)")
+    bm25: SparseIn | None = Field(None, description="term frequencies (counts): a document's are "
+                                  "saturated with the collection's average length (its length is "
+                                  "their sum), a query's weighted by the live IDF")
+    dense: DenseIn | None = Field(None, description="the dense model's dimension of numbers, used "
+                                  "as given (scores are dot products; the text path's vectors have "
+                                  "unit length)")
+
+    def given(self) -> dict[str, Any]:
+        return {f: getattr(self, f) for f in ("sparse", "bm25", "dense") if getattr(self, f) is not None}
+
+
 class DocumentIn(BaseModel):
     model_config = _STRICT
     id: str = Field(min_length=1, max_length=MAX_ID_LENGTH, examples=["doc-1"],
                     description="any string that can travel in a URL path: '/' allowed, but no "
                     "'.' or '..' segment, no empty segment, no control character")
-    text: str = Field(max_length=1_000_000, examples=["Learned sparse retrieval expands terms."])
+    text: str | None = Field(None, max_length=1_000_000,
+                             examples=["Learned sparse retrieval expands terms."],
+                             description="encoded for every field not given in `vectors`; may be "
+                             "omitted when `vectors` has every field of the collection")
     metadata: dict[str, Any] | None = Field(None, examples=[{"lang": "en", "year": 2024}])
+    vectors: FieldVectors | None = Field(None, description="precomputed vectors for some or all "
+                                         "fields (they take the place of encoding the text)")
 
 
 class UpsertRequest(BaseModel):
@@ -227,8 +286,13 @@ class SearchRequest(BaseModel):
     model_config = ConfigDict(**_STRICT, json_schema_extra={"examples": [
         {"query": "how do sparse retrievers expand terms", "k": 5, "mode": "hybrid"},
         {"query": "solar power", "mode": "hybrid", "fusion": {"method": "convex", "alpha": 0.4},
-         "rerank": {"kappa": 30, "alpha": 0.2, "beta": 8}, "filter": {"topic": "energy"}}]})
-    query: str = Field(min_length=1, max_length=10_000)
+         "rerank": {"kappa": 30, "alpha": 0.2, "beta": 8}, "filter": {"topic": "energy"}},
+        {"mode": "bm25", "vector": {"bm25": {"solar": 1, "power": 1}}, "k": 5}]})
+    query: str | None = Field(None, min_length=1, max_length=10_000, description="the query text: "
+                              "encoded for every list not given in `vector`; needed for rerank")
+    vector: FieldVectors | None = Field(None, description="query vectors by list (encoded "
+                                        "elsewhere); with `query` omitted, one for every list the "
+                                        "mode searches")
     k: Int(ge=1, le=1000) = 10
     mode: Mode = "hybrid"
     fusion: FusionSpec | None = None

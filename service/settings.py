@@ -1,11 +1,61 @@
-"""Service configuration: environment variables prefixed ``LSR_`` (or a ``.env`` file)."""
+"""Service configuration: environment variables prefixed ``LSR_`` (or a ``.env`` file).
+
+Every ``LSR_*`` variable is a setting below or one of ``OTHER_VARIABLES`` (read by code outside
+Settings); any other is a mistake — a typo would otherwise leave a default silently in force —
+so constructing Settings (the server, ``lsr serve``, the CLI's local commands) fails naming it
+and the settings it resembles.
+"""
 from __future__ import annotations
 
+import difflib
+import os
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+# LSR_* variables that code outside Settings reads, with the reader: the one list of them
+# (a new one goes here, or it is refused at start like a typo).
+OTHER_VARIABLES: dict[str, str] = {
+    "LSR_PRELOAD": "service/app.py app_from_env: `lsr serve --workers N --preload` tells its workers",
+    "LSR_URL": "service/cli.py: the server the CLI talks to (like --url)",
+    "LSR_API_KEY": "service/cli.py: the key the CLI sends to that server",
+    "LSR_ONNX_CACHE": "encoders/onnx_graphs.py: where converted ONNX graphs are kept",
+    "LSR_CRASH_AT": "indexer/crashpoints.py: crash tests (kill the process at write step N)",
+    "LSR_CONSOLE_SCREENSHOTS": "tests/service/test_console.py: save the README's screenshots there",
+}
+PREFIX = "LSR_"
+
+
+class UnknownSettingError(ValueError):
+    """An LSR_* variable that is neither a setting nor one of OTHER_VARIABLES."""
+
+
+def known_variables() -> list[str]:
+    """Every LSR_* variable this project reads."""
+    return sorted({PREFIX + name.upper() for name in Settings.model_fields} | set(OTHER_VARIABLES))
+
+
+def check_variables(names: Iterable[str], where: str = "the environment") -> None:
+    """UnknownSettingError naming each unknown LSR_* name (matched case-insensitively, as the
+    settings are) and the known ones it resembles."""
+    known = known_variables()
+    unknown = sorted({n for n in names if n.upper().startswith(PREFIX) and n.upper() not in known})
+    if not unknown:
+        return
+    parts = []
+    for name in unknown:
+        # compared without the prefix, which every name shares and would make all look alike
+        close = difflib.get_close_matches(name.upper()[len(PREFIX):], [k[len(PREFIX):] for k in known],
+                                          n=3, cutoff=0.6)
+        close = [PREFIX + c for c in close]
+        parts.append(name + (f" (did you mean {' or '.join(close)}?)" if close else ""))
+    raise UnknownSettingError(
+        f"unknown setting{'s' if len(unknown) > 1 else ''} in {where}: {', '.join(parts)}. Every "
+        f"LSR_* variable must be one of: {', '.join(known)} (service/README.md, \"Settings\")")
 
 
 def _keys(raw: str) -> frozenset[str]:
@@ -49,6 +99,33 @@ class Settings(BaseSettings):
                             "directory's writer) looks for the writer's changes")
     metrics_key: str = Field("", description="key that /metrics requires (X-API-Key or Bearer); "
                              "unset: /metrics takes any read or admin key when auth is on")
+    log_format: Literal["text", "json"] = Field("text", description="json: the service's logs as one JSON "
+                                                 "object per line, with the request id (observability.py)")
+    slow_search_ms: float | None = Field(None, ge=0, description="log searches that take at least this "
+                                         "long (logger lsr.slowlog, with the query and the server's split)")
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
+                                   file_secret_settings):
+        """The default sources, after refusing unknown LSR_* variables in either of the
+        environment and the .env file (when one is read)."""
+        check_variables(os.environ, "the environment")
+        dotenv_vars: Mapping = getattr(dotenv_settings, "env_vars", None) or {}  # lower-cased names
+        check_variables([name.upper() for name in dotenv_vars], "the .env file")
+        return init_settings, env_settings, dotenv_settings, file_secret_settings
+
+    def apply(self) -> None:
+        """What the settings change process-wide — the models cache, torch's intra-op threads,
+        the dense encoders' ONNX paths — for the server (create_app) and the CLI's local
+        commands alike."""
+        if self.models_dir is not None:
+            os.environ["LSR_MODELS_DIR"] = str(self.models_dir)
+        if self.torch_threads is not None:
+            import torch
+            torch.set_num_threads(self.torch_threads)
+        from .encoder_cache import ENCODERS
+        ENCODERS.dense_int8 = self.dense_int8
+        ENCODERS.onnx_queries = self.onnx_queries
 
     @property
     def admin_key_set(self) -> frozenset[str]:

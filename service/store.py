@@ -28,13 +28,17 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
+from encoders.base import csr_from_rows
 from indexer import Collection
 from indexer.collection import CollectionNotFoundError
 from indexer.collection_config import OPTIONS, CollectionConfig, check_document_id, check_name
 from indexer.errors import CorruptionError, LockedError, ReadOnlyError
 from indexer.seismic.config import SeismicParams
 
-from . import lexical
+from . import lexical, raw_vectors
+from .aliases import Aliases
 from .encoder_cache import ENCODERS, EncoderCache
 from .errors import BadRequest, Conflict, Damaged, NotFound
 
@@ -102,6 +106,7 @@ class Store:
         self._open: dict[str, Collection] = {}
         self._damaged: dict[str, Damage] = {}
         self._identity: dict[str, tuple[int, int] | None] = {}  # of the directory opened, per name
+        self.aliases = Aliases(self.data_dir)  # get() resolves them: service/aliases.py
 
     def _check_writable(self) -> None:
         if self.read_only:
@@ -111,6 +116,7 @@ class Store:
     def create(self, name: str, sparse: str | None, dense: str | None, multivector: str | None,
                bm25: bool = True, index: dict | None = None) -> Collection:
         self._check_writable()
+        self.aliases.check_new_collection(name)
         if not (sparse or dense or bm25):
             raise BadRequest("a collection needs at least one of sparse_encoder, dense_encoder, bm25")
         index = dict(index or {})
@@ -163,6 +169,7 @@ class Store:
             return dict(self._damaged)
 
     def get(self, name: str) -> Collection:
+        name = self.aliases.resolve(name)
         with self._lock:
             coll = self._open.get(name)
             if coll is not None:
@@ -258,8 +265,15 @@ class Store:
         return Damage(rel(exc.path), exc.check, message)
 
     def drop(self, name: str) -> None:
-        """Delete a collection, damaged or not."""
+        """Delete a collection, damaged or not; not through an alias, nor while aliases point
+        at it (they would break without a word)."""
         self._check_writable()
+        if name in self.aliases.all():
+            raise Conflict(f"{name!r} is an alias (of {self.aliases.get(name)!r}): DELETE /aliases/{name} "
+                           "removes it; the collection is deleted by its own name")
+        pointing = self.aliases.pointing_at(name)
+        if pointing:
+            raise Conflict(f"aliases {pointing} point at collection {name!r}: switch or delete them first")
         with self._lock:
             if name not in self._damaged:
                 self.get(name)  # 404 if unknown
@@ -357,25 +371,59 @@ class Store:
         return EncoderSet(self.encoders, coll.config.encoders, "bm25" in coll.config.fields)
 
     # ---------------------------------------------------------------- documents
-    def upsert(self, name: str, ids: list[str], texts: list[str], metadata: list[dict | None]) -> int:
-        """Encode with every field's encoder and upsert; durable when this returns."""
+    def upsert(self, name: str, ids: list[str], texts: list[str | None], metadata: list[dict | None],
+               vectors: list[dict | None] | None = None) -> int:
+        """Encode with every field's encoder and upsert; durable when this returns. ``vectors``:
+        per document, precomputed vectors by field (service/raw_vectors.py) that take the place
+        of encoding its text for those fields; all are checked before anything is encoded."""
         self._check_writable()
         coll = self.get(name)
         for doc_id in ids:  # before the costly encoding; the collection checks again
             check_document_id(doc_id)
         enc = self.encoder_set(coll)
-        vectors, lengths = {}, None
-        if enc.sparse is not None:
-            vectors["sparse"] = enc.sparse.encode_documents(texts, batch_size=self.batch_size)
-        if enc.bm25:
+        # {field: [vector or None]}; a model loads only when some text is left to encode
+        given = raw_vectors.document_inputs(coll, enc, texts, vectors)
+        out, lengths = {}, None
+        if "sparse" in given:
+            rows = given["sparse"]
+            todo = [i for i, r in enumerate(rows) if r is None]
+            if len(todo) == len(rows):
+                out["sparse"] = enc.sparse.encode_documents(texts, batch_size=self.batch_size)
+            else:
+                if todo:
+                    m = enc.sparse.encode_documents([texts[i] for i in todo], batch_size=self.batch_size)
+                    for j, i in enumerate(todo):
+                        lo, hi = m.indptr[j], m.indptr[j + 1]
+                        rows[i] = (m.indices[lo:hi], m.data[lo:hi])
+                out["sparse"] = csr_from_rows(rows, coll.config.fields["sparse"].dim)
+        if "bm25" in given:
+            rows = given["bm25"]
+            todo = [i for i, r in enumerate(rows) if r is None]
+            counted, text_lengths = lexical.count_rows([texts[i] for i in todo])
+            lengths = np.empty(len(rows), dtype=np.int64)
+            for i, r in enumerate(rows):
+                if r is not None:  # a client's term frequencies: the document's length is their sum
+                    lengths[i] = int(round(float(r[1].sum())))
+            for j, i in enumerate(todo):
+                rows[i], lengths[i] = counted[j], text_lengths[j]
             stats = coll.term_stats("bm25", ())  # counts only: no copy of the vocabulary
-            _, batch_lengths = lexical.encode_documents(texts, 1.0)
-            n = stats.n_docs + len(texts)
-            avgdl = (stats.total_length + int(batch_lengths.sum())) / n if n else 1.0
-            vectors["bm25"], lengths = lexical.encode_documents(texts, avgdl)
-        if enc.dense is not None:
-            vectors["dense"] = enc.dense.encode_documents(texts, batch_size=self.batch_size)
-        return coll.upsert(ids, vectors, texts=texts, metadata=metadata, lengths=lengths)
+            n = stats.n_docs + len(rows)
+            avgdl = (stats.total_length + int(lengths.sum())) / n if n else 1.0
+            out["bm25"] = lexical.saturate(rows, lengths, avgdl if avgdl > 0 else 1.0)
+        if "dense" in given:
+            rows = given["dense"]
+            todo = [i for i, r in enumerate(rows) if r is None]
+            if len(todo) == len(rows):
+                out["dense"] = enc.dense.encode_documents(texts, batch_size=self.batch_size)
+            else:
+                m = np.empty((len(rows), coll.config.fields["dense"].dim), dtype=np.float32)
+                if todo:
+                    m[todo] = enc.dense.encode_documents([texts[i] for i in todo], batch_size=self.batch_size)
+                for i, r in enumerate(rows):
+                    if r is not None:
+                        m[i] = r
+                out["dense"] = m
+        return coll.upsert(ids, out, texts=texts, metadata=metadata, lengths=lengths)
 
     def stats(self, name: str) -> dict:
         coll = self.get(name)

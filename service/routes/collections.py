@@ -58,14 +58,18 @@ def delete_collection(name: str, request: Request):
 @router.put("/collections/{name}/documents", response_model=UpsertResponse,
             dependencies=[Depends(require_admin)])
 def upsert_documents(name: str, body: UpsertRequest, request: Request):
-    """Insert or replace documents (bulk). Answers once they are durable (write-ahead log)."""
+    """Insert or replace documents (bulk). Answers once they are durable (write-ahead log).
+    A document may carry precomputed `vectors` for some or all fields; the others are encoded
+    from its text. Every document is checked before anything is encoded or stored."""
     st = _state(request)
     limit = st.settings.max_batch_docs
     if len(body.documents) > limit:
         raise TooLarge(f"documents: {len(body.documents)} in one request; the limit is {limit} "
                        "(split the batch or use a job)")
     docs = body.documents
-    n = st.store.upsert(name, [d.id for d in docs], [d.text for d in docs], [d.metadata for d in docs])
+    vectors = [d.vectors.given() if d.vectors is not None else None for d in docs]
+    n = st.store.upsert(name, [d.id for d in docs], [d.text for d in docs], [d.metadata for d in docs],
+                        vectors if any(v for v in vectors) else None)
     return {"upserted": n}
 
 

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Body, Depends, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from ..auth import AuthFirstRoute, require_read
+from ..observability import slow_search
 from ..schemas import SearchRequest, SearchResponse
 from ..timing import Timings
 
@@ -63,6 +64,7 @@ async def answer(state, name: str, body: SearchRequest) -> tuple[bytes, str]:
     elapsed = time.perf_counter() - t0
     state.search_seconds.labels(body.mode, str(body.rerank is not None).lower()).observe(elapsed)
     timings.stages["total"] = elapsed
+    slow_search(state.settings.slow_search_ms, elapsed, name, body, timings.stages)
     return content, timings.header()
 
 
