@@ -224,6 +224,23 @@ class DeleteResponse(BaseModel):
     deleted: int
 
 
+class MetadataUpdate(BaseModel):
+    model_config = _STRICT
+    id: str = Field(min_length=1, max_length=1024)
+    metadata: dict[str, Any] = Field(examples=[{"year": 2025, "draft": None}])
+
+
+class MetadataUpdateRequest(BaseModel):
+    model_config = _STRICT
+    documents: list[MetadataUpdate] = Field(min_length=1, max_length=10_000)
+    merge: bool = Field(True, description="true: a JSON merge patch of the stored metadata (keys "
+                        "replace or add keys, null removes one); false: replace the metadata")
+
+
+class MetadataUpdateResponse(BaseModel):
+    updated: int
+
+
 class SnapshotOut(BaseModel):
     id: str
     collection: str

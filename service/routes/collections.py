@@ -9,7 +9,8 @@ from .. import scroll
 from ..auth import AuthFirstRoute, require_admin, require_read
 from ..errors import BadRequest, NotFound, TooLarge
 from ..schemas import (CollectionCreate, CollectionList, CollectionStats, DeleteRequest, DeleteResponse,
-                       DocumentOut, DocumentPage, DocumentsOut, IdsRequest, RestoreRequest, SnapshotList,
+                       DocumentOut, DocumentPage, DocumentsOut, IdsRequest, MetadataUpdateRequest,
+                       MetadataUpdateResponse, RestoreRequest, SnapshotList,
                        SnapshotOut, UpsertRequest, UpsertResponse)
 
 router = APIRouter(tags=["collections"], route_class=AuthFirstRoute)
@@ -120,6 +121,21 @@ def delete_documents(name: str, body: DeleteRequest, request: Request):
     if body.ids is not None:
         return {"deleted": coll.delete(list(dict.fromkeys(body.ids)))}
     return {"deleted": coll.delete_where(body.filter)}
+
+
+@router.patch("/collections/{name}/documents", response_model=MetadataUpdateResponse,
+              dependencies=[Depends(require_admin)])
+def update_metadata(name: str, body: MetadataUpdateRequest, request: Request):
+    """Change documents' metadata without re-encoding them (text and vectors stay as stored):
+    a JSON merge patch by default. 404 naming an unknown id, and then nothing changes; an id
+    given twice is a 400."""
+    coll = _state(request).store.get(name)
+    updates = {}
+    for d in body.documents:
+        if d.id in updates:
+            raise BadRequest(f"documents: id {d.id!r} appears twice")
+        updates[d.id] = d.metadata
+    return {"updated": coll.update_metadata(updates, merge=body.merge)}
 
 
 # {doc_id:path}: ids may contain '/' (a/b/c is addressed as .../documents/a/b/c)
