@@ -85,9 +85,26 @@ def graph_paths(model_path: str | os.PathLike[str], cache_dir: Path | None = Non
 
 
 def _convert(src: Path, out: dict[str, Path]) -> None:
-    """Export -> fuse (-> fp32 file) -> quantise (-> int8 file) in a temporary directory, then
-    atomic renames (two processes converting at once each write their own temporaries; the last
-    rename wins, both valid)."""
+    """Export -> fuse (-> fp32 file) -> quantise (-> int8 file), in a child process.
+
+    A conversion can start from a first query inside a serving process, and there it is not
+    safe: ``torch.onnx.export`` traces through process-wide state while other threads run
+    forward passes (a hybrid search encodes its lists in parallel), and the caller may be
+    inside ``torch.inference_mode()``, where the loaded weights cannot be traced. The child has
+    neither problem. It writes in a temporary directory, then renames (two processes converting
+    at once each write their own temporaries; the last rename wins, both valid). Any failure is
+    an OSError carrying the child's last output lines, so graph_paths tries the next cache."""
+    import json
+    import subprocess
+    import sys
+    job = json.dumps({"src": str(src), "out": {k: str(v) for k, v in out.items()}})
+    res = subprocess.run([sys.executable, "-m", "encoders.onnx_graphs", job], capture_output=True, text=True)
+    if res.returncode != 0 or not all(Path(f).is_file() for f in out.values()):
+        tail = "\n".join((res.stderr or res.stdout).strip().splitlines()[-5:])
+        raise OSError(f"converting {src} to ONNX failed (exit {res.returncode}): {tail}")
+
+
+def _convert_model(src: Path, out: dict[str, Path]) -> None:
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from onnxruntime.transformers import optimizer
@@ -100,7 +117,7 @@ def _convert(src: Path, out: dict[str, Path]) -> None:
     with tempfile.TemporaryDirectory(dir=out["fp32"].parent) as tmp:
         fp32, fused = Path(tmp) / "fp32.onnx", Path(tmp) / "fused.onnx"
         ids = torch.ones((2, 8), dtype=torch.long)
-        with warnings.catch_warnings(), torch.inference_mode(False):
+        with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             torch.onnx.export(
                 _LastHiddenState(model), (ids, torch.ones_like(ids)), str(fp32),
@@ -162,3 +179,10 @@ class OnnxTransformer:
                  "attention_mask": np.ascontiguousarray(attention_mask.numpy(), dtype=np.int64)}
         (states,) = self.session.run(None, feeds)
         return BaseModelOutput(last_hidden_state=torch.from_numpy(states))
+
+
+if __name__ == "__main__":  # the child of _convert: python -m encoders.onnx_graphs '{"src", "out"}'
+    import json
+    import sys
+    _job = json.loads(sys.argv[1])
+    _convert_model(Path(_job["src"]), {k: Path(v) for k, v in _job["out"].items()})
