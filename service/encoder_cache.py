@@ -43,12 +43,14 @@ def check_model_name(name) -> str:
     raise EncoderLoadError(f"unknown model {name!r}; models on this server: {available_models()}")
 
 
+_LOAD_LOCK = threading.Lock()
+
+
 class EncoderCache:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._items: dict[tuple[str, str], Any] = {}   # (kind, name asked) -> encoder
         self._by_dir: dict[tuple[str, str], Any] = {}  # (kind, model directory) -> encoder
-        self._loading: dict[tuple[str, str], threading.Lock] = {}
         # process-wide, from Settings: dense documents through the int8 ONNX graph; dense and
         # multivector queries through the float32 ONNX graph
         self.dense_int8 = False
@@ -61,9 +63,11 @@ class EncoderCache:
                 return self._items[key]
         # before any state is kept for the name: unknown names must not grow the cache
         where = check_model_name(name)
-        with self._lock:
-            slot = self._loading.setdefault((kind, where), threading.Lock())
-        with slot:  # one load per model directory, whatever name it is asked by
+        # One load at a time in the whole process (which also makes it one per model directory,
+        # whatever name it is asked by): transformers' from_pretrained builds a model on the
+        # "meta" device through process-wide patches of torch, so two loads at once (a hybrid
+        # search's lists load their encoders in parallel) can leave weights on "meta".
+        with _LOAD_LOCK:
             with self._lock:
                 enc = self._by_dir.get((kind, where))
             if enc is None:
