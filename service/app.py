@@ -80,8 +80,9 @@ def create_app(settings: Settings | None = None, preload: bool = False) -> FastA
     def warm_up() -> None:
         try:
             ENCODERS.sparse(settings.sparse_encoder)
-            ENCODERS.dense(settings.dense_encoder)
-            ENCODERS.multivector(settings.multivector_encoder)
+            # the query graphs too (loaded lazily otherwise): the first query pays for nothing
+            ENCODERS.dense(settings.dense_encoder).backbone.query_model()
+            ENCODERS.multivector(settings.multivector_encoder).backbone.query_model()
         except Exception:  # readiness reports it; requests will name the failing model
             log.exception("preloading encoders failed")
         ready.set()

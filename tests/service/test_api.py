@@ -42,6 +42,11 @@ def test_readyz_waits_for_preloaded_models(tmp_path):
             time.sleep(0.05)
         body = c.get("/readyz").json()
         assert body["status"] == "ready" and "sparse:splade-tiny" in body["models"]
+        # the dense and multivector query graphs are loaded before ready, not at the first query
+        from encoders.onnx_graphs import OnnxTransformer
+        from service.encoder_cache import ENCODERS
+        for enc in (ENCODERS.dense("all-MiniLM-L6-v2"), ENCODERS.multivector("all-MiniLM-L6-v2")):
+            assert isinstance(enc.backbone._query_model, OnnxTransformer)
 
 
 def test_collection_stats_and_list(client, corpus):
