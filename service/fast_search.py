@@ -22,6 +22,7 @@ from pydantic import ValidationError
 from starlette.requests import Request
 
 from .auth import _check
+from .middleware import read_body, replay, send_body
 from .routes.search import answer
 from .schemas import SearchRequest
 
@@ -40,22 +41,9 @@ class FastSearch:
         match = _PATH.match(scope["path"])
         if match is None or not getattr(scope["app"].state, "fast_search", True):
             return await self.app(scope, receive, send)
-        chunks = []
-        while True:  # BodyLimit, outside this middleware, has bounded the body already
-            msg = await receive()
-            if msg["type"] == "http.disconnect":
-                return
-            chunks.append(msg.get("body", b""))
-            if not msg.get("more_body"):
-                break
-        body = b"".join(chunks)
-        answered = await self._answer(scope, match.group(1), body, send)
-        if not answered:
-            replay = [{"type": "http.request", "body": body, "more_body": False}]
-
-            async def receive_again():
-                return replay.pop() if replay else await receive()
-            await self.app(scope, receive_again, send)
+        body = await read_body(receive)  # bounded already by BodyLimit, outside this middleware
+        if not await self._answer(scope, match.group(1), body, send):
+            await self.app(scope, replay(body, receive), send)
 
     async def _answer(self, scope, name: str, body: bytes, send) -> bool:
         """True once the search is answered; False: the app must answer this request."""
@@ -68,8 +56,6 @@ class FastSearch:
         except Exception:
             return False  # an error the app maps (404, 503, ...) or logs (500), once
         scope["route"] = self.route  # the metrics' label, as for the route
-        await send({"type": "http.response.start", "status": 200, "headers": [
-            (b"content-type", b"application/json"), (b"content-length", str(len(content)).encode()),
-            (b"server-timing", timing.encode())]})
-        await send({"type": "http.response.body", "body": content})
+        await send_body(send, 200, [(b"content-type", b"application/json"),
+                                    (b"server-timing", timing.encode())], content)
         return True

@@ -37,6 +37,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.routing import Match
 
 from .auth import require_admin
+from .middleware import read_body, send_body
 from .store import Store
 
 log = logging.getLogger("lsr.service")
@@ -93,7 +94,7 @@ class Forwarder:
         self.address.close()
 
     async def __call__(self, scope, receive, send, path_params: dict) -> None:
-        body = await _read_body(receive)
+        body = await read_body(receive)
         client = scope.get("client")
         headers = [(k, v) for k, v in scope["headers"] if k.lower() not in _REQUEST_DROP]
         headers.append((CLIENT_HEADER, (client[0] if client else "").encode()))
@@ -105,7 +106,7 @@ class Forwarder:
                                           content=body)
         except httpx.TransportError as exc:
             log.warning("forwarding %s %s to the writer failed: %s", scope["method"], scope["path"], exc)
-            await _send(send, 503, [(b"content-type", b"application/json"), (b"retry-after", b"1")],
+            await send_body(send, 503, [(b"content-type", b"application/json"), (b"retry-after", b"1")],
                         json.dumps({"detail": "the writer is not available: this worker forwards writes "
                                     "to the data directory's writer process, which did not answer; "
                                     "retry shortly"}).encode())
@@ -116,27 +117,9 @@ class Forwarder:
                 await run_in_threadpool(self.store.refresh_all)
             else:
                 await run_in_threadpool(self.store.refresh, name)
-        await _send(send, r.status_code, [(k.encode("latin-1"), v.encode("latin-1"))
+        await send_body(send, r.status_code, [(k.encode("latin-1"), v.encode("latin-1"))
                                           for k, v in r.headers.multi_items() if k not in _RESPONSE_DROP],
                     r.content)
-
-
-async def _read_body(receive) -> bytes:
-    chunks = []
-    while True:
-        msg = await receive()
-        if msg["type"] == "http.disconnect":
-            break
-        chunks.append(msg.get("body", b""))
-        if not msg.get("more_body"):
-            break
-    return b"".join(chunks)
-
-
-async def _send(send, status: int, headers: list, body: bytes) -> None:
-    headers = headers + [(b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
 
 
 class ForwardWrites:

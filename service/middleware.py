@@ -7,15 +7,38 @@ import time
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 
+async def read_body(receive) -> bytes:
+    """The whole request body (what arrived before a disconnect, if the client left)."""
+    chunks = []
+    while True:
+        msg = await receive()
+        if msg["type"] == "http.disconnect":
+            break
+        chunks.append(msg.get("body", b""))
+        if not msg.get("more_body"):
+            break
+    return b"".join(chunks)
+
+
+def replay(body: bytes, receive):
+    """A receive() that gives the app ``body`` (already read) as one message, then the real one."""
+    pending = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def receive_again():
+        return pending.pop() if pending else await receive()
+    return receive_again
+
+
+async def send_body(send, status: int, headers: list, body: bytes) -> None:
+    """A whole response: ``headers`` plus its content-length, then the body."""
+    headers = headers + [(b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
 def _send_json(status: int, body: dict):
     payload = json.dumps(body).encode()
-
-    async def send_it(send):
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", b"application/json"),
-                                (b"content-length", str(len(payload)).encode())]})
-        await send({"type": "http.response.body", "body": payload})
-    return send_it
+    return lambda send: send_body(send, status, [(b"content-type", b"application/json")], payload)
 
 
 class BodyLimit:
@@ -49,11 +72,7 @@ class BodyLimit:
             chunks.append(body)
             if not msg.get("more_body"):
                 break
-        replay = [{"type": "http.request", "body": b"".join(chunks), "more_body": False}]
-
-        async def receive_again():
-            return replay.pop() if replay else await receive()
-        await self.app(scope, receive_again, send)
+        await self.app(scope, replay(b"".join(chunks), receive), send)
 
 
 # Clients choose the method and path: only a fixed set of each may become a label value, or

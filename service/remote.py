@@ -15,6 +15,20 @@ import httpx
 JOB_ENDED = ("done", "failed", "cancelled")
 
 
+def scroll_documents(call: Callable[..., dict], collection: str, filter: str | None, limit: int):
+    """GET /collections/{name}/documents page after page (``call(method, path, params=...)``),
+    following next_cursor: the one cursor loop of the REST clients (this one and retrievers)."""
+    params: dict = {"limit": limit}
+    if filter:
+        params["filter"] = filter
+    while True:
+        page = call("GET", f"/collections/{collection}/documents", params=params)
+        yield from page["documents"]
+        if page["next_cursor"] is None:
+            return
+        params["cursor"] = page["next_cursor"]
+
+
 class RemoteError(Exception):
     """The server answered an error (its `detail` is the message), or could not be reached."""
 
@@ -76,15 +90,7 @@ class Remote:
     def documents(self, collection: str, filter: str | None = None, limit: int = 1000):
         """Every document (whose metadata matches `filter`, a JSON string), in id order, a page
         at a time (GET /collections/{name}/documents)."""
-        params: dict = {"limit": limit}
-        if filter:
-            params["filter"] = filter
-        while True:
-            page = self._call("GET", f"/collections/{collection}/documents", params=params)
-            yield from page["documents"]
-            if page["next_cursor"] is None:
-                return
-            params["cursor"] = page["next_cursor"]
+        return scroll_documents(self._call, collection, filter, limit)
 
     def search(self, collection: str, body: dict) -> dict:
         return self._call("POST", f"/collections/{collection}/search", json=body)

@@ -386,15 +386,13 @@ class Store:
         out, lengths = {}, None
         if "sparse" in given:
             rows = given["sparse"]
-            todo = [i for i, r in enumerate(rows) if r is None]
+            todo, m = self._encode_left(enc.sparse, rows, texts)
             if len(todo) == len(rows):
-                out["sparse"] = enc.sparse.encode_documents(texts, batch_size=self.batch_size)
+                out["sparse"] = m
             else:
-                if todo:
-                    m = enc.sparse.encode_documents([texts[i] for i in todo], batch_size=self.batch_size)
-                    for j, i in enumerate(todo):
-                        lo, hi = m.indptr[j], m.indptr[j + 1]
-                        rows[i] = (m.indices[lo:hi], m.data[lo:hi])
+                for j, i in enumerate(todo):
+                    lo, hi = m.indptr[j], m.indptr[j + 1]
+                    rows[i] = (m.indices[lo:hi], m.data[lo:hi])
                 out["sparse"] = csr_from_rows(rows, coll.config.fields["sparse"].dim)
         if "bm25" in given:
             rows = given["bm25"]
@@ -412,18 +410,22 @@ class Store:
             out["bm25"] = lexical.saturate(rows, lengths, avgdl if avgdl > 0 else 1.0)
         if "dense" in given:
             rows = given["dense"]
-            todo = [i for i, r in enumerate(rows) if r is None]
+            todo, m = self._encode_left(enc.dense, rows, texts)
             if len(todo) == len(rows):
-                out["dense"] = enc.dense.encode_documents(texts, batch_size=self.batch_size)
-            else:
-                m = np.empty((len(rows), coll.config.fields["dense"].dim), dtype=np.float32)
-                if todo:
-                    m[todo] = enc.dense.encode_documents([texts[i] for i in todo], batch_size=self.batch_size)
-                for i, r in enumerate(rows):
-                    if r is not None:
-                        m[i] = r
                 out["dense"] = m
+            else:
+                encoded = dict(zip(todo, m if todo else ()))
+                out["dense"] = np.stack([r if r is not None else encoded[i] for i, r in enumerate(rows)]
+                                        ).astype(np.float32, copy=False)
         return coll.upsert(ids, out, texts=texts, metadata=metadata, lengths=lengths)
+
+    def _encode_left(self, encoder, rows: list, texts: list) -> tuple[list[int], object]:
+        """The documents whose field has no client vector (``rows[i] is None``) and their
+        encodings from the text, in one call (None when every document brought its vector)."""
+        todo = [i for i, r in enumerate(rows) if r is None]
+        if not todo:
+            return todo, None
+        return todo, encoder.encode_documents([texts[i] for i in todo], batch_size=self.batch_size)
 
     def stats(self, name: str) -> dict:
         coll = self.get(name)

@@ -6,6 +6,8 @@ from typing import Any
 
 import httpx
 
+from ..remote import scroll_documents
+
 
 class LsrApiError(RuntimeError):
     """lsr-search answered an error; `status` is the HTTP status, the message its detail."""
@@ -72,15 +74,7 @@ class SearchClient:
 
     def scroll(self, collection: str, filter: dict | None = None, limit: int = 1000):
         """Every document (whose metadata matches `filter`), in id order, a page at a time."""
-        params: dict = {"limit": limit}
-        if filter:
-            params["filter"] = json.dumps(filter)
-        while True:
-            page = self._call("GET", f"/collections/{collection}/documents", params=params)
-            yield from page["documents"]
-            if page["next_cursor"] is None:
-                return
-            params["cursor"] = page["next_cursor"]
+        return scroll_documents(self._call, collection, json.dumps(filter) if filter else None, limit)
 
     def delete_all(self, collection: str, filter: dict | None = None, batch: int = 10_000) -> int:
         """Delete every document (matching `filter`; with none: all of them)."""
