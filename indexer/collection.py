@@ -75,7 +75,7 @@ FORMAT_VERSION = 1
 # What _load() builds and a follower's refresh() swaps in (the locks and the dense combiner,
 # which threads may be waiting on, stay).
 _STATE = ("config", "_generation", "_checkpoint", "_next_seq", "_next_segment_id", "_tomb_name",
-          "_segments", "_live", "_sealing", "_buffer", "_term_stats", "_tail", "_logged_seq")
+          "_segments", "_live", "_sealing", "_buffer", "_term_stats", "_tail", "_logged_seq", "_installed")
 # Exceptions that reading a damaged file can raise from numpy, pyarrow, json or the OS.
 _LOAD_FAILURES = (ValueError, KeyError, TypeError, IndexError, EOFError, OSError)
 
@@ -198,6 +198,9 @@ class Collection:
         self._next_seq = m["next_seq"]
         self._next_segment_id = m["next_segment_id"]
         self._tomb_name = m["tombstones"]
+        self._installed = set(m.get("installed", ()))  # keys of bulk-installed batches
+        # ids deleted while a bulk batch builds, with the seq they were deleted at (install_segment)
+        self._installing, self._deleted_meanwhile = 0, {}
         if not self.read_only:
             self._remove_unlisted(m)
         self._lock = threading.RLock()        # guards all state below
@@ -420,6 +423,8 @@ class Collection:
         ids = check_ids([ids] if isinstance(ids, str) else ids, allow_empty=True)
         with self._lock:
             self._check_writable()
+            if self._installing:  # a batch being built must not bring these back
+                self._deleted_meanwhile.update(dict.fromkeys(ids, self._next_seq))
             present = [i for i in ids if i in self._live]
             if not present:
                 return 0
@@ -440,6 +445,71 @@ class Collection:
         with self._lock:
             return self.delete(self.ids(flt))
 
+    def install_segment(self, key: str, ids, vectors, texts=None, metadata=None, lengths=None) -> bool:
+        """Bulk load one batch: build a sealed segment from these documents and make it visible
+        in one manifest commit, with no WAL record per document. Arguments as for upsert().
+
+        ``key`` names the batch (e.g. source file + batch number): a batch whose key is
+        installed already is skipped and False returned, so a bulk job rerun after a crash
+        adds nothing twice. The batch counts as one upsert made when this call starts: it
+        replaces older versions of its ids, and writes made while it builds (upserts and
+        deletes of the same ids) are newer and win. A crash before the commit leaves nothing
+        (the unlisted directory is removed on open); after it, the batch is installed."""
+        if not isinstance(key, str) or not key or len(key) > 1024:
+            raise InvalidInputError("key must be a non-empty string of at most 1024 characters")
+        ids, vecs, texts, metadata, lengths = check_upsert(self.config, ids, vectors, texts, metadata,
+                                                           lengths)
+        with self._lock:
+            self._check_writable()
+            if key in self._installed:
+                return False
+            seq, seg_id = self._next_seq, self._next_segment_id
+            self._next_seq += 1
+            self._next_segment_id += 1
+            self._installing += 1
+        try:
+            path = write_segment(self.path / "segments", seg_id, self.config, ids,
+                                 np.full(len(ids), seq, np.int64), vecs,
+                                 texts if texts is not None else [None] * len(ids),
+                                 metadata if metadata is not None else [None] * len(ids), lengths)
+            crashpoints.step("install.segment_written")
+            seg = Segment(path, self.config)
+            with self._lock:
+                self._check_writable()
+                if key in self._installed:  # the same batch, installed by a concurrent call
+                    shutil.rmtree(path, ignore_errors=True)
+                    return False
+                kills = defaultdict(list)
+                alive = np.ones(seg.n_rows, dtype=np.bool_)
+                for j, doc_id in enumerate(ids):
+                    old = self._live.get(doc_id)
+                    if (old is not None and old.seq > seq) or self._deleted_meanwhile.get(doc_id, -1) > seq:
+                        alive[j] = False  # written or deleted since this batch started
+                        continue
+                    if old is not None:
+                        kills[old.container].append(old.row)
+                    self._live[doc_id] = _Loc(seg, j, seq)
+                seg.alive = alive
+                self._kill(kills)
+                self._term_stats.add_segment(seg)
+                self._segments.append(seg)
+                self._installed.add(key)
+                self._commit()
+                self._activity["upserted"] += int(alive.sum())
+        finally:
+            with self._lock:
+                self._installing -= 1
+                if not self._installing:
+                    self._deleted_meanwhile.clear()
+        if self._maintainer is not None:
+            self._maintainer.notify()  # many small batches: merge when due
+        return True
+
+    def installed(self) -> set[str]:
+        """The keys of the bulk batches installed (install_segment)."""
+        with self._lock:
+            return set(self._installed)
+
     def _apply(self, op) -> None:
         """Apply a logged operation to the in-memory state (also used by WAL replay)."""
         kills = defaultdict(list)
@@ -453,8 +523,12 @@ class Collection:
             return
         buf = self._buffer
         start = buf.n_rows
+        stale = []  # replayed records older than a bulk-installed version (install_segment)
         for i, doc_id in enumerate(op.ids):
             old = self._live.get(doc_id)
+            if old is not None and old.seq > op.seq:
+                stale.append(start + i)
+                continue
             if old is not None:
                 kills[old.container].append(old.row)
             self._live[doc_id] = _Loc(buf, start + i, op.seq)
@@ -463,6 +537,8 @@ class Collection:
         self._kill(kills)
         buf.append(op.ids, op.seq, op.vectors, texts, meta, op.lengths)
         self._term_stats.add(op)
+        if stale:
+            self._kill({buf: stale})
 
     def _kill(self, kills: dict) -> None:
         for container, rows in kills.items():
@@ -720,7 +796,7 @@ class Collection:
                         {"segments": np.concatenate(segs), "rows": np.concatenate(rows)}, {})
         write_json_atomic(self.path / "MANIFEST.json", _manifest(
             self._generation, [s.id for s in self._segments], self._tomb_name, self._checkpoint,
-            self._next_seq, self._next_segment_id))
+            self._next_seq, self._next_segment_id, self._installed))
         if old_tomb is not None and old_tomb != self._tomb_name:
             shutil.rmtree(self.path / "tombstones" / old_tomb, ignore_errors=True)
             crashpoints.step("commit.remove_tombstones")
@@ -747,10 +823,12 @@ class Collection:
 
 
 # ---------------------------------------------------------------------- helpers
-def _manifest(generation, segments, tombstones, checkpoint, next_seq, next_segment_id) -> dict:
+def _manifest(generation, segments, tombstones, checkpoint, next_seq, next_segment_id,
+              installed=()) -> dict:
     return {"format": "lsr-search-collection", "format_version": FORMAT_VERSION,
             "generation": generation, "segments": segments, "tombstones": tombstones,
-            "checkpoint_seq": checkpoint, "next_seq": next_seq, "next_segment_id": next_segment_id}
+            "checkpoint_seq": checkpoint, "next_seq": next_seq, "next_segment_id": next_segment_id,
+            "installed": sorted(installed)}
 
 
 def _disk_bytes(path: Path) -> int:

@@ -33,12 +33,16 @@ class LiveTermStats:
         self._df = {f: np.zeros(dim, np.int64) for f, dim in self._dims.items()}
         self._n_docs, self._total_length = 0, 0
         for seg in segments:
-            self._n_docs += int(seg.alive.sum())
-            self._total_length += int(seg.lengths[seg.alive].sum())
-            for f, dim in self._dims.items():
-                ptr, terms = seg.terms(f)
-                live_nnz = np.repeat(seg.alive, np.diff(ptr))
-                self._df[f] += np.bincount(np.asarray(terms)[live_nnz], minlength=dim)
+            self.add_segment(seg)
+
+    def add_segment(self, seg) -> None:
+        """The live rows of a sealed segment came alive (loading, or a bulk install)."""
+        self._n_docs += int(seg.alive.sum())
+        self._total_length += int(seg.lengths[seg.alive].sum())
+        for f, dim in self._dims.items():
+            ptr, terms = seg.terms(f)
+            live_nnz = np.repeat(seg.alive, np.diff(ptr))
+            self._df[f] += np.bincount(np.asarray(terms)[live_nnz], minlength=dim)
 
     def add(self, op) -> None:
         """The rows of an applied upsert (wal.UpsertOp) came alive."""

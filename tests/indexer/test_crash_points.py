@@ -25,7 +25,7 @@ MIN_CRASH_POINTS = 300
 # steps the workload must reach: flush, merge, tombstones, snapshot, restore, create and drop
 REQUIRED_STEPS = {"segment.rename", "merge.remove_segment", "commit.remove_tombstones",
                   "snapshot.rename", "restore.rename", "collection.create.rename",
-                  "collection.drop.rename", "wal.fsync"}
+                  "collection.drop.rename", "wal.fsync", "install.segment_written"}
 
 
 def _workload() -> list[tuple]:
@@ -38,6 +38,10 @@ def _workload() -> list[tuple]:
             ops.append(("upsert", "c", [f"d{3 * i - 4}", f"d{3 * i - 6}"]))  # new versions
         if i % 4 == 3:
             ops.append(("delete", "c", [f"d{3 * i - 1}", f"d{3 * i - 8}"]))
+    # bulk batches (install_segment): new ids and new versions of old ones, then the same
+    # batch again, which must change nothing (a rerun after a crash)
+    ops += [("install", "c", ["b1", "b2", "d1", "d3"]), ("delete", "c", ["b2"]),
+            ("install", "c", ["b1", "b2", "d1", "d3"])]
     ops += [("snapshot", "c", []), ("upsert", "c", ["d0", "e1"]), ("delete", "c", ["d4"]),
             ("restore", "r", []), ("upsert", "r", ["d0", "f1"]), ("delete", "r", ["d7"]),
             ("flush", "r", []), ("drop", "x", [])]
@@ -46,13 +50,17 @@ def _workload() -> list[tuple]:
 
 def _expected_states(ops: list[tuple]) -> list[dict]:
     """states[k]: {collection or snapshot name: {id: text}} after the first k operations."""
-    state, states = {}, [{}]
+    state, states, installed = {}, [{}], set()
     for i, (kind, name, ids) in enumerate(ops):
         state = {k: dict(v) for k, v in state.items()}
         if kind == "create":
             state[name] = {}
         elif kind == "upsert":
             state[name].update({d: f"{d}@{i}" for d in ids})
+        elif kind == "install":
+            if tuple(ids) not in installed:
+                installed.add(tuple(ids))
+                state[name].update({d: f"{d}@bulk" for d in ids})
         elif kind == "delete":
             for d in ids:
                 state[name].pop(d, None)
@@ -78,6 +86,8 @@ def _execute(root: Path, ack_fd: int, ops: list[tuple]) -> None:
             open_[name].upsert(ids, doc_vectors(ids), texts=[f"{d}@{i}" for d in ids])
         elif kind == "delete":
             open_[name].delete(ids)
+        elif kind == "install":  # the key names the batch: the same ids, the same key
+            open_[name].install_segment("-".join(ids), ids, doc_vectors(ids), texts=[f"{d}@bulk" for d in ids])
         elif kind == "flush":
             open_[name].flush()
         elif kind == "snapshot":
