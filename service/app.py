@@ -70,8 +70,10 @@ def _allowed_methods(scope) -> list[str]:
     return sorted({m for route in matching if len(route.param_convertors) == fewest for m in route.methods})
 
 
-def create_app(settings: Settings | None = None, preload: bool = False) -> FastAPI:
-    """Build the app; ``preload`` loads the default encoders before /readyz says ready."""
+def create_app(settings: Settings | None = None, preload: bool = False, backend=None) -> FastAPI:
+    """Build the app; ``preload`` loads the default encoders before /readyz says ready.
+    ``backend(settings) -> (store, role)``: where the collections live instead of the local
+    data directory — a cluster router's shards (cluster/backend.py); the routes are the same."""
     settings = settings or Settings()
     settings.apply()  # models dir, torch threads, ONNX paths: as for the CLI's local commands
     configure_logging(settings.log_format)
@@ -113,6 +115,9 @@ def create_app(settings: Settings | None = None, preload: bool = False) -> FastA
         if not settings.auth_enabled:
             log.warning("no API keys configured (LSR_API_KEYS / LSR_READ_KEYS): the API is open "
                         "to localhost clients only")
+        if backend is not None:
+            start_backend(app, *backend(settings))
+            return
         lock = acquire_writer(settings.data_dir)
         try:
             store = Store(settings.data_dir, ENCODERS, settings.encode_batch_size, settings.wal_recovery,
@@ -123,6 +128,9 @@ def create_app(settings: Settings | None = None, preload: bool = False) -> FastA
             if lock is not None:  # a failed start must not keep the data directory's writer lock
                 lock.close()
             raise
+        start_backend(app, store, role)
+
+    def start_backend(app: FastAPI, store, role) -> None:
         app.state.store, app.state.role = store, role
         app.state.jobs, app.state.forwarder = role.jobs, role.forwarder
         app.state.pipeline = SearchPipeline(store, settings.max_k, queries=queries)

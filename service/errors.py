@@ -45,6 +45,15 @@ class Damaged(ServiceError):
         self.name = name
 
 
+class NotSupported(ServiceError):
+    """A feature this deployment does not offer (e.g. snapshot archives on a cluster); the
+    message says what to do instead."""
+
+
+class Unavailable(ServiceError):
+    """A part the request needs is down for now (a cluster shard with no live replica)."""
+
+
 # First match wins (subclasses before their bases). 503 for damage: the request was fine and
 # the data exists, the server cannot serve it now — never 404.
 _STATUS: tuple[tuple[type, int], ...] = (
@@ -58,6 +67,8 @@ _STATUS: tuple[tuple[type, int], ...] = (
     (CorruptionError, 503),
     (ClosedError, 503),
     (ReadOnlyError, 503),
+    (Unavailable, 503),
+    (NotSupported, 501),
 )
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 DISK_FULL_MESSAGE = ("insufficient storage: the data directory's disk is full. Documents "

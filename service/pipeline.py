@@ -115,6 +115,7 @@ class SearchPipeline:
         page = fused[req.offset:page_end]
         results = []
         with timings.stage("fetch"):  # text and metadata: read for the page only
+            self.store.fetch_page(coll, [hits[d] for d, _ in page])
             for doc_id, score in page:
                 h = hits[doc_id]
                 expl = self._explain(coll, enc, qv, lists, doc_id, req) if req.explain else None
@@ -273,6 +274,7 @@ class SearchPipeline:
         q_tokens = self.queries.encode(mv, req.query)
 
         def doc_tokens(ids: list[str]) -> list[np.ndarray]:
+            self.store.fetch_page(coll, [hits[d] for d in ids])
             texts = [hits[d].text or "" for d in ids]
             keys = [(coll.name, d, _text_key(t)) for d, t in zip(ids, texts)]
             return self.tokens.get_many(keys, texts, lambda ts: mv.encode_documents(ts, batch_size=16))

@@ -112,6 +112,8 @@ class CollectionStats(BaseModel):
     bytes: int = 0
     encoders: dict[str, str | None] = {}
     fields: dict[str, str] = {}
+    shards: int | None = Field(None, description="on a cluster router: the shards the collection is "
+                               "spread over (the counts above are their sums); null on a single node")
 
 
 class CollectionList(BaseModel):

@@ -50,6 +50,11 @@ READ_ONLY_MESSAGE = ("this process only reads the data directory: another proces
                      "(holds .writer.lock); send writes to that one (the REST API, or `lsr ... --url`)")
 
 
+def new_snapshot_id() -> str:
+    """Sortable by time, unique by its random tail (SNAPSHOT_RE)."""
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:8]
+
+
 class EncoderSet:
     """The encoders of one collection, each loaded when first used (None where the collection
     has no such field): a BM25 search must not wait for a neural model to load."""
@@ -92,6 +97,7 @@ class Damage:
 
 
 class Store:
+    remote = False  # its collections are in this process: a cheap read may run on the event loop
     def __init__(self, data_dir: Path, encoders: EncoderCache = ENCODERS, batch_size: int = 32,
                  wal_recovery: str = "tolerate_torn_tail", read_only: bool = False):
         self.data_dir = Path(data_dir)
@@ -290,12 +296,14 @@ class Store:
             self._identity.clear()
 
     # ---------------------------------------------------------------- snapshots
-    def snapshot(self, name: str) -> dict:
-        """A consistent copy of a collection under .snapshots/<name>/<id> (hard links where
-        the segments allow); returns its description."""
+    def snapshot(self, name: str, snap_id: str | None = None) -> dict:
+        """A consistent copy of a collection under .snapshots/<name>/<id>; returns its
+        description. ``snap_id``: given by a cluster router, the same on every shard."""
         self._check_writable()
         coll = self.get(name)
-        snap_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:8]
+        snap_id = snap_id or new_snapshot_id()
+        if not SNAPSHOT_RE.fullmatch(snap_id):
+            raise BadRequest(f"snapshot id {snap_id!r} is not of the form {SNAPSHOT_RE.pattern}")
         dest = self.snapshot_dir / name / snap_id
         coll.snapshot(dest, hard_links=False)  # a backup must not share inodes with live data
         return self._snapshot_info(name, dest)
@@ -362,20 +370,27 @@ class Store:
         from .snapshot_archive import import_archive
         self._check_writable()
         check_name(name)
-        snap_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:8]
+        snap_id = new_snapshot_id()
         dest = self.snapshot_dir / name / snap_id
         import_archive(fileobj, dest)
         return self._snapshot_info(name, dest)
+
+    def fetch_page(self, coll: Collection, hits: list) -> None:
+        """Read the text and metadata of the hits a page shows, in one go: nothing to do here
+        (each Hit reads its own from the local document store when asked); a cluster router
+        (cluster/backend.py) fetches them from their shards, one call per shard."""
 
     def encoder_set(self, coll: Collection) -> EncoderSet:
         return EncoderSet(self.encoders, coll.config.encoders, "bm25" in coll.config.fields)
 
     # ---------------------------------------------------------------- documents
     def upsert(self, name: str, ids: list[str], texts: list[str | None], metadata: list[dict | None],
-               vectors: list[dict | None] | None = None) -> int:
+               vectors: list[dict | None] | None = None, bm25_avgdl: float | None = None) -> int:
         """Encode with every field's encoder and upsert; durable when this returns. ``vectors``:
         per document, precomputed vectors by field (service/raw_vectors.py) that take the place
-        of encoding its text for those fields; all are checked before anything is encoded."""
+        of encoding its text for those fields; all are checked before anything is encoded.
+        ``bm25_avgdl``: the average document length to saturate BM25 weights with, instead of
+        this collection's own (a cluster shard gets the whole collection's from the router)."""
         self._check_writable()
         coll = self.get(name)
         for doc_id in ids:  # before the costly encoding; the collection checks again
@@ -404,9 +419,9 @@ class Store:
                     lengths[i] = int(round(float(r[1].sum())))
             for j, i in enumerate(todo):
                 rows[i], lengths[i] = counted[j], text_lengths[j]
-            stats = coll.term_stats("bm25", ())  # counts only: no copy of the vocabulary
-            n = stats.n_docs + len(rows)
-            avgdl = (stats.total_length + int(lengths.sum())) / n if n else 1.0
+            if bm25_avgdl is None:
+                bm25_avgdl = self.bm25_avgdl(coll, lengths)
+            avgdl = bm25_avgdl
             out["bm25"] = lexical.saturate(rows, lengths, avgdl if avgdl > 0 else 1.0)
         if "dense" in given:
             rows = given["dense"]
@@ -418,6 +433,16 @@ class Store:
                 out["dense"] = np.stack([r if r is not None else encoded[i] for i, r in enumerate(rows)]
                                         ).astype(np.float32, copy=False)
         return coll.upsert(ids, out, texts=texts, metadata=metadata, lengths=lengths)
+
+    @staticmethod
+    def bm25_avgdl(coll, lengths: np.ndarray, base: tuple[int, int] | None = None) -> float:
+        """The average length BM25 saturates a batch with: over the live documents (``base``:
+        their count and total length, default this collection's own) plus the batch."""
+        if base is None:
+            stats = coll.term_stats("bm25", ())  # counts only: no copy of the vocabulary
+            base = (stats.n_docs, stats.total_length)
+        n = base[0] + len(lengths)
+        return (base[1] + int(np.sum(lengths))) / n if n else 1.0
 
     def _encode_left(self, encoder, rows: list, texts: list) -> tuple[list[int], object]:
         """The documents whose field has no client vector (``rows[i] is None``) and their

@@ -42,11 +42,12 @@ RESPONSE_EXAMPLE = {"results": [
     "mode": "hybrid", "offset": 0, "k": 2, "candidates": 187, "reranked": 0, "rerank_stats": None}
 
 
-def _runs_inline(body: SearchRequest) -> bool:
+def _runs_inline(body: SearchRequest, store) -> bool:
     """A BM25 search without rerank or PRF is a fraction of a millisecond of index work: it
     runs on the event loop, which saves the thread hop it would otherwise cost. Anything that
-    runs a model goes to the thread pool, where concurrent queries share encoder batches."""
-    return body.mode == "bm25" and body.rerank is None and body.prf is None
+    runs a model goes to the thread pool, where concurrent queries share encoder batches, and
+    so does every search of a store that waits on other processes (a cluster's shards)."""
+    return not store.remote and body.mode == "bm25" and body.rerank is None and body.prf is None
 
 
 async def answer(state, name: str, body: SearchRequest) -> tuple[bytes, str]:
@@ -54,7 +55,7 @@ async def answer(state, name: str, body: SearchRequest) -> tuple[bytes, str]:
     (service/fast_search.py) both answer through here."""
     timings = Timings()
     t0 = time.perf_counter()
-    if _runs_inline(body):
+    if _runs_inline(body, state.store):
         res = state.pipeline.search(name, body, timings)
     else:
         res = await run_in_threadpool(state.pipeline.search, name, body, timings)
