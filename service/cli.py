@@ -448,6 +448,8 @@ def build_parser() -> argparse.ArgumentParser:
     _search_options(p)
     _encoder_options(p)
     p.set_defaults(func=cmd_eval, k=100)  # deep enough for R@100
+    from .cluster.cli import add_commands  # argparse only: Ray loads when a cluster command runs
+    add_commands(sub)
     return ap
 
 

@@ -184,6 +184,11 @@ class ShardService:
     def ping(self) -> str:
         return self.data_dir.name
 
+    def layout(self) -> dict:
+        """The cluster's layout, recorded beside the shard directories (ray_app.deploy)."""
+        import json
+        return json.loads((self.data_dir.parent / "cluster.json").read_text())
+
     def close(self) -> None:
         self._stop.set()
         self.store.close()

@@ -1,0 +1,207 @@
+"""The cluster on a real local Ray (2 shards x 2 reader replicas, Ray Serve and Ray Data) on
+127.0.0.1 — `make test` runs the suite in a network namespace that has only loopback, where Ray
+binds 127.0.0.1. Against a single node holding the same documents: the same results in every
+mode, the same 4xx for bad input, the same OpenAPI document; a killed reader replica fails no
+search; bulk indexing survives writer restarts and a rerun installs nothing twice."""
+import json
+import socket
+import threading
+import time
+
+import httpx
+import pytest
+
+ray = pytest.importorskip("ray")
+
+from fastapi.testclient import TestClient  # noqa: E402
+from ray import serve  # noqa: E402
+
+from service.app import create_app  # noqa: E402
+from service.cluster import bulk, ray_app  # noqa: E402
+from service.cluster.transport import ShardUnavailable  # noqa: E402
+from service.errors import http_status  # noqa: E402
+from service.settings import Settings  # noqa: E402
+
+from .test_cluster_sharding import BAD, SEARCHES, _pairs, assert_same_ranking  # noqa: E402
+
+SHARDS, REPLICAS = 2, 2
+
+
+def _visible(router, name: str, n: int) -> None:
+    """Written by the shard writers directly (a bulk load, not through the router): the readers
+    see it within their refresh interval, BM25's global statistics within STATS_TTL_S."""
+    from service.cluster.backend import STATS_TTL_S
+    deadline = time.monotonic() + 20
+    while router.get(f"/collections/{name}").json()["documents"] != n and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert router.get(f"/collections/{name}").json()["documents"] == n
+    time.sleep(STATS_TTL_S)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory, corpus):
+    """(router client, single-node client, root): both with collection 'docs' holding the corpus."""
+    ray.init(num_cpus=8, include_dashboard=False, namespace=ray_app.NAMESPACE, log_to_driver=False,
+             configure_logging=False)
+    root = tmp_path_factory.mktemp("ray-cluster")
+    port = _free_port()
+    try:
+        ray_app.deploy(Settings(data_dir=root, _env_file=None), root, SHARDS, REPLICAS, port=port)
+        single = create_app(Settings(data_dir=tmp_path_factory.mktemp("single"), _env_file=None))
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=300) as router, TestClient(single) as one:
+            for c in (router, one):
+                assert c.post("/collections", json={"name": "docs"}).status_code == 201
+                for lo, hi in ((0, 10), (10, 25), (25, len(corpus))):
+                    r = c.put("/collections/docs/documents", json={"documents": corpus[lo:hi]})
+                    assert r.status_code == 200, r.text
+            yield router, one, root
+    finally:
+        ray_app.shutdown(SHARDS)
+        serve.shutdown()
+        ray.shutdown()
+
+
+def test_router_serves_the_same_api(cluster):
+    router, one, _ = cluster
+    assert router.get("/openapi.json").json() == one.get("/openapi.json").json()
+    ready = router.get("/readyz").json()
+    assert ready["status"] == "ready" and ready["role"] == "router" and ready["shards"] == SHARDS
+
+
+@pytest.mark.parametrize("req", SEARCHES, ids=lambda r: f"{r['mode']}-{r.get('fusion', r.get('rerank', ''))}")
+def test_every_mode_equals_single_node(cluster, req):
+    router, one, _ = cluster
+    ra, rb = one.post("/collections/docs/search", json=req), router.post("/collections/docs/search", json=req)
+    assert ra.status_code == rb.status_code == 200, (ra.text, rb.text)
+    assert_same_ranking(_pairs(rb.json()), _pairs(ra.json()))
+    assert [r["text"] for r in rb.json()["results"]][:1] == [r["text"] for r in ra.json()["results"]][:1]
+
+
+@pytest.mark.parametrize("method,path,body", BAD, ids=[f"{m}-{p}-{i}" for i, (m, p, _) in enumerate(BAD)])
+def test_bad_input_gets_the_same_4xx(cluster, method, path, body):
+    router, one, _ = cluster
+    ra, rb = (getattr(c, method)(path, json=body) for c in (one, router))
+    assert 400 <= ra.status_code < 500
+    assert (rb.status_code, rb.json()["detail"]) == (ra.status_code, ra.json()["detail"])
+
+
+def _replicas(deployment: str) -> list:
+    names = [a for a in ray.util.list_named_actors(all_namespaces=True)
+             if f"#{deployment}#" in a["name"] and a["name"].startswith("SERVE_REPLICA")]
+    return [ray.get_actor(a["name"], namespace=a["namespace"]) for a in names]
+
+
+def test_killing_a_reader_replica_fails_no_search(cluster):
+    """A bounded load (3 clients x 40 searches); one replica of shard 0 is killed a few requests
+    in. Every search answers 200 with the same results as before."""
+    router, _, _ = cluster
+    req = {"query": "renewable energy from wind", "mode": "bm25", "k": 5}
+    want = _pairs(router.post("/collections/docs/search", json=req).json())
+    victims = _replicas("shard-0-reader")
+    assert len(victims) == REPLICAS
+    statuses, rankings, started = [], [], threading.Event()
+
+    def client():
+        with httpx.Client(base_url=str(router.base_url), timeout=120) as c:
+            for i in range(40):
+                r = c.post("/collections/docs/search", json=req)
+                statuses.append(r.status_code)
+                if r.status_code == 200:
+                    rankings.append(_pairs(r.json()))
+                if i == 5:
+                    started.set()
+    threads = [threading.Thread(target=client) for _ in range(3)]
+    for t in threads:
+        t.start()
+    started.wait(120)
+    ray.kill(victims[0], no_restart=True)
+    for t in threads:
+        t.join(300)
+    assert len(statuses) == 120 and set(statuses) == {200}, statuses
+    for got in rankings:
+        assert_same_ranking(got, want)
+
+
+def test_a_shard_with_no_live_writer_is_503_naming_it(cluster, tmp_path):
+    """Through Ray's real failure: an actor killed for good; the shard is named, never 'not found'."""
+    actor = ray.remote(ray_app.ShardWriter).options(num_cpus=0.1, max_restarts=0).remote(
+        str(tmp_path / "shard-x"), Settings(data_dir=tmp_path, _env_file=None))
+    ray.get(actor.call.remote("ping", ()))
+    ray.kill(actor, no_restart=True)
+    shards = ray_app.RayShards([actor], [], retry_s=1.0)
+    with pytest.raises(ShardUnavailable, match="shard 0") as err:
+        shards.write_many([(0, "names", ())])
+    assert http_status(err.value) == 503
+
+
+def test_bulk_index_survives_writer_restarts_and_reruns_install_nothing_twice(cluster, tmp_path, corpus):
+    router, one, root = cluster
+    docs = [{"id": f"bulk-{i:03d}", "text": d["text"], "metadata": d["metadata"]}
+            for i, d in enumerate(corpus + corpus[:24])]
+    src = tmp_path / "source.jsonl"
+    src.write_text("".join(json.dumps(d) + "\n" for d in docs))
+    assert router.post("/collections", json={"name": "bulk", "multivector_encoder": None}).status_code == 201
+    kills, done = [], threading.Event()
+
+    def killer():  # the writer of shard 1 is killed (and restarted by Ray) while the load runs
+        while not done.wait(1.5) and len(kills) < 3:
+            ray.kill(ray.get_actor(ray_app.writer_name(1), namespace=ray_app.NAMESPACE), no_restart=False)
+            kills.append(time.monotonic())
+    t = threading.Thread(target=killer)
+    t.start()
+    try:
+        first = bulk.bulk_index(str(src), "bulk", settings=Settings(data_dir=root, _env_file=None),
+                                batch_docs=8, encode_batch_rows=16)
+    finally:
+        done.set()
+        t.join()
+    assert kills and first["documents"] == len(docs) and first["installed"] == first["batches"] > SHARDS
+    again = bulk.bulk_index(str(src), "bulk", settings=Settings(data_dir=root, _env_file=None), batch_docs=8)
+    assert again["batches"] == first["batches"] and again["installed"] == 0  # all skipped
+    _visible(router, "bulk", len(docs))
+    listed, cursor = [], None
+    while True:
+        params = {"limit": 50, **({"cursor": cursor} if cursor else {})}
+        page = router.get("/collections/bulk/documents", params=params).json()
+        listed += [d["id"] for d in page["documents"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert listed == sorted(d["id"] for d in docs)  # exactly the source: nothing lost, nothing twice
+    assert router.get("/collections/bulk").json()["documents"] == len(docs)
+    # and it scores as a single node that took the same documents in one batch
+    assert one.post("/collections", json={"name": "bulk", "multivector_encoder": None}).status_code == 201
+    assert one.put("/collections/bulk/documents", json={"documents": docs}).status_code == 200
+    for mode in ("bm25", "sparse", "dense"):
+        req = {"query": "energy from the wind and the sun", "mode": mode, "k": 10}
+        assert_same_ranking(_pairs(router.post("/collections/bulk/search", json=req).json()),
+                            _pairs(one.post("/collections/bulk/search", json=req).json()))
+
+
+def test_cli_bulk_index_and_status(cluster, tmp_path, capsys):
+    """`lsr cluster index` and `lsr cluster status` (in this process, connected already)."""
+    from service.cli import main
+    router, _, root = cluster
+    src = tmp_path / "more.jsonl"
+    words = "amber basalt cobalt dune ember fjord glacier harbor iris juniper kelp lagoon".split()
+    src.write_text("".join(json.dumps({"id": f"cli-{i}", "text": f"a note about the {w}"}) + "\n"
+                           for i, w in enumerate(words)))
+    assert router.post("/collections", json={"name": "viacli", "dense_encoder": None,
+                                             "multivector_encoder": None}).status_code == 201
+    assert main(["cluster", "index", str(src), "--collection", "viacli", "--root", str(root)]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["documents"] == 12 and out["installed"] == out["batches"]
+    _visible(router, "viacli", 12)
+    hits = router.post("/collections/viacli/search", json={"query": "harbor", "mode": "bm25", "k": 1}).json()
+    assert hits["results"][0]["id"] == "cli-7"  # harbor
+    assert main(["cluster", "status"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert status[ray_app.APP_NAME]["status"].endswith("RUNNING")
+    assert set(status[ray_app.APP_NAME]["deployments"]) >= {"Router", "QueryEncoder", "shard-0-reader",
+                                                            "shard-1-reader"}
