@@ -40,6 +40,9 @@ from .placement import group_by_shard
 from .transport import Shards
 
 STATS_TTL_S = 1.0  # how stale global BM25 statistics may be after writes from elsewhere
+# each shard returns the text and metadata of its best hits with them: a page (k's default, 10)
+# then costs one round trip per shard instead of two (fetch_page gets whatever else is shown)
+PREFETCH = 10
 
 
 _SUMMED = ("documents", "segments", "tombstones", "buffer_documents", "wal_bytes", "bytes", "generation")
@@ -91,10 +94,15 @@ class ShardedCollection:
                                       for s in range(self.shards.count)])
 
     # ---------------------------------------------------------------- search
-    def _gather(self, parts: list[list[tuple[str, float]]], k: int) -> list[ClusterHit]:
-        merged = [(-score, doc_id, s) for s, part in enumerate(parts) for doc_id, score in part]
-        merged.sort()
-        return [ClusterHit(doc_id, -neg, s, self) for neg, doc_id, s in merged[:k]]
+    def _gather(self, parts: list[list[tuple]], k: int) -> list[ClusterHit]:
+        merged = [(-score, doc_id, s, doc) for s, part in enumerate(parts) for doc_id, score, doc in part]
+        merged.sort(key=lambda m: (m[0], m[1]))
+        out = []
+        for neg, doc_id, s, doc in merged[:k]:
+            hit = ClusterHit(doc_id, -neg, s, self)
+            hit._doc = doc
+            out.append(hit)
+        return out
 
     def search(self, q_indices, q_values, k: int = DEFAULTS.k, *, field: str | None = None, filter=None,
                query_cut: int = DEFAULTS.query_cut, heap_factor: float = DEFAULTS.heap_factor) -> list[Hit]:
@@ -102,11 +110,12 @@ class ShardedCollection:
         q_ids = np.asarray(q_indices, dtype=np.int32)
         q_vals = np.asarray(q_values, dtype=np.float32)
         return self._gather(self._read_all("search", field, q_ids, q_vals, k, filter, query_cut,
-                                           heap_factor), k)
+                                           heap_factor, min(k, PREFETCH)), k)
 
     def search_dense(self, vector, k: int = 10, *, field: str | None = None, filter=None) -> list[Hit]:
         field = field or next(n for n, s in self.config.fields.items() if s.kind == "dense")
-        return self._gather(self._read_all("search_dense", field, np.asarray(vector, np.float32), k, filter), k)
+        return self._gather(self._read_all("search_dense", field, np.asarray(vector, np.float32), k, filter,
+                                           min(k, PREFETCH)), k)
 
     def term_stats(self, field: str | None = None, terms=None) -> TermStats:
         return self.store.global_stats(self, field or self.config.sparse_fields[0], terms)

@@ -192,6 +192,8 @@ def bulk_index(source: str, collection: str, *, settings: Settings | None = None
     if n == 0:
         return {"documents": 0, "batches": 0, "installed": 0, "skipped": 0, "seconds": 0.0}
     buckets = max(1, math.ceil(n / shards / batch_docs))
+    # enough blocks for every encoder actor to have work (one file reads as one block)
+    records = records.repartition(max(1, min(math.ceil(n / encode_batch_rows), 8 * encoder_actors)))
     encoded = records.map_batches(
         Encode, batch_format="pyarrow", batch_size=encode_batch_rows, concurrency=encoder_actors,
         num_cpus=encoder_cpus, num_gpus=encoder_gpus,

@@ -260,11 +260,10 @@ def start_writers(settings: Settings, root: Path, shards: int, cpus: float = 0.1
     return writers
 
 
-def deploy(settings: Settings, root, shards: int, replicas: int, *, encoder_replicas: int = 1,
-           encoder_max_replicas: int | None = None, cpus: float = 0.1, route_prefix: str = "/",
-           host: str = "127.0.0.1", port: int = 8000, blocking: bool = False):
-    """Start (or update) the cluster application on the connected Ray cluster; returns the
-    router's handle. The shard layout (``shards``) is fixed for a root directory."""
+def build_app(settings: Settings, root, shards: int, replicas: int, *, encoder_replicas: int = 1,
+              encoder_max_replicas: int | None = None, cpus: float = 0.1):
+    """The Serve application over ``root`` (its shard writers started or found first). The
+    shard layout is fixed for a root: documents are placed by hash over the shard count."""
     root = Path(root).resolve()
     root.mkdir(parents=True, exist_ok=True)
     layout = root / "cluster.json"
@@ -275,22 +274,40 @@ def deploy(settings: Settings, root, shards: int, replicas: int, *, encoder_repl
                              f"hash over that count, so it cannot serve {shards} (re-index into a new root)")
     else:
         layout.write_text(json.dumps({"shards": shards}))
-    serve.start(http_options={"host": host, "port": port})
     start_writers(settings, root, shards, cpus)
     readers = [ShardReader.options(name=f"shard-{s}-reader", num_replicas=replicas,
                                    ray_actor_options={"num_cpus": cpus}).bind(str(shard_dir(root, s)), settings)
                for s in range(shards)]
     gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
-    scaling = ({"min_replicas": encoder_replicas, "max_replicas": encoder_max_replicas,
-                "target_ongoing_requests": 8} if encoder_max_replicas else None)
-    encoder_opts = {"ray_actor_options": {"num_cpus": cpus, "num_gpus": gpus}}
-    if scaling:
-        encoder_opts["autoscaling_config"] = scaling
+    encoder_opts: dict = {"ray_actor_options": {"num_cpus": cpus, "num_gpus": gpus}}
+    if encoder_max_replicas:
+        encoder_opts["autoscaling_config"] = {"min_replicas": encoder_replicas, "max_replicas": encoder_max_replicas,
+                                              "target_ongoing_requests": 8}
     else:
         encoder_opts["num_replicas"] = encoder_replicas
     encoder = QueryEncoder.options(**encoder_opts).bind(settings)
-    router = Router.options(ray_actor_options={"num_cpus": cpus}).bind(settings, str(root), shards, readers, encoder)
-    return serve.run(router, name=APP_NAME, route_prefix=route_prefix, blocking=blocking)
+    return Router.options(ray_actor_options={"num_cpus": cpus}).bind(settings, str(root), shards, readers, encoder)
+
+
+def app_builder(args: dict):
+    """For `serve run service.cluster.ray_app:app_builder shards=2 replicas=2 root=/data` and a
+    KubeRay RayService's serveConfigV2 (deploy/kuberay-rayservice.yaml); settings from LSR_*."""
+    settings = Settings()
+    most = args.get("encoder_max_replicas")
+    return build_app(settings, args.get("root") or settings.data_dir, int(args.get("shards", 2)),
+                     int(args.get("replicas", 2)), encoder_replicas=int(args.get("encoder_replicas", 1)),
+                     encoder_max_replicas=int(most) if most else None, cpus=float(args.get("cpus", 1.0)))
+
+
+def deploy(settings: Settings, root, shards: int, replicas: int, *, encoder_replicas: int = 1,
+           encoder_max_replicas: int | None = None, cpus: float = 0.1, route_prefix: str = "/",
+           host: str = "127.0.0.1", port: int = 8000, blocking: bool = False):
+    """Start (or update: replicas, encoders) the cluster application on the connected Ray
+    cluster, serving HTTP on host:port; returns the router's handle."""
+    serve.start(http_options={"host": host, "port": port})
+    app = build_app(settings, root, shards, replicas, encoder_replicas=encoder_replicas,
+                    encoder_max_replicas=encoder_max_replicas, cpus=cpus)
+    return serve.run(app, name=APP_NAME, route_prefix=route_prefix, blocking=blocking)
 
 
 def shutdown(shards: int | None = None) -> None:

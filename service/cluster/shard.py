@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 
-from indexer.collection_config import CollectionConfig
 from indexer.datadir import acquire_writer
 from indexer.errors import ConflictError, LockedError, NotFoundError
 
@@ -155,14 +154,15 @@ class ShardService:
         return self._coll(name, token).ids(flt)
 
     def search(self, name: str, field: str, q_ids, q_vals, k: int, flt, query_cut: int,
-               heap_factor: float, token=None) -> list[tuple[str, float]]:
+               heap_factor: float, with_docs: int = 0, token=None) -> list[tuple]:
         hits = self._coll(name, token).search(q_ids, q_vals, k=k, field=field, filter=flt,
                                               query_cut=query_cut, heap_factor=heap_factor)
-        return [(h.id, h.score) for h in hits]
+        return _hits(hits, with_docs)
 
-    def search_dense(self, name: str, field: str, vector, k: int, flt, token=None) -> list[tuple[str, float]]:
+    def search_dense(self, name: str, field: str, vector, k: int, flt, with_docs: int = 0,
+                     token=None) -> list[tuple]:
         hits = self._coll(name, token).search_dense(vector, k=k, field=field, filter=flt)
-        return [(h.id, h.score) for h in hits]
+        return _hits(hits, with_docs)
 
     def term_stats(self, name: str, field: str, terms, token=None) -> tuple[int, int, np.ndarray]:
         s = self._coll(name, token).term_stats(field, terms)
@@ -197,5 +197,7 @@ class ShardService:
             self._lock = None
 
 
-def config_from(d: dict) -> CollectionConfig:
-    return CollectionConfig.from_dict(d)
+def _hits(hits: list, with_docs: int) -> list[tuple]:
+    """(id, score, (text, metadata) or None): the best ``with_docs`` carry their document, so a
+    page usually needs no second call to the shard (backend.PREFETCH)."""
+    return [(h.id, h.score, (h.text, h.metadata) if i < with_docs else None) for i, h in enumerate(hits)]
