@@ -106,10 +106,11 @@ def main(argv: list[str] | None = None) -> int:
             for actors in ((1, 2) if shards == 1 else (2,)):
                 name = "p2" if (shards, actors) == (1, 2) else "p"  # "p": the collection searched
                 httpx.post(f"{url}/collections", json={"name": name}, timeout=600).raise_for_status()
-                out = bulk.bulk_index(str(jsonl), name, settings=settings, encoder_actors=actors)
+                out = bulk.bulk_index(str(jsonl), name, root=roots[shards], settings=settings,
+                                      encoder_actors=actors)
                 if shards == 1:
                     bulk_rates[actors] = round(out["documents"] / out["seconds"], 1)
-            ray_app.shutdown(shards)
+            ray_app.shutdown(roots[shards], shards)
             serve.shutdown()
         result["bulk_docs_s"] = bulk_rates
 
@@ -131,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
                     raise RuntimeError("collection p missing on the S=2 cluster")
                 points.append({"shards": shards, "replicas": replicas,
                                **_search_point(url, queries, args.seconds, tmp)})
-                ray_app.shutdown(shards)
+                ray_app.shutdown(roots[shards], shards)
                 serve.shutdown()
         result["points"] = points
     finally:

@@ -139,11 +139,12 @@ def _flat(col: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
 class Install:
     """Installs one (shard, bucket) group as a sealed segment through the shard's writer."""
 
-    def __init__(self, collection: str, fields: dict, dims: dict, shards: int, buckets: int,
+    def __init__(self, root: str, collection: str, fields: dict, dims: dict, shards: int, buckets: int,
                  source_id: str, avgdl: float | None):
         self.collection, self.fields, self.dims = collection, fields, dims
         self.shards, self.buckets, self.source_id, self.avgdl = shards, buckets, source_id, avgdl
-        self.writers = RayShards([ray.get_actor(writer_name(s), namespace=NAMESPACE) for s in range(shards)], [])
+        self.writers = RayShards([ray.get_actor(writer_name(root, s), namespace=NAMESPACE)
+                                  for s in range(shards)], [])
 
     def __call__(self, group: pa.Table) -> pa.Table:
         shard, bucket = int(group.column("shard")[0].as_py()), int(group.column("bucket")[0].as_py())
@@ -170,19 +171,22 @@ class Install:
         return pa.table({"shard": [shard], "documents": [len(ids)], "installed": [bool(done)]})
 
 
-def bulk_index(source: str, collection: str, *, settings: Settings | None = None, fmt: str | None = None,
+def bulk_index(source: str, collection: str, *, root=None, settings: Settings | None = None, fmt: str | None = None,
                encoder_actors: int = 1, encoder_cpus: float = 1.0, encoder_gpus: float = 0.0,
                batch_docs: int = DEFAULT_BATCH_DOCS, encode_batch_rows: int = 256) -> dict:
-    """Index ``source`` into an existing cluster collection; returns counts and timings. The
-    cluster's writers must be running (`lsr cluster serve`, or ray_app.start_writers)."""
+    """Index ``source`` into an existing collection of the cluster at ``root`` (default the
+    settings' data directory); returns counts and timings. The cluster's writers must be
+    running (`lsr cluster serve`, or ray_app.start_writers)."""
     settings = settings or Settings()
+    root = str(Path(root or settings.data_dir).resolve())
     t0 = time.perf_counter()
     try:
-        shard0 = ray.get_actor(writer_name(0), namespace=NAMESPACE)
+        shard0 = ray.get_actor(writer_name(root, 0), namespace=NAMESPACE)
     except ValueError:
-        raise ValueError("no cluster writers are running: start the cluster first (`lsr cluster serve`)") from None
+        raise ValueError(f"no cluster writers of {root} are running: start the cluster first "
+                         "(`lsr cluster serve --root ...`)") from None
     shards = ray.get(shard0.call.remote("layout", ()))["shards"]
-    writers = RayShards([ray.get_actor(writer_name(s), namespace=NAMESPACE) for s in range(shards)], [])
+    writers = RayShards([ray.get_actor(writer_name(root, s), namespace=NAMESPACE) for s in range(shards)], [])
     config = ray.get(shard0.call.remote("config", (collection,)))
     fields = {f: spec["kind"] for f, spec in config["fields"].items()}
     dims = {f: spec["dim"] for f, spec in config["fields"].items()}
@@ -208,7 +212,7 @@ def bulk_index(source: str, collection: str, *, settings: Settings | None = None
         avgdl = (base_total + int(encoded.sum("length"))) / (base_n + n)
     done = encoded.groupby(["shard", "bucket"]).map_groups(
         Install, batch_format="pyarrow", concurrency=max(1, min(shards, 4)), num_cpus=0.1,
-        fn_constructor_kwargs=dict(collection=collection, fields=fields, dims=dims, shards=shards,
+        fn_constructor_kwargs=dict(root=root, collection=collection, fields=fields, dims=dims, shards=shards,
                                    buckets=buckets, source_id=fingerprint(source, n), avgdl=avgdl)
     ).take_all()
     writers.write_many([(s, "wait", (collection,)) for s in range(shards)])

@@ -49,7 +49,7 @@ def cmd_serve(args) -> int:
     except KeyboardInterrupt:
         pass
     if args.address is None:  # our own Ray: take everything down with us
-        ray_app.shutdown(args.shards)
+        ray_app.shutdown(root, args.shards)
         serve.shutdown()
         ray.shutdown()
     return 0
@@ -59,7 +59,7 @@ def cmd_index(args) -> int:
     _connect(args.address)
     from . import bulk
     settings = _settings(args)
-    out = bulk.bulk_index(str(args.source), args.collection, settings=settings, fmt=args.format,
+    out = bulk.bulk_index(str(args.source), args.collection, root=args.root, settings=settings, fmt=args.format,
                           encoder_actors=args.encoder_actors, encoder_gpus=args.encoder_gpus,
                           batch_docs=args.batch_docs)
     print(json.dumps(out))
@@ -82,7 +82,7 @@ def cmd_stop(args) -> int:
     from ray import serve
 
     from . import ray_app
-    ray_app.shutdown()
+    ray_app.shutdown(args.root or _settings(args).data_dir)
     serve.shutdown()
     return 0
 

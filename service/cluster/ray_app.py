@@ -16,6 +16,7 @@ replaced is skipped), and answers 503 naming the shard when none answers within 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import time
@@ -43,8 +44,11 @@ except ImportError:  # older Ray
     pass
 
 
-def writer_name(shard: int) -> str:
-    return f"lsr-shard-{shard}-writer"
+def writer_name(root, shard: int) -> str:
+    """A shard writer's actor name: unique per cluster root, so that one Ray cluster can hold
+    several lsr clusters (staging and production, or a reindex beside the live one)."""
+    tag = hashlib.blake2b(str(Path(root).resolve()).encode(), digest_size=4).hexdigest()
+    return f"lsr-{tag}-shard-{shard}-writer"
 
 
 def _unwrap(exc: BaseException) -> BaseException:
@@ -242,7 +246,7 @@ class Router:
         from .backend import ClusterStore, RouterRole
 
         def backend(settings: Settings):
-            writers = [ray.get_actor(writer_name(s), namespace=NAMESPACE) for s in range(self.shards)]
+            writers = [ray.get_actor(writer_name(self.root, s), namespace=NAMESPACE) for s in range(self.shards)]
             store = ClusterStore(self.root, RayShards(writers, self.readers), RemoteEncoders(self.encoder),
                                  settings.encode_batch_size)
             return store, RouterRole(settings, store)
@@ -252,7 +256,7 @@ class Router:
 def start_writers(settings: Settings, root: Path, shards: int, cpus: float = 0.1) -> list:
     """The shard writers (created, or found if running), each answering once its shard is open."""
     actor = ray.remote(ShardWriter)
-    writers = [actor.options(name=writer_name(s), namespace=NAMESPACE, lifetime="detached",
+    writers = [actor.options(name=writer_name(root, s), namespace=NAMESPACE, lifetime="detached",
                              get_if_exists=True, max_restarts=-1, max_task_retries=3,
                              max_concurrency=16, num_cpus=cpus).remote(str(shard_dir(root, s)), settings)
                for s in range(shards)]
@@ -310,12 +314,17 @@ def deploy(settings: Settings, root, shards: int, replicas: int, *, encoder_repl
     return serve.run(app, name=APP_NAME, route_prefix=route_prefix, blocking=blocking)
 
 
-def shutdown(shards: int | None = None) -> None:
-    """Remove the application and the writer actors (their data stays)."""
-    serve.delete(APP_NAME)
-    for s in range(shards if shards is not None else 1024):
+def shutdown(root, shards: int | None = None, app_name: str = APP_NAME) -> None:
+    """Remove the application and the shard writers of ``root`` (their data stays)."""
+    try:
+        serve.delete(app_name)
+    except Exception:  # noqa: BLE001 - no Serve running, or the app is gone already
+        log.info("no Serve application %r to delete", app_name)
+    if shards is None:
+        layout = Path(root) / "cluster.json"
+        shards = json.loads(layout.read_text())["shards"] if layout.exists() else 0
+    for s in range(shards):
         try:
-            ray.kill(ray.get_actor(writer_name(s), namespace=NAMESPACE), no_restart=True)
-        except ValueError:
-            if shards is None:
-                break
+            ray.kill(ray.get_actor(writer_name(root, s), namespace=NAMESPACE), no_restart=True)
+        except ValueError:  # not running
+            pass

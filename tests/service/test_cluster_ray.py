@@ -62,7 +62,7 @@ def cluster(tmp_path_factory, corpus):
                     assert r.status_code == 200, r.text
             yield router, one, root
     finally:
-        ray_app.shutdown(SHARDS)
+        ray_app.shutdown(root, SHARDS)
         serve.shutdown()
         ray.shutdown()
 
@@ -151,18 +151,19 @@ def test_bulk_index_survives_writer_restarts_and_reruns_install_nothing_twice(cl
 
     def killer():  # the writer of shard 1 is killed (and restarted by Ray) while the load runs
         while not done.wait(1.5) and len(kills) < 3:
-            ray.kill(ray.get_actor(ray_app.writer_name(1), namespace=ray_app.NAMESPACE), no_restart=False)
+            ray.kill(ray.get_actor(ray_app.writer_name(root, 1), namespace=ray_app.NAMESPACE), no_restart=False)
             kills.append(time.monotonic())
     t = threading.Thread(target=killer)
     t.start()
     try:
-        first = bulk.bulk_index(str(src), "bulk", settings=Settings(data_dir=root, _env_file=None),
+        first = bulk.bulk_index(str(src), "bulk", root=root, settings=Settings(data_dir=root, _env_file=None),
                                 batch_docs=8, encode_batch_rows=16)
     finally:
         done.set()
         t.join()
     assert kills and first["documents"] == len(docs) and first["installed"] == first["batches"] > SHARDS
-    again = bulk.bulk_index(str(src), "bulk", settings=Settings(data_dir=root, _env_file=None), batch_docs=8)
+    again = bulk.bulk_index(str(src), "bulk", root=root, settings=Settings(data_dir=root, _env_file=None),
+                            batch_docs=8)
     assert again["batches"] == first["batches"] and again["installed"] == 0  # all skipped
     _visible(router, "bulk", len(docs))
     listed, cursor = [], None
@@ -205,3 +206,26 @@ def test_cli_bulk_index_and_status(cluster, tmp_path, capsys):
     assert status[ray_app.APP_NAME]["status"].endswith("RUNNING")
     assert set(status[ray_app.APP_NAME]["deployments"]) >= {"Router", "QueryEncoder", "shard-0-reader",
                                                             "shard-1-reader"}
+
+
+def test_app_builder_runs_a_second_cluster_beside_the_first(cluster, tmp_path):
+    """`serve run service.cluster.ray_app:app_builder ...` and KubeRay's serveConfigV2 import the
+    builder with string arguments; its writers are named by root, so two clusters share one Ray."""
+    router, _, _ = cluster
+    root = tmp_path / "second"
+    app = ray_app.app_builder({"root": str(root), "shards": "1", "replicas": "1", "cpus": "0.1"})
+    serve.run(app, name="lsr-b", route_prefix="/b")
+    try:
+        base = str(router.base_url).rstrip("/") + "/b"
+        with httpx.Client(base_url=base, timeout=300) as c:
+            assert c.get("/readyz").json()["shards"] == 1
+            assert c.post("/collections", json={"name": "tiny", "sparse_encoder": None, "dense_encoder": None,
+                                                "multivector_encoder": None}).status_code == 201
+            docs = [{"id": "a", "text": "granite cliffs"}, {"id": "b", "text": "sandy beaches"}]
+            assert c.put("/collections/tiny/documents", json={"documents": docs}).status_code == 200
+            hits = c.post("/collections/tiny/search", json={"query": "granite", "mode": "bm25"}).json()
+            assert [h["id"] for h in hits["results"]] == ["a"]
+        # the first cluster still answers, with its own collections only
+        assert "tiny" not in [c["name"] for c in router.get("/collections").json()["collections"]]
+    finally:
+        ray_app.shutdown(root, 1, app_name="lsr-b")
