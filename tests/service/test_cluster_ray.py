@@ -229,3 +229,31 @@ def test_app_builder_runs_a_second_cluster_beside_the_first(cluster, tmp_path):
         assert "tiny" not in [c["name"] for c in router.get("/collections").json()["collections"]]
     finally:
         ray_app.shutdown(root, 1, app_name="lsr-b")
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet", "beir"])
+def test_bulk_reads_every_source_as_lsr_index_does(cluster, tmp_path, fmt):
+    """Ray Data's reading gives the records `lsr index` reads (service/sources.py), per format."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from service import sources
+    rows = [{"_id": "d1", "title": "Tides", "text": "The moon pulls the sea.", "year": 2020},
+            {"_id": "d2", "title": "", "text": "Dunes move with the wind.", "metadata": {"k": "v"}}]
+    if fmt == "parquet":
+        path = tmp_path / "c.parquet"
+        pq.write_table(pa.Table.from_pylist([{**r, "metadata": json.dumps(r.get("metadata"))
+                                              if "metadata" in r else None} for r in rows]), path)
+        want_path = path
+    else:
+        folder = tmp_path / "beir"
+        folder.mkdir()
+        path = want_path = folder / "corpus.jsonl"
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        if fmt == "beir":
+            path = folder
+    ds, _ = bulk.read_records(str(path))
+    got = sorted((r["id"], r["text"], None if r["metadata"] is None else json.loads(r["metadata"]))
+                 for r in ds.take_all())
+    want = sorted(sources.read(want_path, "parquet" if fmt == "parquet" else "jsonl"))
+    assert got == [(i, t, m) for i, t, m in want]
