@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .PHONY: install models run test bench bench-index bench-collection bench-service bench-maintenance \
-        bench-reliability clean
+        bench-reliability bench-cluster clean
 
 install: $(STAMP)
 
@@ -42,7 +42,7 @@ test: install $(PORTABLE)/.built
 	test -x /usr/bin/chromedriver || { apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium chromium-driver; }
 	PYTHONPATH=$(PORTABLE) tests/loopback.sh $(BIN)/python -m pytest -q
 
-bench: bench-index bench-collection bench-service bench-maintenance bench-reliability
+bench: bench-index bench-collection bench-service bench-maintenance bench-reliability bench-cluster
 
 bench-index: install
 	$(BIN)/python -m benchmarks.index
@@ -61,6 +61,14 @@ bench-maintenance: install
 
 bench-reliability: install
 	$(BIN)/python -m benchmarks.reliability
+
+# Ray on this machine, in a loopback-only namespace (Ray binds 127.0.0.1 there); then the
+# capacity projection (SCALING.md) from the figures it measured.
+bench-cluster: models
+	command -v wrk > /dev/null || apt-get install -y --no-install-recommends wrk
+	mkdir -p bench-out
+	tests/loopback.sh $(BIN)/python -m benchmarks.cluster --beir ../shared/data/scifact --out bench-out/cluster.json --write
+	$(BIN)/python -m benchmarks.capacity --cluster bench-out/cluster.json --write
 
 clean:
 	rm -rf build $(VENV)

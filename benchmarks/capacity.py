@@ -63,6 +63,10 @@ class Plan:
                "query-encoder cores at target QPS": round(encoder_cores, 1),
                "machines (RAM-bound, CPU-bound)": f"{max(machines_by_ram, machines_by_cpu)} "
                                                   f"({machines_by_ram}, {machines_by_cpu})"}
+        if i.router_overhead_ms is not None:
+            # a lone search: encode, the slowest shard's retrieve, and the router's own hops
+            out["lone sparse search p50 ms (estimate)"] = round(i.sparse_encode_ms + i.sparse_retrieve_ms
+                                                                + i.router_overhead_ms, 1)
         if i.cpu_docs_s_per_actor:
             per_core = i.cpu_docs_s_per_actor / i.cores_per_actor
             cores = 1000

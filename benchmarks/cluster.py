@@ -148,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def report(r: dict, args) -> str:
     single = r["single_node"]
+    rates = {int(k): v for k, v in r["bulk_docs_s"].items()}  # JSON makes the keys strings
     one = next(p for p in r["points"] if p["shards"] == 1 and p["replicas"] == 1)
     lines = [
         "## Cluster (Ray Serve + Ray Data) on one machine", "",
@@ -156,7 +157,7 @@ def report(r: dict, args) -> str:
         f"machine; load average before {r['load_avg']['before']}, after {r['load_avg']['after']}.", "",
         f"**Bulk indexing** ({r['passages']} SciFact passages, SPLADE + BM25 + MiniLM): `lsr index` "
         f"{r['lsr_index_docs_s']} docs/s; `lsr cluster index` with 1 encoder actor "
-        f"{r['bulk_docs_s'].get(1)} docs/s, with 2 actors {r['bulk_docs_s'].get(2)} docs/s (Ray start-up, "
+        f"{rates.get(1)} docs/s, with 2 actors {rates.get(2)} docs/s (Ray start-up, "
         "reading, grouping and installing included).", "",
         "**Router overhead** (lone client, p50 ms, the same files): "
         + "; ".join(f"{m}: `lsr serve` {single[m]['lone_p50_ms']}, S=1/R=1 router {one[m]['lone_p50_ms']} "

@@ -5,6 +5,8 @@
         [--on-demand-queries 20] [--json out.json] [--plot benchmarks/rerank.png]
         [--select-queries dev.json --tolerance 0.002 --alphas 0,0.05,0.1 --betas none,5,10] [--select-only]
     python -m benchmarks.rerank --grid [--split train]       # choose fusion / weight / kappa
+    python -m benchmarks.rerank --pipeline [--variants int8-128,int8,fp16] [--on-demand-queries 10]
+                                                             # stored token vectors, end to end
 
 First stage: the service pipeline's own stages (query encoders, per-list collection search to
 depth 100, fusion) over a collection of the SciFact corpus built once under ``--cache``. The
@@ -128,7 +130,7 @@ def query_states(texts: dict[str, str], cache: Path, model: str) -> dict[str, np
     have = dict(np.load(path)) if path.exists() else {}
     todo = [q for q in texts if q not in have]
     if todo:
-        from encoders.train_multivector import encode_states
+        from training.multivector import encode_states
         for q, s in zip(todo, encode_states([texts[q] or " " for q in todo], model, progress=False)):
             have[q] = s
         np.savez(path, **have)
@@ -311,9 +313,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path)
     ap.add_argument("--plot", type=Path)
     ap.add_argument("--threads", type=int, default=int(os.environ.get("LSR_TORCH_THREADS", "1")))
+    ap.add_argument("--pipeline", action="store_true", help="end to end through SearchPipeline: "
+                    "collections that store token vectors (--variants) against the on-demand path")
+    ap.add_argument("--variants", default="int8-128,int8,fp16", help="with --pipeline: of %s" % ",".join(VARIANTS))
     args = ap.parse_args(argv)
     import torch
     torch.set_num_threads(args.threads)
+    if args.pipeline:
+        args.cache.mkdir(parents=True, exist_ok=True)
+        return pipeline_bench(args)
     from encoders.beir import BeirDataset
     args.cache.mkdir(parents=True, exist_ok=True)
     if args.encode:
@@ -431,6 +439,143 @@ def main(argv: list[str] | None = None) -> int:
         args.json.write_text(json.dumps(out, indent=2) + "\n")
     if args.plot:
         plot(out, pruned_name, args.plot)
+    return 0
+
+
+# ---------------------------------------------------------------------------- stored token vectors
+VARIANTS = {"fp16": ("fp16", None), "int8": ("int8", None), "fp16-128": ("fp16", 128), "int8-128": ("int8", 128)}
+
+
+def stored_variant(store, base_name: str, ds, cache: Path, model: str, variant: str) -> str:
+    """A copy of the base collection that stores token vectors (``VARIANTS``): same vectors,
+    texts and lengths, the tokens from the cached MiniLM states through what the service's
+    upsert applies (normalise as MultiVectorEncoder, then the collection's fixed projection)."""
+    from encoders.multivector import project_tokens
+    from service.store import token_projection
+    dtype, dim = VARIANTS[variant]
+    name = f"{base_name}-{variant}"
+    if name in store.names() and store.stats(name)["documents"] == len(ds.doc_ids):
+        return name
+    if name in store.names():
+        store.drop(name)
+    coll = store.create(name, "splade-tiny", model, model, bm25=True,
+                        index={"store_token_vectors": dtype, "token_dim": dim, "flush_docs": 100_000})
+    base = store.get(base_name)
+    states = np.load(cache / "doc_states.npy", mmap_mode="r")
+    lens = _merged(cache, "doc_lens")
+    weight = token_projection(states.shape[2], coll.config.token_dim)
+    import scipy.sparse as sp
+    for lo in range(0, len(ds.doc_ids), 256):
+        ids = ds.doc_ids[lo:lo + 256]
+        docs = [base.get(d) for d in ids]
+        vecs = {f: (sp.vstack([d.vectors[f] for d in docs], format="csr") if s.kind == "sparse"
+                    else np.stack([d.vectors[f] for d in docs]))
+                for f, s in base.config.fields.items()}
+        lengths = np.array([base._live[d].container.lengths[base._live[d].row] for d in ids], np.int64)
+        tokens = [project_tokens(project(states[lo + i, :lens[lo + i]], None), weight) for i in range(len(ids))]
+        coll.upsert(list(ids), vecs, texts=[d.text for d in docs], metadata=[d.metadata for d in docs],
+                    lengths=lengths, tokens=tokens)
+    coll.flush()  # one sealed segment, memory-mapped: the steady state of a served collection
+    return name
+
+
+def pipeline_bench(args) -> int:
+    """Reranked hybrid searches end to end through SearchPipeline (encode, retrieve, fuse,
+    rerank, fetch), per query every arm in alternating order, the first --on-demand-queries
+    also on the on-demand path as it runs today (cold token cache: the candidates' text is
+    encoded). nDCG@10 of every stored variant against the on-demand path's rankings with the
+    same (float32) token vectors served from memory."""
+    from encoders.beir import BeirDataset
+    from service.pipeline import SearchPipeline, TokenCache
+    from service.schemas import SearchRequest
+    ds = BeirDataset.load(args.data, "test")
+    store, base = build_collection(ds, args.cache, args.model)
+    variants = args.variants.split(",")
+    names = {v: stored_variant(store, base, ds, args.cache, args.model, v) for v in variants}
+    body = {"k": 10, "mode": "hybrid", "depth": DEPTH,
+            "fusion": {"method": args.fusion, **({"alpha": args.fusion_alpha} if args.fusion == "convex" else {})},
+            "rerank": {"kappa": args.kappa, "first_stage_weight": args.weight, "alpha": args.alpha or 0.0,
+                       "beta": args.beta}}
+    queries = [(q, t or " ") for q, t in zip(ds.query_ids, ds.query_texts)]
+    pipe = SearchPipeline(store)
+    cold = SearchPipeline(store, token_cache=TokenCache(size=0))  # today's path, nothing cached
+    for v in variants:  # load the models, touch the mapped files
+        pipe.search(names[v], SearchRequest(query="warm up", **body))
+    cold.search(base, SearchRequest(query="warm up", **body))
+
+    from service.timing import Timings
+    cpu = {}  # CPU seconds of the process per search (every thread): what the load cannot inflate
+    stage = {}  # wall seconds of the rerank stage (query tokens, document tokens, MaxSim)
+
+    def timed(p, name, text):
+        tm = Timings()
+        c0, t0 = time.process_time(), time.perf_counter()
+        res = p.search(name, SearchRequest(query=text, **body), tm)
+        cpu.setdefault(name, []).append(time.process_time() - c0)
+        stage.setdefault(name, []).append(tm.stages.get("rerank", 0.0))
+        return time.perf_counter() - t0, res
+
+    lat = {v: [] for v in variants}
+    lat_od, runs, scored = [], {v: {} for v in variants}, {v: [] for v in variants}
+    for qi, (q, text) in enumerate(queries):
+        arms = list(variants) + (["on-demand"] if qi < args.on_demand_queries else [])
+        for arm in (arms if qi % 2 == 0 else arms[::-1]):
+            if arm == "on-demand":
+                lat_od.append(timed(cold, base, text)[0])
+                continue
+            dt, res = timed(pipe, names[arm], text)
+            lat[arm].append(dt)
+            runs[arm][q] = {r.id: float(len(res.results) - i) for i, r in enumerate(res.results)}
+            scored[arm].append(res.rerank_stats["scored"])
+    # the reference: the on-demand path with today's float32 token vectors, from memory
+    states = np.load(args.cache / "doc_states.npy", mmap_mode="r")
+    lens = _merged(args.cache, "doc_lens")
+    row = {t: i for i, t in enumerate(ds.doc_texts)}
+    mv = store.encoders.multivector(args.model)
+    mv.encode_documents = lambda texts, batch_size=32: [project(states[row[t], :lens[row[t]]], None) for t in texts]
+    ref_run, ref_lat = {}, []
+    try:
+        for q, text in queries:
+            dt, res = timed(pipe, base, text)
+            ref_lat.append(dt)
+            ref_run[q] = {r.id: float(len(res.results) - i) for i, r in enumerate(res.results)}
+    finally:
+        del mv.encode_documents
+    from encoders.metrics import evaluate
+    ref = evaluate(ref_run, ds.qrels, 10, 10)["nDCG@10"]
+    stats = {v: store.stats(names[v])["token_vectors"] for v in variants}
+    load = os.getloadavg()
+    print(f"SciFact test ({len(queries)} queries), hybrid {args.fusion} + MaxSim rerank kappa={args.kappa}, "
+          f"first_stage_weight={args.weight}, alpha={args.alpha or 0.0}, beta={args.beta}; "
+          f"{args.threads} torch thread(s), {len(os.sched_getaffinity(0))} cores; load average at the end "
+          f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}\n")
+    print("| token vectors | nDCG@10 | delta vs on-demand | top-10 overlap | candidates scored | bytes / doc "
+          "| bytes / token | search p50 ms | p90 ms | p99 ms | CPU ms / search p50 | rerank stage p50 ms |\n"
+          "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    if lat_od:
+        print(f"| on demand, today (first {len(lat_od)} queries, cold token cache) | - | - | - | {args.kappa} | 0 | 0 "
+              f"| {_pct(lat_od, 50):.0f} | {_pct(lat_od, 90):.0f} | {_pct(lat_od, 99):.0f} | "
+              f"{_pct(cpu[base][1:len(lat_od) + 1], 50):.0f} | {_pct(stage[base][1:len(lat_od) + 1], 50):.0f} |")
+    print(f"| on demand, float32 tokens served from memory (the nDCG reference) | {ref:.4f} | - | - | "
+          f"{args.kappa} | - | - | {_pct(ref_lat, 50):.1f} | {_pct(ref_lat, 90):.1f} | {_pct(ref_lat, 99):.1f} | - | - |")
+    out = {"reference_ndcg@10": ref, "on_demand_ms": [x * 1e3 for x in lat_od], "load": load, "variants": {}}
+    for v in variants:
+        m = evaluate(runs[v], ds.qrels, 10, 10)["nDCG@10"]
+        overlap = np.mean([len(set(runs[v][q]) & set(ref_run[q])) / max(len(ref_run[q]), 1) for q in ref_run])
+        st = stats[v]
+        print(f"| stored {v} | {m:.4f} | {m - ref:+.4f} | {overlap:.3f} | {np.mean(scored[v]):.1f} | "
+              f"{st['bytes_per_document']:,.0f} | {st['bytes_per_token']:.0f} | {_pct(lat[v], 50):.1f} | "
+              f"{_pct(lat[v], 90):.1f} | {_pct(lat[v], 99):.1f} | {_pct(cpu[names[v]][1:], 50):.1f} | "
+              f"{_pct(stage[names[v]][1:], 50):.1f} |")
+        out["variants"][v] = {"ndcg@10": m, "overlap": overlap, "token_vectors": st,
+                              "latency_ms": [x * 1e3 for x in lat[v]]}
+    if lat_od:
+        same = {v: lat[v][:len(lat_od)] for v in variants}
+        print(f"\nsame {len(lat_od)} queries, p50 ms: on demand {_pct(lat_od, 50):.0f}; "
+              + ", ".join(f"{v} {_pct(x, 50):.1f}" for v, x in same.items()))
+    if args.json:
+        args.json.write_text(json.dumps(out, indent=2) + "\n")
+    store.close()
     return 0
 
 

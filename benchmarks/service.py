@@ -82,8 +82,11 @@ def passages(folder: Path, limit: int):
                     return
 
 
-def build_passage_collection(beir: Path, limit: int, data_dir: Path, name: str, bm25_only: bool = False) -> int:
-    """Index the passages into ``name`` under ``data_dir`` unless it already holds them all."""
+def build_passage_collection(beir: Path, limit: int, data_dir: Path, name: str, bm25_only: bool = False,
+                             sparse_encoder: str | None = None, dense: bool = True) -> int:
+    """Index the passages into ``name`` under ``data_dir`` unless it already holds them all
+    (``sparse_encoder``: any registered sparse model, default the server's; ``dense=False``:
+    no dense or multivector field)."""
     from service.errors import NotFound
     from service.indexing import index_records
     from service.settings import Settings
@@ -98,7 +101,9 @@ def build_passage_collection(beir: Path, limit: int, data_dir: Path, name: str, 
             if bm25_only:
                 store.create(name, None, None, None)
             else:
-                store.create(name, settings.sparse_encoder, settings.dense_encoder, settings.multivector_encoder)
+                store.create(name, sparse_encoder or settings.sparse_encoder,
+                             settings.dense_encoder if dense else None,
+                             settings.multivector_encoder if dense else None)
         # Chunks are committed in order, so a killed build resumes after what is stored.
         done = store.stats(name)["documents"]
         if done < len(rows):
@@ -306,6 +311,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--beir", type=Path, help="serve passages of this BEIR folder and use its queries")
     ap.add_argument("--passages", type=int, default=100_000, help="with --beir: collection size")
     ap.add_argument("--bm25-only", action="store_true", help="with --beir: a BM25-only collection")
+    ap.add_argument("--sparse-encoder", help="with --beir: the collection's sparse model (any registered "
+                    "sparse kind, e.g. splade-tiny-inference-free; GET /models lists them)")
+    ap.add_argument("--no-dense", action="store_true", help="with --beir: no dense / multivector field")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--write", action="store_true", help="rewrite the 'service-load' section of BENCHMARKS.md")
     args = ap.parse_args(argv)
@@ -318,7 +326,8 @@ def main(argv: list[str] | None = None) -> int:
         queries, name, n_docs = QUERIES, "demo", 200
         if args.beir:
             name = "passages"
-            n_docs = build_passage_collection(args.beir, args.passages, data, name, args.bm25_only)
+            n_docs = build_passage_collection(args.beir, args.passages, data, name, args.bm25_only,
+                                              args.sparse_encoder, not args.no_dense)
             queries = [json.loads(line)["text"] for line in open(args.beir / "queries.jsonl")]
         port = free_port()
         proc = start_server(data, port, demo=args.beir is None, workers=args.workers)

@@ -7,6 +7,11 @@ terms), so that the documents sharing a query's top terms are not all equally re
 approximate search has something to get wrong. Non-zeros per document follow a log-normal
 around `doc_nnz` (SPLADE documents vary widely in length); weights are Gamma-distributed like
 log(1 + ReLU) activations, topical terms weighted up.
+
+The distribution is adjustable, so that a speed-up measured on one collection can be checked
+on others: the Zipf exponents of the background and of the topics, the number and size of
+topics, the share of topical terms and the documents' length (mean and spread). VARIANTS
+names the collections the benchmarks use (`synthetic-100k`, `synthetic-100k-flat`, ...).
 """
 from __future__ import annotations
 
@@ -81,18 +86,29 @@ def _zipf_cdf(size: int, exponent: float) -> np.ndarray:
 
 
 class SyntheticSplade:
-    """A generator of documents and queries sharing one vocabulary and topic model."""
+    """A generator of documents and queries sharing one vocabulary and topic model.
 
-    def __init__(self, dim: int = 30522, n_topics: int = 500, topic_size: int = 300, seed: int = 7):
+    zipf:           exponent of the background term popularity (1.0: SPLADE-like; lower is
+                    flatter, so posting lists are more even and summaries less selective).
+    topic_zipf:     exponent of term popularity inside a topic.
+    topical_share:  fraction of a document's draws from its topics (queries draw a bit more).
+    doc_sigma:      log-normal spread of document lengths.
+    """
+
+    def __init__(self, dim: int = 30522, n_topics: int = 500, topic_size: int = 300, seed: int = 7,
+                 zipf: float = 1.0, topic_zipf: float = 0.8, topical_share: float = 0.6,
+                 doc_sigma: float = 0.5):
         rng = np.random.default_rng(seed)
         self.dim = dim
         self.bg_terms = rng.permutation(dim).astype(np.int32)
-        self.bg_cdf = _zipf_cdf(dim, 1.0)
+        self.bg_cdf = _zipf_cdf(dim, zipf)
         self.topic_terms = np.stack([rng.choice(dim, size=topic_size, replace=False)
                                      for _ in range(n_topics)]).astype(np.int32)
-        self.topic_cdf = _zipf_cdf(topic_size, 0.8)
+        self.topic_cdf = _zipf_cdf(topic_size, topic_zipf)
         self.n_topics = n_topics
         self.seed = seed
+        self.topical_share = topical_share
+        self.doc_sigma = doc_sigma
 
     def _matrix(self, n, seed, mean_nnz, sigma, topical_share, boost):
         ptr, terms, vals = _generate(n, seed, mean_nnz, sigma, self.bg_cdf, self.bg_terms,
@@ -104,9 +120,34 @@ class SyntheticSplade:
         return m
 
     # Repeated draws of a term merge into one non-zero, so ask for more draws than the
-    # non-zeros wanted: measured, 120 non-zeros/document need 158 draws and 40/query need 46.
+    # non-zeros wanted: measured with the defaults, 120 non-zeros/document need 158 draws and
+    # 40/query need 46 (other settings land near, not on, mean_nnz).
     def documents(self, n: int, mean_nnz: int = 120) -> sp.csr_matrix:
-        return self._matrix(n, self.seed * 1000 + 1, round(mean_nnz * 1.32), 0.5, 0.6, 0.3)
+        return self._matrix(n, self.seed * 1000 + 1, round(mean_nnz * 1.32), self.doc_sigma,
+                            self.topical_share, 0.3)
 
     def queries(self, n: int, mean_nnz: int = 40) -> sp.csr_matrix:
-        return self._matrix(n, self.seed * 1000 + 2, round(mean_nnz * 1.15), 0.3, 0.7, 0.5)
+        return self._matrix(n, self.seed * 1000 + 2, round(mean_nnz * 1.15), 0.3,
+                            min(1.0, self.topical_share + 0.1), 0.5)
+
+
+# name -> (generator settings, mean non-zeros per document); the size is the name's suffix
+VARIANTS = {
+    "": ({}, 120),                                        # SPLADE-like default
+    "flat": ({"zipf": 0.8, "topic_zipf": 0.5, "topical_share": 0.4}, 120),  # flatter terms, weaker topics
+    "long": ({"doc_sigma": 0.7}, 300),                    # long, more varied documents (~250 nnz)
+    "topical": ({"n_topics": 2000, "topic_size": 150, "topical_share": 0.8}, 120),  # many narrow topics
+}
+SIZES = {"20k": 20_000, "100k": 100_000, "1m": 1_000_000}
+
+
+def dataset(name: str, n_queries: int) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """(documents, queries) of a name such as synthetic-100k or synthetic-100k-flat."""
+    parts = name.split("-")
+    if parts[0] != "synthetic" or len(parts) not in (2, 3) or parts[1] not in SIZES \
+            or (parts[2] if len(parts) == 3 else "") not in VARIANTS or parts[2:] == [""]:
+        raise ValueError(f"unknown synthetic dataset {name!r}: synthetic-<{'|'.join(SIZES)}>"
+                         f"[-<{'|'.join(v for v in VARIANTS if v)}>]")
+    settings, nnz = VARIANTS[parts[2] if len(parts) == 3 else ""]
+    gen = SyntheticSplade(**settings)
+    return gen.documents(SIZES[parts[1]], mean_nnz=nnz), gen.queries(n_queries)

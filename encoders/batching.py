@@ -17,12 +17,33 @@ def model_max_length(tokenizer: Any, config: Any, requested: int | None) -> int:
     return cap if requested is None else min(requested, cap)
 
 
-def length_sorted_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
-    """Indices grouped into batches of similar length (longest first), to limit padding."""
+def length_sorted_batches(lengths: list[int], batch_size: int, max_tokens: int | None = None
+                          ) -> list[list[int]]:
+    """Indices grouped into batches of similar length (longest first), to limit padding.
+
+    With ``max_tokens`` a batch is sized by tokens: it closes before its padded size
+    (texts x longest text) would pass ``max_tokens`` — so a batch of long texts is small and one
+    of short texts large — and ``batch_size`` only caps the count (a lone text longer than the
+    budget still gets its own batch). Without it, batches hold ``batch_size`` texts."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if max_tokens is not None and max_tokens < 1:
+        raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
     order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
-    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    if max_tokens is None:
+        return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    batches: list[list[int]] = []
+    current: list[int] = []
+    for i in order:
+        # longest first: the batch's first text sets its padded width
+        width = lengths[current[0]] if current else lengths[i]
+        if current and (len(current) >= batch_size or (len(current) + 1) * max(width, 1) > max_tokens):
+            batches.append(current)
+            current = []
+        current.append(i)
+    if current:
+        batches.append(current)
+    return batches
 
 
 def pad_batch(ids: list[list[int]], pad_id: int | None) -> tuple[torch.Tensor, torch.Tensor]:

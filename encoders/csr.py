@@ -3,7 +3,7 @@
 (Wen et al. 2025, "Beyond Matryoshka: Contrastive Sparse Representation"; CSRv2.) The encoder
 keeps the k largest ReLU pre-activations of a wide hidden layer (4-32x the input), so every
 text becomes a k-sparse vector over ``hidden`` latents that goes through the same sparse index
-as SPLADE. Training (``encoders.train_csr``) combines reconstruction, a dead-latent auxiliary
+as SPLADE. Training (``training.csr``) combines reconstruction, a dead-latent auxiliary
 loss, an optional contrastive loss on (query, relevant document) pairs, and CSRv2's progressive
 k-annealing.
 """
@@ -85,6 +85,8 @@ class CSREncoder:
     Load a trained checkpoint with ``CSREncoder.load(path)``; it records its dense model.
     """
 
+    tokenizer = None  # latents are no tokens: a client's sparse vector for CSR gives indices
+
     def __init__(self, dense: Any, sae: TopKSAE, k: int | None = None):
         if dense.dim != sae.d_in:
             raise ValueError(f"dense model gives {dense.dim} dims, autoencoder expects {sae.d_in}")
@@ -94,10 +96,13 @@ class CSREncoder:
         self.name = f"csr-k{self.k}"
 
     @classmethod
-    def load(cls, path: str | Path, k: int | None = None, progress: bool | None = None) -> CSREncoder:
+    def load(cls, path: str | Path, k: int | None = None, progress: bool | None = None,
+             dense_model: str | None = None, **dense_kwargs: Any) -> CSREncoder:
+        """A trained checkpoint over its dense model (the one it records, or ``dense_model``);
+        ``dense_kwargs`` (device, fast_queries, ...) go to the DenseEncoder."""
         from encoders.dense import DenseEncoder
         sae, meta = TopKSAE.load(path)
-        return cls(DenseEncoder(meta["dense_model"], progress=progress), sae, k)
+        return cls(DenseEncoder(dense_model or meta["dense_model"], progress=progress, **dense_kwargs), sae, k)
 
     @torch.inference_mode()
     def codes(self, embeddings: np.ndarray) -> sp.csr_matrix:

@@ -32,9 +32,12 @@ class DenseEncoder:
     """
 
     def __init__(self, model: str = DEFAULT_DENSE, *, max_length: int | None = None,
-                 progress: bool | None = None, int8: bool = False, fast_queries: bool = True):
+                 progress: bool | None = None, int8: bool = False, fast_queries: bool = True,
+                 device: str | None = None, batch_tokens: int | None = None):
         self.int8 = int8
-        self.backbone = TokenStates(model, max_length, progress, int8=int8, fast_queries=fast_queries)
+        self.backbone = TokenStates(model, max_length, progress, int8=int8, fast_queries=fast_queries,
+                                    device=device, batch_tokens=batch_tokens)
+        self.device = self.backbone.device
         self.name = self.backbone.name
         self.dim = self.backbone.hidden_size
 

@@ -15,21 +15,32 @@ import scipy.sparse as sp
 import torch
 from transformers import AutoModelForCausalLM
 
+from encoders import device as devices
 from encoders.base import check_texts, csr_from_rows, decode_row, progress, topk_indices
-from encoders.batching import length_sorted_batches, model_max_length, pad_batch, token_ids
+from encoders.batching import (
+    length_sorted_batches,
+    model_max_length,
+    pad_batch,
+    token_ids,
+)
 from encoders.models import load_model, load_tokenizer
 from encoders.sparse_head import SplitLMHead, max_pool
 
 
 class EchoSpladeEncoder:
-    """``prefix`` / ``echo_prefix`` are optional instruction texts before each copy."""
+    """``prefix`` / ``echo_prefix`` are optional instruction texts before each copy.
+    ``device``: as for SpladeEncoder (documents in bf16/fp16 on an accelerator, batches sized by
+    tokens)."""
 
     def __init__(self, model: str, *, max_length: int | None = None, prefix: str = "",
                  echo_prefix: str = "", top_k: int | None = None, chunk_tokens: int = 1024,
-                 progress: bool | None = None):
+                 progress: bool | None = None, device: str | None = None, batch_tokens: int | None = None):
         self.name = str(model)
+        self.device = devices.resolve(device)
+        self.doc_dtype = devices.half_dtype(self.device)
+        self.batch_tokens = batch_tokens
         self.tokenizer = load_tokenizer(model)
-        self.head = SplitLMHead(load_model(model, AutoModelForCausalLM))
+        self.head = SplitLMHead(load_model(model, AutoModelForCausalLM).to(self.device))
         self.dim = self.head.vocab_size
         self.max_length = model_max_length(self.tokenizer, self.head.model.config, max_length)
         bos = self.tokenizer.bos_token_id
@@ -49,12 +60,13 @@ class EchoSpladeEncoder:
         return first + t, list(range(len(first), len(first) + len(t)))
 
     @torch.inference_mode()
-    def weights(self, text_ids: list[list[int]]) -> torch.Tensor:
+    def weights(self, text_ids: list[list[int]], half: bool = False) -> torch.Tensor:
         inputs, pooled = zip(*(self.echo_inputs(t) for t in text_ids))
         input_ids, mask = pad_batch(list(inputs), self.tokenizer.pad_token_id)
-        states = self.head.hidden(input_ids, mask)
-        rows = torch.tensor([i for i, p in enumerate(pooled) for _ in p], dtype=torch.long)
-        cols = torch.tensor([c for p in pooled for c in p], dtype=torch.long)
+        with devices.autocast(self.device, self.doc_dtype if half else None):
+            states = self.head.hidden(input_ids.to(self.device), mask.to(self.device))
+        rows = torch.tensor([i for i, p in enumerate(pooled) for _ in p], dtype=torch.long, device=self.device)
+        cols = torch.tensor([c for p in pooled for c in p], dtype=torch.long, device=self.device)
         return max_pool(states[rows, cols], [len(p) for p in pooled], self.head.weight,
                         self.head.bias, self.chunk_tokens)
 
@@ -75,9 +87,16 @@ class EchoSpladeEncoder:
         if todo:
             ids = token_ids(self.tokenizer, [texts[i] for i in todo], add_special_tokens=False,
                             truncation=True, max_length=self.max_text_tokens)
-            batches = length_sorted_batches([len(x) for x in ids], batch_size)
+            documents = "documents" in desc
+            # the model reads each text twice: a text's tokens count double
+            lengths = [2 * len(x) for x in ids]
+            if documents:
+                cap, tokens = devices.batch_plan(self.device, batch_size, self.batch_tokens)
+                batches = length_sorted_batches(lengths, cap, tokens)
+            else:
+                batches = length_sorted_batches(lengths, batch_size)
             for batch in progress(batches, len(batches), len(todo), self.progress, desc):
-                w = self.weights([ids[j] for j in batch]).numpy()
+                w = self.weights([ids[j] for j in batch], half=documents).float().cpu().numpy()
                 for row_w, j in zip(w, batch):
                     nz = np.flatnonzero(row_w).astype(np.int32)
                     vals = row_w[nz]

@@ -24,7 +24,7 @@ import scipy.sparse as sp
 
 from encoders.base import canonical
 from encoders.beir import BeirDataset, file_hash
-from encoders.metrics import Run, evaluate
+from encoders.metrics import Run, evaluate, write_trec_run
 from encoders.models import REPO_ROOT
 from encoders.profiling import peak_rss_mb
 
@@ -57,7 +57,7 @@ def build_encoder(name: str, model: str | None, top_k_documents: int | None,
         path = Path(model) if model else models_dir() / "csr" / "csr-minilm-k8-anneal.pt"
         if not path.is_file():
             raise FileNotFoundError(f"no CSR checkpoint at {path}: train one with "
-                                    "`python -m encoders.train_csr <beir-folder>` or pass --model")
+                                    "`lsr train csr <beir-folder> --out DIR` or pass --model")
         return CSREncoder.load(path, top_k_documents, progress=progress)
     if name == "dense":
         from encoders.dense import DenseEncoder
@@ -129,7 +129,8 @@ def run_eval(folder: str | Path, encoder: str, *, model: str | None = None, spli
              k: int = 100, batch_size: int = 32, top_k_documents: int | None = None,
              cache_dir: Path | None = DEFAULT_CACHE, progress: bool | None = None,
              export: Path | None = None, vocabulary: Path | None = None, int8: bool = False,
-             search: Callable | None = None, index: str = "exact") -> dict[str, Any]:
+             search: Callable | None = None, index: str = "exact",
+             run_file: Path | None = None) -> dict[str, Any]:
     """Encode the corpus (cached) and the split's queries, retrieve the top k, score the run.
 
     ``search(queries, docs, k) -> (doc positions [nq, k], scores [nq, k])`` replaces the exact
@@ -178,6 +179,9 @@ def run_eval(folder: str | Path, encoder: str, *, model: str | None = None, spli
     idx, scores = (search or exact_search)(queries, docs, k)
     search_s = time.perf_counter() - t0
     run = to_run(ds.query_ids, ds.doc_ids, idx, scores, sparse=sp.issparse(docs))
+    if run_file is not None:  # for outside tools: pytrec_eval, ir-measures, ranx, trec_eval
+        write_trec_run(run_file, run, tag=f"{encoder}-{index}")
+        log(f"TREC run written to {run_file}")
     metrics = evaluate(run, ds.qrels, 10, k)
     return {"dataset": ds.name, "split": split, "encoder": encoder, "model": getattr(enc, "name", encoder),
             "index": index, "n_docs": len(ds.doc_ids), "n_queries": len(ds.query_ids), **metrics,
@@ -208,7 +212,8 @@ def run_from_args(args: argparse.Namespace, search: Callable | None = None, inde
                    batch_size=args.batch_size, top_k_documents=args.top_k_documents,
                    cache_dir=None if args.no_cache else args.cache_dir,
                    progress=False if args.no_progress else None, export=args.export,
-                   vocabulary=args.vocabulary, int8=args.int8, search=search, index=index)
+                   vocabulary=args.vocabulary, int8=args.int8, search=search, index=index,
+                   run_file=getattr(args, "run_file", None))
     print(f"nDCG@10 {res['nDCG@10']:.4f}")
     print(f"R@{args.k} {res[f'R@{args.k}']:.4f}")
     print(f"encoding: {res['docs_per_s']:.1f} docs/s, peak RSS {res['peak_rss_mb']:.0f} MiB; {index} "
@@ -227,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--k", type=int, default=100, help="retrieval depth and recall cut-off")
     ap.add_argument("--no-progress", action="store_true")
     ap.add_argument("--json", type=Path, help="write all results here")
+    ap.add_argument("--run-file", type=Path, help="write the run as a TREC run file")
     add_encoder_arguments(ap)
     return run_from_args(ap.parse_args(argv))
 

@@ -48,3 +48,28 @@ def evaluate(run: Run, qrels: Qrels, ndcg_k: int = 10, recall_k: int = 100) -> d
     scores = per_query(run, qrels, ndcg_k, recall_k)
     names = [f"nDCG@{ndcg_k}", f"R@{recall_k}"]
     return {m: sum(s[m] for s in scores.values()) / len(scores) for m in names}
+
+
+def write_trec_run(path, run: Run, tag: str = "lsr") -> int:
+    """Write ``run`` as a TREC run file (``qid Q0 docid rank score tag``, one line a result,
+    rank from 1 in trec_eval order) that pytrec_eval, ir-measures, ranx and trec_eval read;
+    returns the lines written. Written to a temporary file and renamed: never half a run."""
+    import os
+    from pathlib import Path
+    path = Path(path)
+    if not tag or any(c.isspace() for c in tag):
+        raise ValueError(f"a run tag is one word, got {tag!r}")
+    lines = []
+    for qid, results in run.items():
+        if any(c.isspace() for c in qid):
+            raise ValueError(f"query id {qid!r} contains whitespace: not representable in a TREC run")
+        for rank, d in enumerate(ranked(results), 1):
+            if any(c.isspace() for c in d):
+                raise ValueError(f"document id {d!r} contains whitespace: not representable in a TREC run")
+            lines.append(f"{qid} Q0 {d} {rank} {results[d]:.9g} {tag}\n")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.writelines(lines)
+    os.replace(tmp, path)
+    return len(lines)

@@ -10,6 +10,7 @@ So a real ColBERT checkpoint directory loads through this same class.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -53,25 +54,68 @@ def maxsim(q_tokens: np.ndarray, d_tokens: np.ndarray) -> float:
     return float((np.asarray(q_tokens) @ np.asarray(d_tokens).T).max(axis=1).sum())
 
 
-def maxsim_scores(q_tokens: np.ndarray, docs: list[np.ndarray]) -> np.ndarray:
+class StackedTokens(NamedTuple):
+    """Many documents' token vectors in one block, as a collection stores them: ``codes``
+    [sum of lengths, dim] (float32, float16 or int8), ``lengths`` per document, and for int8
+    codes one ``scales`` entry per token (vector = code x scale); None otherwise."""
+    codes: np.ndarray
+    lengths: np.ndarray
+    scales: np.ndarray | None = None
+
+
+def maxsim_scores(q_tokens: np.ndarray, docs: "list[np.ndarray] | StackedTokens") -> np.ndarray:
     """MaxSim of one query against each document, as float32 [len(docs)].
 
     One matrix product for the whole batch: the documents' token vectors are stacked
     ([sum of lengths, dim] x [dim, query tokens]) and the per-document maxima are taken by
     segment (``np.maximum.reduceat``), so no padding is computed. Equals ``maxsim`` per document.
-    """
+    ``docs`` already stacked (StackedTokens) skips the stacking; int8 codes are multiplied
+    by their scales after the product (one multiply per token and query token, not per
+    dimension)."""
     q = np.asarray(q_tokens, dtype=np.float32)
-    out = np.zeros(len(docs), dtype=np.float32)
-    lengths = np.array([len(d) for d in docs], dtype=np.int64)
+    if not isinstance(docs, StackedTokens):
+        lengths = np.array([len(d) for d in docs], dtype=np.int64)
+        keep = [np.asarray(d, dtype=np.float32) for d in docs if len(d)]
+        flat = (np.concatenate(keep) if len(keep) > 1 else keep[0]) if keep else None
+        docs = StackedTokens(flat, lengths)
+    lengths = np.asarray(docs.lengths, dtype=np.int64)
+    out = np.zeros(len(lengths), dtype=np.float32)
     keep = np.flatnonzero(lengths > 0)
     if len(q) == 0 or len(keep) == 0:
         return out
-    stacked = np.concatenate([np.asarray(docs[i], dtype=np.float32) for i in keep]) if len(keep) > 1 \
-        else np.asarray(docs[keep[0]], dtype=np.float32)
-    sims = stacked @ q.T                                           # [sum L, query tokens]
+    sims = np.asarray(docs.codes, dtype=np.float32) @ q.T          # [sum L, query tokens]
+    if docs.scales is not None:
+        sims *= np.asarray(docs.scales, dtype=np.float32)[:, None]
     starts = np.concatenate(([0], np.cumsum(lengths[keep])[:-1]))
     out[keep] = np.maximum.reduceat(sims, starts, axis=0).sum(axis=1)
     return out
+
+
+PROJECTION_SEED = 20240601
+
+
+def fixed_projection(in_dim: int, out_dim: int, seed: int = PROJECTION_SEED) -> np.ndarray:
+    """A fixed [out_dim, in_dim] projection with orthonormal rows (QR of a seeded Gaussian):
+    the same matrix on every machine and run, so a collection needs only ``out_dim`` to map
+    query tokens the way its stored document tokens were mapped. Orthonormal rows keep the
+    projected dot products unbiased estimates of in_dim / out_dim x the originals; tokens are
+    L2-normalised again after it (``project_tokens``)."""
+    if not 0 < out_dim <= in_dim:
+        raise ValueError(f"a projection goes to 1..{in_dim} dimensions, not {out_dim}")
+    if out_dim == in_dim:
+        return np.eye(in_dim, dtype=np.float32)
+    g = np.random.default_rng(seed).standard_normal((in_dim, out_dim))
+    q, _ = np.linalg.qr(g)  # [in_dim, out_dim], orthonormal columns
+    return np.ascontiguousarray(q.T, dtype=np.float32)
+
+
+def project_tokens(tokens: np.ndarray, weight: np.ndarray | None) -> np.ndarray:
+    """Token vectors through a projection (None: unchanged), L2-normalised again."""
+    t = np.asarray(tokens, dtype=np.float32)
+    if weight is None or len(t) == 0:
+        return t
+    t = t @ weight.T
+    return t / np.maximum(np.linalg.norm(t, axis=1, keepdims=True), 1e-12)
 
 
 class MultiVectorEncoder:
@@ -83,8 +127,11 @@ class MultiVectorEncoder:
     """
 
     def __init__(self, model: str = DEFAULT_DENSE, *, projection: str | Path | None = None,
-                 max_length: int | None = None, progress: bool | None = None, fast_queries: bool = True):
-        self.backbone = TokenStates(model, max_length, progress, fast_queries=fast_queries)
+                 max_length: int | None = None, progress: bool | None = None, fast_queries: bool = True,
+                 device: str | None = None, batch_tokens: int | None = None):
+        self.backbone = TokenStates(model, max_length, progress, fast_queries=fast_queries,
+                                    device=device, batch_tokens=batch_tokens)
+        self.device = self.backbone.device
         self.name = self.backbone.name
         self.projection = find_projection(self.backbone.path, projection)
         if self.projection is not None and self.projection.shape[1] != self.backbone.hidden_size:

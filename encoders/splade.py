@@ -10,8 +10,14 @@ import scipy.sparse as sp
 import torch
 from transformers import AutoModelForMaskedLM
 
+from encoders import device as devices
 from encoders.base import check_texts, csr_from_rows, decode_row, progress, topk_indices
-from encoders.batching import length_sorted_batches, model_max_length, pad_batch, token_ids
+from encoders.batching import (
+    length_sorted_batches,
+    model_max_length,
+    pad_batch,
+    token_ids,
+)
 from encoders.models import DEFAULT_SPLADE, load_model, load_tokenizer
 from encoders.sparse_head import SplitLMHead, max_pool, pack_weight
 
@@ -29,6 +35,11 @@ class SpladeEncoder:
     input tokens (rare terms are mostly a text's own words, and calibration cannot know
     them). The head is ~3/4 of the work, so it shrinks in proportion; other terms get weight
     0, kept terms get exactly the weights of the full head.
+
+    ``device`` (default: the process default, ``encoders.device``): on the CPU the fused C++
+    head; on an accelerator the chunked torch head (``sparse_head._indexed_max``) and documents
+    in bf16/fp16 (the vocabulary projection stays float32). Document batches are sized by
+    tokens (``batch_tokens``; ``encoders.device.batch_plan``).
     """
 
     def __init__(
@@ -43,10 +54,16 @@ class SpladeEncoder:
         progress: bool | None = None,
         vocabulary: np.ndarray | str | None = None,
         fused_head: bool = True,
+        device: str | None = None,
+        batch_tokens: int | None = None,
     ):
         self.name = str(model)
+        self.device = devices.resolve(device)
+        self.doc_dtype = devices.half_dtype(self.device)
+        self.batch_tokens = batch_tokens
         self.tokenizer = load_tokenizer(model)
-        self.head = SplitLMHead(load_model(model, AutoModelForMaskedLM))
+        # moved before the split: the head keeps the (moved) projection weights
+        self.head = SplitLMHead(load_model(model, AutoModelForMaskedLM).to(self.device))
         config = self.head.model.config
         self.dim = self.head.vocab_size
         self.max_length = model_max_length(self.tokenizer, config, max_length)
@@ -55,8 +72,8 @@ class SpladeEncoder:
         self.top_k_queries = top_k_queries
         self.chunk_tokens = chunk_tokens
         self.progress = progress
-        self.fused_head = fused_head
-        self._packed = pack_weight(self.head.weight) if fused_head else None
+        self.fused_head = fused_head and self.device.type == "cpu"  # the C++ head is the CPU path
+        self._packed = pack_weight(self.head.weight) if self.fused_head else None
         self.vocabulary: torch.Tensor | None = None
         if vocabulary is not None:
             self.set_vocabulary(vocabulary)
@@ -71,7 +88,7 @@ class SpladeEncoder:
             raise ValueError("vocabulary must be a non-empty 1-d array of integer term ids")
         if ids.min() < 0 or ids.max() >= self.dim:
             raise ValueError(f"vocabulary term ids must be in [0, {self.dim})")
-        self.vocabulary = torch.from_numpy(np.unique(ids).astype(np.int64))
+        self.vocabulary = torch.from_numpy(np.unique(ids).astype(np.int64)).to(self.device)
 
     def calibrate_vocabulary(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
         """Ids of every term with a non-zero document weight on ``texts`` (full head)."""
@@ -95,11 +112,14 @@ class SpladeEncoder:
         return token_ids(self.tokenizer, texts, truncation=True, max_length=max_length)
 
     @torch.inference_mode()
-    def weights(self, ids: list[list[int]]) -> torch.Tensor:
-        """Dense SPLADE weights [len(ids), vocab] for one batch of token id lists."""
+    def weights(self, ids: list[list[int]], half: bool = False) -> torch.Tensor:
+        """Dense SPLADE weights [len(ids), vocab] for one batch of token id lists (on the
+        encoder's device; ``half``: the transformer in bf16/fp16 where the device has it)."""
         lengths = [len(x) for x in ids]
         input_ids, mask = pad_batch(ids, self.tokenizer.pad_token_id)
-        states = self.head.hidden(input_ids, mask)
+        input_ids, mask = input_ids.to(self.device), mask.to(self.device)
+        with devices.autocast(self.device, self.doc_dtype if half else None):
+            states = self.head.hidden(input_ids, mask)
         # Only unpadded positions reach the vocabulary projection.
         valid = states[mask.bool()]
         if self.vocabulary is None:
@@ -109,7 +129,7 @@ class SpladeEncoder:
         weight = self.head.weight[keep]
         packed = pack_weight(weight) if self.fused_head else None
         sub = max_pool(valid, lengths, weight, bias, self.chunk_tokens, packed)
-        out = torch.zeros((len(ids), self.dim), dtype=sub.dtype)
+        out = torch.zeros((len(ids), self.dim), dtype=sub.dtype, device=sub.device)
         out[:, keep] = sub
         return out
 
@@ -125,9 +145,14 @@ class SpladeEncoder:
         todo = [i for i, t in enumerate(texts) if t.strip()]
         if todo:
             ids = self._tokenize([texts[i] for i in todo], max_length)
-            batches = length_sorted_batches([len(x) for x in ids], batch_size)
+            documents = what == "documents"
+            if documents:
+                cap, tokens = devices.batch_plan(self.device, batch_size, self.batch_tokens)
+                batches = length_sorted_batches([len(x) for x in ids], cap, tokens)
+            else:
+                batches = length_sorted_batches([len(x) for x in ids], batch_size)
             for batch in progress(batches, len(batches), len(todo), self.progress, f"SPLADE {what}"):
-                w = self.weights([ids[j] for j in batch]).numpy()
+                w = self.weights([ids[j] for j in batch], half=documents).float().cpu().numpy()
                 for row_w, j in zip(w, batch):
                     nz = np.flatnonzero(row_w).astype(np.int32)
                     vals = row_w[nz]

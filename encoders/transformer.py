@@ -12,8 +12,14 @@ from typing import Any
 import torch
 from transformers import AutoConfig, AutoModel
 
+from encoders import device as devices
 from encoders.base import progress
-from encoders.batching import length_sorted_batches, model_max_length, pad_batch, token_ids
+from encoders.batching import (
+    length_sorted_batches,
+    model_max_length,
+    pad_batch,
+    token_ids,
+)
 from encoders.models import load_model, load_tokenizer, resolve
 from encoders.onnx_graphs import OnnxTransformer
 
@@ -40,22 +46,32 @@ class TokenStates:
       overhead, so a lone MiniLM query encodes ~2.4x faster. Loaded on the first query, so
       document-only users never pay for it. It is checked against PyTorch on a probe text when
       it loads, and an architecture it cannot reproduce falls back to PyTorch (logged).
+
+    ``device`` (default: the process default, ``encoders.device``): where the PyTorch model
+    runs. On an accelerator documents run in bf16/fp16 in batches sized by tokens, and queries
+    run in PyTorch there too (the ONNX graphs are the CPU's; ``int8`` needs the CPU).
     """
 
     def __init__(self, model: str, max_length: int | None = None, progress: bool | None = None,
-                 int8: bool = False, fast_queries: bool = True):
+                 int8: bool = False, fast_queries: bool = True, device: str | None = None,
+                 batch_tokens: int | None = None):
         self.name = str(model)
         self.path = resolve(model)
+        self.device = devices.resolve(device)
+        if int8 and self.device.type != "cpu":
+            raise devices.DeviceError(f"int8 (ONNX Runtime) documents run on the CPU, not on {self.device}")
+        self.doc_dtype = devices.half_dtype(self.device)
+        self.batch_tokens = batch_tokens
         self.tokenizer = load_tokenizer(model)
         self.int8 = int8
-        self.fast_queries = fast_queries or int8
+        self.fast_queries = (fast_queries or int8) and self.device.type == "cpu"
         self.int8_model: OnnxTransformer | None = None
         self.model: Any = None  # PyTorch, for documents (absent with int8=True)
         if int8:
             self.config = AutoConfig.from_pretrained(self.path)
             self.int8_model = OnnxTransformer(self.path, "int8")
         else:
-            self.model = load_model(model, AutoModel)
+            self.model = load_model(model, AutoModel).to(self.device)
             self.config = self.model.config
         self._query_model: Any = None
         self._query_lock = threading.Lock()
@@ -113,8 +129,21 @@ class TokenStates:
         else:
             raise ValueError(f"role must be 'documents' or 'queries', got {role!r}")
         ids = self.tokenize(texts)
-        groups = length_sorted_batches([len(x) for x in ids], batch_size)
+        torch_model = model is self.model
+        if role == "documents":
+            cap, tokens = devices.batch_plan(self.device if torch_model else torch.device("cpu"),
+                                             batch_size, self.batch_tokens)
+            groups = length_sorted_batches([len(x) for x in ids], cap, tokens)
+        else:
+            groups = length_sorted_batches([len(x) for x in ids], batch_size)
+        half = self.doc_dtype if role == "documents" and torch_model else None
         for group in progress(groups, len(groups), len(texts), self.progress, desc):
             input_ids, mask = pad_batch([ids[i] for i in group], self.tokenizer.pad_token_id)
-            out: Any = model(input_ids=input_ids, attention_mask=mask)
-            yield group, out.last_hidden_state, mask
+            if torch_model and self.device.type != "cpu":
+                with devices.autocast(self.device, half):
+                    out: Any = model(input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device))
+                # float32 on the CPU for the pooling that follows (callers work in numpy)
+                yield group, out.last_hidden_state.float().cpu(), mask
+            else:
+                out = model(input_ids=input_ids, attention_mask=mask)
+                yield group, out.last_hidden_state, mask

@@ -13,6 +13,7 @@ import scipy.sparse as sp
 
 from .filters import MetadataColumns
 from .scoring import score_rows, top_k
+from .token_store import GrowableTokens, TokenRows
 
 
 class _Growable:
@@ -53,6 +54,8 @@ class WriteBuffer:
                 self._sparse[name] = (ptr, _Growable(np.int32), _Growable(np.float32))
             else:
                 self._dense[name] = _Growable(np.float32, spec.dim)
+        self._tokens = (GrowableTokens(config.store_token_vectors, config.token_dim)
+                        if config.store_token_vectors else None)
         self._columns: tuple[int, MetadataColumns] | None = None
 
     @property
@@ -63,9 +66,14 @@ class WriteBuffer:
     def n_alive(self) -> int:
         return int(self._alive.view().sum())
 
-    def append(self, ids, seq: int, vectors: dict, texts, metadata, lengths) -> None:
-        """Append canonical rows (validated by the caller)."""
+    def append(self, ids, seq: int, vectors: dict, texts, metadata, lengths,
+               tokens: TokenRows | None = None) -> None:
+        """Append canonical rows (validated by the caller); tokens: their stored token vectors
+        (none given: empty ones, e.g. a WAL record written before the collection had them)."""
         n = len(ids)
+        if self._tokens is not None:
+            self._tokens.append(tokens if tokens is not None and tokens.dtype == self._tokens.dtype
+                                else TokenRows.empty(self._tokens.dtype, self._tokens.dim, n))
         for name, (ptr, terms, vals) in self._sparse.items():
             m = vectors[name]
             ptr.extend(m.indptr[1:].astype(np.int64) + ptr.arr[ptr.n - 1])
@@ -122,6 +130,25 @@ class WriteBuffer:
         ptr, terms, vals = self.forward(field)
         m = sp.csr_matrix((vals, terms, ptr), shape=(len(ptr) - 1, self.config.fields[field].dim))
         return m[rows]
+
+    def token_rows(self, rows) -> TokenRows | None:
+        """The rows' stored token vectors (None: the collection stores none)."""
+        return None if self._tokens is None else self._tokens.view().take(rows)
+
+    def token_slice(self, row: int):
+        """One row's stored token vectors as (codes, scales) views, or None when there are none."""
+        if self._tokens is None:
+            return None
+        t = self._tokens.view()
+        a, b = int(t.ptr[row]), int(t.ptr[row + 1])
+        return t.codes[a:b], t.scales[a:b]
+
+    def token_bytes(self) -> tuple[int, int]:
+        """(bytes, tokens) of the stored token vectors held in memory."""
+        if self._tokens is None:
+            return 0, 0
+        v = self._tokens.view()
+        return v.nbytes(), len(v.codes)
 
     def text(self, row: int):
         return self.texts[row]

@@ -56,13 +56,15 @@ from .combining import Combiner
 from .datadir import acquire_collection_lock
 from .errors import (ClosedError, CollectionExistsError, CollectionLockedError, CollectionNotFoundError,
                      CorruptionError, InvalidInputError, LsrError, NotFoundError, ReadOnlyError)
+from .facets import FacetCounts
 from .filters import Filter
-from .maintenance import Maintainer, MaintenancePolicy
+from .maintenance import Maintainer, MaintenancePolicy, report_timing
 from .query import DEFAULTS, SearchParams, SparseQuery
 from .searcher import Hit, search_dense_batch, search_sparse
 from .segment import BuildCancelled, Segment, segment_dir_name, write_segment
 from .storage import IndexFormatError, load_arrays, save_arrays
 from .term_stats import LiveTermStats, TermStats
+from .token_store import TokenRows, check_tokens
 from .validation import check_k
 from .write_input import check_ids, check_upsert
 from .wal import TOLERATE_TORN_TAIL, DeleteOp, UpsertOp, WalTail, WriteAheadLog, encode_op
@@ -344,20 +346,23 @@ class Collection:
                                 "that holds its write lock takes writes")
 
     # ------------------------------------------------------------------ writes
-    def upsert(self, ids, vectors, texts=None, metadata=None, lengths=None) -> int:
+    def upsert(self, ids, vectors, texts=None, metadata=None, lengths=None, tokens=None) -> int:
         """Insert or replace documents; durable (WAL fsync'd) when this returns.
 
         vectors: {field: matrix} with one row per id: a CSR matrix for a sparse field, an
         [n, dim] array for a dense field (a bare matrix when the collection has one field).
         lengths: document lengths in tokens for BM25 statistics; default: the number of
         non-zero terms in the first sparse field. Raises ValueError on bad input, storing nothing.
+        tokens: with store_token_vectors, per document its token vectors (float [n_tokens,
+        token_dim], None for none), stored quantised (token_store.py).
         """
         ids, vecs, texts, metadata, lengths = check_upsert(self.config, ids, vectors, texts, metadata,
                                                            lengths)
+        token_rows = check_tokens(self.config, tokens, len(ids))
         with self._lock:
             self._check_writable()
             self._wait_for_room()
-            op = UpsertOp(self._next_seq, ids, vecs, texts, metadata, lengths)
+            op = UpsertOp(self._next_seq, ids, vecs, texts, metadata, lengths, token_rows)
             self._wal.append(encode_op(op))  # encode_op raises ValueError before anything is written
             self._next_seq += 1
             self._apply(op)
@@ -394,6 +399,10 @@ class Collection:
                 vectors[f] = sp.vstack(rows, format="csr") if spec.kind == "sparse" else np.stack(rows)
             texts = [loc.container.text(loc.row) for loc in locs]
             lengths = np.array([loc.container.lengths[loc.row] for loc in locs], dtype=np.int64)
+            tokens = None
+            if self.config.store_token_vectors:  # carried as stored, never re-quantised
+                tokens = TokenRows.concat([loc.container.token_rows([loc.row]) for loc in locs],
+                                          self.config.store_token_vectors, self.config.token_dim)
             metadata = []
             for i, loc in zip(ids, locs):
                 if not merge:
@@ -406,7 +415,7 @@ class Collection:
                     else:
                         old[k] = v
                 metadata.append(old)
-            return self.upsert(ids, vectors, texts, metadata, lengths)
+            return self.upsert(ids, vectors, texts, metadata, lengths, tokens)
 
     def _wait_for_room(self) -> None:
         """Under the lock: back-pressure. Wait while the buffer is at max_buffer_docs (the
@@ -445,7 +454,8 @@ class Collection:
         with self._lock:
             return self.delete(self.ids(flt))
 
-    def install_segment(self, key: str, ids, vectors, texts=None, metadata=None, lengths=None) -> bool:
+    def install_segment(self, key: str, ids, vectors, texts=None, metadata=None, lengths=None,
+                        tokens=None) -> bool:
         """Bulk load one batch: build a sealed segment from these documents and make it visible
         in one manifest commit, with no WAL record per document. Arguments as for upsert().
 
@@ -459,6 +469,7 @@ class Collection:
             raise InvalidInputError("key must be a non-empty string of at most 1024 characters")
         ids, vecs, texts, metadata, lengths = check_upsert(self.config, ids, vectors, texts, metadata,
                                                            lengths)
+        token_rows = check_tokens(self.config, tokens, len(ids))
         with self._lock:
             self._check_writable()
             if key in self._installed:
@@ -471,7 +482,8 @@ class Collection:
             path = write_segment(self.path / "segments", seg_id, self.config, ids,
                                  np.full(len(ids), seq, np.int64), vecs,
                                  texts if texts is not None else [None] * len(ids),
-                                 metadata if metadata is not None else [None] * len(ids), lengths)
+                                 metadata if metadata is not None else [None] * len(ids), lengths,
+                                 tokens=token_rows)
             crashpoints.step("install.segment_written")
             seg = Segment(path, self.config)
             with self._lock:
@@ -535,7 +547,7 @@ class Collection:
         texts = op.texts if op.texts is not None else [None] * len(op.ids)
         meta = op.metadata if op.metadata is not None else [None] * len(op.ids)
         self._kill(kills)
-        buf.append(op.ids, op.seq, op.vectors, texts, meta, op.lengths)
+        buf.append(op.ids, op.seq, op.vectors, texts, meta, op.lengths, op.tokens)
         self._term_stats.add(op)
         if stale:
             self._kill({buf: stale})
@@ -573,6 +585,25 @@ class Collection:
         return Document(doc_id, c.text(r), c.metadata(r),
                         {f: c.vector(f, r) for f in self.config.fields}, loc.seq)
 
+    def token_vectors(self, ids: list[str]) -> TokenRows | None:
+        """Stored token vectors of these documents for MaxSim reranking, in their stored form
+        (token_store.TokenRows: one stacked block, ``rows.doc(i)`` dequantises the i-th);
+        an id that is not live, or stored none, has an empty slice. None when the collection
+        stores no token vectors."""
+        dtype, dim = self.config.store_token_vectors, self.config.token_dim
+        if not dtype:
+            return None
+        with self._lock:
+            locs = [self._live.get(d) for d in ids]
+        got = [None if loc is None else loc.container.token_slice(loc.row) for loc in locs]
+        found = [g for g in got if g is not None and len(g[0])]
+        ptr = np.zeros(len(ids) + 1, np.int64)
+        np.cumsum([0 if g is None else len(g[0]) for g in got], out=ptr[1:])
+        if not found:
+            return TokenRows.empty(dtype, dim, len(ids))
+        return TokenRows(dtype, ptr, np.concatenate([c for c, _ in found]),
+                         np.concatenate([s for _, s in found]))
+
     def ids(self, filter=None) -> list[str]:
         """The live ids; with a filter (filters.py syntax or a parsed Filter), those whose
         metadata matches, read from one consistent snapshot."""
@@ -586,6 +617,31 @@ class Collection:
             ids = c.ids
             out += [ids[r] for r in rows]
         return out
+
+    def facet_counts(self, key: str, filter=None, ids=None) -> dict:
+        """Value counts of a metadata key (facets.py): over the live documents that match the
+        filter, or over the given ids (those live; the filter then also applies). JSON-able:
+        {"values": [[value, count], ...], "missing": n, "documents": n}; shards add up."""
+        flt = filter if isinstance(filter, Filter) or filter is None else Filter.parse(filter)
+        out = FacetCounts()
+        if ids is not None:
+            by_container: dict[int, tuple] = {}
+            with self._lock:
+                self._check_open()
+                for d in ids:
+                    loc = self._live.get(d)
+                    if loc is not None:
+                        by_container.setdefault(id(loc.container), (loc.container, []))[1].append(loc.row)
+            for c, rows in by_container.values():
+                rows = np.asarray(rows, dtype=np.int64)
+                if flt is not None:
+                    rows = rows[flt.mask(c.metadata_columns())[rows]]
+                out.count(c.metadata_columns(), rows, key)
+            return out.as_dict()
+        for c, alive in self._snapshot():
+            mask = alive if flt is None else alive & flt.mask(c.metadata_columns())[: len(alive)]
+            out.count(c.metadata_columns(), np.flatnonzero(mask), key)
+        return out.as_dict()
 
     def _snapshot(self) -> list:
         with self._lock:
@@ -643,6 +699,15 @@ class Collection:
                    "generation": self._generation, "encoders": dict(self.config.encoders),
                    "fields": {n: s.kind for n, s in self.config.fields.items()},
                    "activity": dict(self._activity)}
+            if self.config.store_token_vectors:
+                parts = [s.token_bytes() + (s.n_rows,) for s in self._segments]
+                parts += [b.token_bytes() + (b.n_rows,) for b in self._sealing + [self._buffer]]
+                nbytes, tokens, rows = (sum(p[i] for p in parts) for i in range(3))
+                out["token_vectors"] = {
+                    "dtype": self.config.store_token_vectors, "dim": self.config.token_dim,
+                    "tokens": tokens, "bytes": nbytes, "bytes_per_document": nbytes / rows if rows else 0.0,
+                    "bytes_per_token": nbytes / tokens if tokens else 0.0,
+                    "tokens_per_document": tokens / rows if rows else 0.0}
         out["bytes"] = _disk_bytes(self.path)
         return out
 
@@ -700,7 +765,7 @@ class Collection:
             path = write_segment(self.path / "segments", seg_id, self.config,
                                  [buf.ids[r] for r in rows], buf.seqs[rows], vectors,
                                  [all_texts[r] for r in rows], [all_meta[r] for r in rows],
-                                 buf.lengths[rows])
+                                 buf.lengths[rows], tokens=buf.token_rows(rows))
             seg = Segment(path, self.config)
         with self._lock:
             if seg is not None:
@@ -712,6 +777,7 @@ class Collection:
             self._wal.remove_before(self._checkpoint + 1)
             self._activity["flushes"] += 1
             self._activity["flush_seconds"] += time.perf_counter() - t0
+        report_timing("flush", self, time.perf_counter() - t0)
         return seg_id
 
     def _adopt(self, seg: Segment, sources: list) -> None:
@@ -758,6 +824,7 @@ class Collection:
                 self._commit()
                 self._activity["merges"] += 1
                 self._activity["merge_seconds"] += time.perf_counter() - t0
+            report_timing("merge", self, time.perf_counter() - t0)
             for s in cands:  # searches still holding them keep their open mmaps
                 shutil.rmtree(s.path, ignore_errors=True)
                 crashpoints.step("merge.remove_segment")
@@ -777,8 +844,12 @@ class Collection:
             texts += [all_texts[r] for r in rows]
             meta += [all_meta[r] for r in rows]
             lengths.append(c.lengths[rows])
+        tokens = None
+        if self.config.store_token_vectors:  # the codes as stored: a merge never re-quantises
+            tokens = TokenRows.concat([c.token_rows(rows) for c, rows in sources],
+                                      self.config.store_token_vectors, self.config.token_dim)
         return write_segment(self.path / "segments", seg_id, self.config, ids, np.concatenate(seqs),
-                             vectors, texts, meta, np.concatenate(lengths), cancelled)
+                             vectors, texts, meta, np.concatenate(lengths), cancelled, tokens)
 
     def _commit(self) -> None:
         """Under the lock: write tombstones and the manifest for the current segment list."""

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field, fields
 
 from .errors import InvalidInputError
 from .seismic.config import SeismicParams
+from .token_store import TOKEN_DTYPES
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 FIELD_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,31}$")
@@ -90,7 +91,8 @@ class FieldSpec:
 
 
 def _option(default, doc: str, **bounds):
-    """A collection option: its default, its bounds (ge / gt / le) and what it does. Declared
+    """A collection option: its default, its bounds (ge / gt / le, or choices for a string)
+    and what it does; None is allowed where the default is None. Declared
     once here: the checks below and the REST schema (service/schemas.py) are derived from it."""
     return field(default=default, metadata={"doc": doc, "bounds": bounds})
 
@@ -121,6 +123,13 @@ class CollectionConfig:
     filter_exact_docs: int = _option(5_000, "a filtered search scores a segment's matching rows exactly "
                                      "when at most this many match (else it over-fetches from the index)",
                                      ge=0)
+    store_token_vectors: str | None = _option(None, "store each document's token vectors for MaxSim "
+                                              "reranking, as 'fp16' or 'int8' (one scale per token); "
+                                              "null: reranking encodes the candidates' text per query",
+                                              choices=TOKEN_DTYPES)
+    token_dim: int | None = _option(None, "dimension of the stored token vectors (with "
+                                    "store_token_vectors; the service defaults it to the multivector "
+                                    "encoder's and projects to a smaller one, e.g. 128)", ge=1, le=4096)
 
     def __post_init__(self):
         if not isinstance(self.fields, dict) or not self.fields:
@@ -140,6 +149,9 @@ class CollectionConfig:
             object.__setattr__(self, "max_buffer_docs", 4 * self.flush_docs)
         for opt in OPTIONS:
             _check_option(opt, getattr(self, opt.name))
+        if (self.store_token_vectors is None) != (self.token_dim is None):
+            raise InvalidInputError("store_token_vectors and token_dim go together: give both or "
+                                    f"neither (got {self.store_token_vectors!r}, {self.token_dim!r})")
         if self.max_buffer_docs < self.flush_docs:
             raise InvalidInputError(f"max_buffer_docs must be >= flush_docs ({self.flush_docs}), "
                                     f"got {self.max_buffer_docs}")
@@ -167,12 +179,18 @@ OPTIONS = tuple(f for f in fields(CollectionConfig) if "doc" in f.metadata)
 
 
 def _check_option(opt, value) -> None:
+    b = opt.metadata["bounds"]
+    if value is None and opt.default is None:
+        return
+    if "choices" in b:
+        if value not in b["choices"]:
+            raise InvalidInputError(f"{opt.name} must be one of {list(b['choices'])} or null, got {value!r}")
+        return
     integer = opt.type.startswith("int")
     ok_type = (isinstance(value, int) if integer else isinstance(value, (int, float)) and math.isfinite(value))
     if isinstance(value, bool) or not ok_type:
         raise InvalidInputError(f"{opt.name} must be {'an integer' if integer else 'a finite number'}, "
                                 f"got {value!r}")
-    b = opt.metadata["bounds"]
     if ("ge" in b and value < b["ge"]) or ("gt" in b and value <= b["gt"]) or ("le" in b and value > b["le"]):
         limits = ", ".join(f"{'>=' if k == 'ge' else '>' if k == 'gt' else '<='} {v}" for k, v in b.items())
         raise InvalidInputError(f"{opt.name} must be {limits}, got {value!r}")

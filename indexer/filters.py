@@ -115,6 +115,11 @@ class MetadataColumns:
     def _values(self, key):
         return [m.get(key) if isinstance(m, dict) else None for m in self._meta]
 
+    def value(self, row: int, key: str):
+        """One row's raw value of ``key`` (None when absent)."""
+        m = self._meta[row]
+        return m.get(key) if isinstance(m, dict) else None
+
     def codes(self, key: str) -> tuple[np.ndarray, dict]:
         if key not in self._codes:
             vocab: dict = {}

@@ -20,6 +20,33 @@ import numpy as np
 
 log = logging.getLogger("lsr.indexer")
 
+# Timing hooks: ``hook(event, collection, seconds)`` after each flush ("flush") and merge
+# ("merge"), from the thread that did it. The service registers one that feeds Prometheus
+# histograms (indexer/ never imports from service/); a failing hook is logged, never raised.
+_timing_hooks: list = []
+_hooks_lock = threading.Lock()
+
+
+def add_timing_hook(hook) -> None:
+    with _hooks_lock:
+        _timing_hooks.append(hook)
+
+
+def remove_timing_hook(hook) -> None:
+    with _hooks_lock:
+        if hook in _timing_hooks:
+            _timing_hooks.remove(hook)
+
+
+def report_timing(event: str, collection, seconds: float) -> None:
+    with _hooks_lock:
+        hooks = list(_timing_hooks)
+    for hook in hooks:
+        try:
+            hook(event, collection, seconds)
+        except Exception:  # noqa: BLE001 - metrics must not fail a flush or merge
+            log.exception("timing hook %r failed on %s of %r", hook, event, getattr(collection, "name", "?"))
+
 
 @dataclass(frozen=True)
 class MaintenancePolicy:

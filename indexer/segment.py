@@ -5,6 +5,8 @@
       docs.arrow       ids, versions (seq), text, metadata, lengths (docstore.py)
       <field>/         one index directory per sparse field (Seismic, or Exact when small),
                        or a "dense" array directory per dense field (storage.py format)
+      tokens/          stored token vectors for reranking, if the collection keeps them
+                       (token_store.py: ptr, codes, scales; storage.py format, memory-mapped)
 
 A segment is written in a hidden temporary directory and renamed into place only when every
 file is fsync'd; the collection manifest then lists it. A directory that the manifest does
@@ -35,6 +37,7 @@ from .query import SearchParams, SparseQuery
 from .scoring import score_rows, top_k
 from .seismic.index import SeismicIndex
 from .storage import IndexFormatError, load_arrays, save_arrays
+from .token_store import TokenRows
 
 SEGMENT_FORMAT_VERSION = 1
 
@@ -49,8 +52,10 @@ class BuildCancelled(Exception):
 
 def write_segment(parent: Path, seg_id: int, config, ids: list[str], seqs: np.ndarray,
                   vectors: dict, texts: list, metadata: list, lengths: np.ndarray,
-                  cancelled=None) -> Path:
+                  cancelled=None, tokens: TokenRows | None = None) -> Path:
     """Build indexes for the rows and write the segment directory atomically; returns its path.
+    ``tokens``: the rows' stored token vectors (collections with store_token_vectors; none
+    given: every row gets an empty slice).
     ``cancelled()``, if given, is asked before each field's index and before the document store
     (an index build itself runs to its end): True raises BuildCancelled."""
     def check() -> None:
@@ -79,6 +84,16 @@ def write_segment(parent: Path, seg_id: int, config, ids: list[str], seqs: np.nd
                 idx, kind = SeismicIndex.build(m, **spec.params), "seismic"
             idx.save(tmp / name)
             field_info[name] = kind
+        token_kind = None
+        if config.store_token_vectors:
+            check()
+            t = tokens if tokens is not None else TokenRows.empty(config.store_token_vectors,
+                                                                   config.token_dim, n)
+            if t.n_docs != n:
+                raise ValueError(f"token vectors of {t.n_docs} rows for a segment of {n}")
+            save_arrays(tmp / "tokens", "tokens", {"ptr": t.ptr, "codes": t.codes, "scales": t.scales},
+                        {"dtype": t.dtype, "dim": int(t.dim), "n_docs": n})
+            token_kind = t.dtype
         check()
         write_docs(tmp / "docs.arrow", ids, seqs, texts, metadata, lengths)
         with open(tmp / "docs.arrow", "rb+") as f:
@@ -88,7 +103,7 @@ def write_segment(parent: Path, seg_id: int, config, ids: list[str], seqs: np.nd
                                 "crc32": crc32_file(tmp / "docs.arrow")}}
         write_json_atomic(tmp / "segment.json", {
             "format": "lsr-search-segment", "format_version": SEGMENT_FORMAT_VERSION,
-            "id": seg_id, "n_rows": n, "fields": field_info, "files": files})
+            "id": seg_id, "n_rows": n, "fields": field_info, "files": files, "tokens": token_kind})
         fsync_dir(tmp)
         os.rename(tmp, final)
         crashpoints.step("segment.rename")
@@ -147,6 +162,13 @@ class Segment:
                 raise IndexFormatError(f"segment {self.path}: index {name!r} has "
                                        f"{self.indexes[name].n_docs} rows, expected {self.n_rows}",
                                        path=self.path / name, check="row count")
+        self._tokens = None
+        if meta.get("tokens"):
+            arrays, tmeta = load_arrays(self.path / "tokens", "tokens", mmap=True)
+            self._tokens = TokenRows(tmeta["dtype"], arrays["ptr"], arrays["codes"], arrays["scales"])
+            if self._tokens.n_docs != self.n_rows or int(self._tokens.ptr[-1]) != len(self._tokens.codes):
+                raise IndexFormatError(f"segment {self.path}: token vectors do not match its {self.n_rows} rows",
+                                       path=self.path / "tokens", check="row count")
         self.alive = np.ones(self.n_rows, dtype=np.bool_)
         self._columns: MetadataColumns | None = None
 
@@ -204,6 +226,23 @@ class Segment:
         m = sp.csr_matrix((vals, np.asarray(terms, dtype=np.int32), ptr),
                           shape=(self.n_rows, self.indexes[field].dim))
         return m[rows]
+
+    def token_rows(self, rows) -> TokenRows | None:
+        """The rows' stored token vectors (None: this segment has none)."""
+        return None if self._tokens is None else self._tokens.take(rows)
+
+    def token_slice(self, row: int):
+        """One row's stored token vectors as (codes, scales) views, or None when there are none."""
+        if self._tokens is None:
+            return None
+        t = self._tokens
+        a, b = int(t.ptr[row]), int(t.ptr[row + 1])
+        return t.codes[a:b], t.scales[a:b]
+
+    def token_bytes(self) -> tuple[int, int]:
+        """(bytes, tokens) of the stored token vectors on disk (memory-mapped)."""
+        t = self._tokens
+        return (0, 0) if t is None else (t.nbytes(), len(t.codes))
 
     def text(self, row: int):
         return self.docs.text(row)

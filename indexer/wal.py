@@ -3,7 +3,8 @@ call returns, until a flush has sealed it into a segment.
 
 A file starts with the magic b"LSRWAL2\n"; a record is u32 payload length | u32 CRC32 of the
 payload | u32 CRC32 of those 8 bytes | payload. The payload is a u32 header length, a JSON header
-(operation, sequence number, ids, texts, metadata) and the raw bytes of the vectors' arrays.
+(operation, sequence number, ids, texts, metadata) and the raw bytes of the vectors' arrays
+(and of the stored token vectors, in their quantised form, when the collection keeps them).
 The header's own checksum is what tells a torn write from damage when a record claims to run
 past the end of its file: a crash leaves a true length there, a flipped bit a length failing
 its check. (Files without the magic, written by earlier versions, have 8-byte headers and are
@@ -43,6 +44,7 @@ from . import crashpoints
 from .atomic import fsync_dir, write_bytes_durable
 from .errors import InvalidInputError
 from .storage import IndexFormatError
+from .token_store import TokenRows
 
 _MAGIC = b"LSRWAL2\n"
 _REC = struct.Struct("<III")   # payload length, payload CRC32, CRC32 of the first two fields
@@ -74,6 +76,7 @@ class UpsertOp:
     texts: list | None
     metadata: list | None
     lengths: np.ndarray  # int64 per document
+    tokens: TokenRows | None = None  # stored token vectors (token_store.py), already quantised
 
 
 @dataclass
@@ -98,6 +101,11 @@ def encode_op(op) -> bytes:
                 header["fields"][name] = {"kind": "dense", "shape": list(m.shape)}
                 arrays.append((f"{name}.dense", np.ascontiguousarray(m, dtype=np.float32)))
         arrays.append(("lengths", np.asarray(op.lengths, dtype=np.int64)))
+        if op.tokens is not None:  # the stored form itself: replay never re-quantises
+            header["tokens"] = op.tokens.dtype
+            arrays += [("tokens.ptr", np.asarray(op.tokens.ptr, np.int64)),
+                       ("tokens.codes", np.ascontiguousarray(op.tokens.codes)),
+                       ("tokens.scales", np.asarray(op.tokens.scales, np.float32))]
     elif isinstance(op, DeleteOp):
         header = {"op": "delete", "seq": op.seq, "ids": op.ids}
     else:
@@ -129,8 +137,12 @@ def decode_op(payload: bytes):
                                            arrays[f"{name}.indptr"]), shape=tuple(f["shape"]))
         else:
             vectors[name] = arrays[f"{name}.dense"]
+    tokens = None
+    if header.get("tokens") is not None:
+        tokens = TokenRows(header["tokens"], arrays["tokens.ptr"], arrays["tokens.codes"],
+                           arrays["tokens.scales"])
     return UpsertOp(header["seq"], header["ids"], vectors, header["texts"], header["metadata"],
-                    arrays["lengths"])
+                    arrays["lengths"], tokens)
 
 
 def _file_name(first_seq: int) -> str:

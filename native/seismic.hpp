@@ -2,11 +2,21 @@
 // indexer/seismic builds. The Numba kernel in indexer/seismic/search_numba.py is the reference:
 // same visiting order, same float32 arithmetic, identical results.
 #pragma once
+#include <cstring>
 #include <numeric>
 
 #include "common.hpp"
 
+static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "packed summary keys are little-endian");
+
 namespace lsr {
+
+// Bits of a local block id in a list of nb blocks: ceil(log2 nb) (summaries.block_bits).
+inline int block_bits(int64_t nb) {
+  int bb = 0;
+  while ((int64_t(1) << bb) < nb) ++bb;
+  return bb;
+}
 
 template <class TermT, class ValT>
 struct SeismicArrays {
@@ -20,11 +30,15 @@ struct SeismicArrays {
   const int64_t* block_doc_ptr;
   const int32_t* block_docs;
   const float* block_scale;
-  // transposed quantised summaries: per list, entries sorted by (term, block)
+  // transposed quantised summaries, packed per list (indexer/seismic/summaries.py): entries
+  // sorted by (term, block), a directory over term >> list_shift, keys (low << bb) | block
   const int64_t* list_entry_ptr;
-  const TermT* entry_term;
-  const uint8_t* entry_block;
   const uint8_t* entry_value;
+  const uint8_t* list_shift;
+  const int64_t* list_dir_ptr;
+  const uint32_t* summary_dir;
+  const int64_t* list_key_ptr;
+  const uint8_t* entry_key;
   int64_t max_blocks_per_list = 0;
 };
 
@@ -78,11 +92,17 @@ class SeismicKernel {
     int64_t n_cut = std::min<int64_t>(query_cut, nq);
 
     TopK heap(k);
+    if (n_cut > 1) prefetch_summary_dir(q_terms[s.cut[1]], q_terms, nq);
     for (int64_t li = 0; li < n_cut; ++li) {
       int64_t t = q_terms[s.cut[li]];
       int64_t b0 = a_.list_block_ptr[t], nb = a_.list_block_ptr[t + 1] - b0;
       if (nb == 0) continue;
       block_dots(t, b0, nb, q_terms, q_vals, nq, s.dots.data());
+      // The summaries of the next lists load while this list's documents are scored: the
+      // directory words of the query's terms two lists ahead, the buckets they point to one
+      // list ahead (its directory was requested a list ago).
+      if (li + 2 < n_cut) prefetch_summary_dir(q_terms[s.cut[li + 2]], q_terms, nq);
+      if (li + 1 < n_cut) prefetch_summary_buckets(q_terms[s.cut[li + 1]], q_terms, nq);
       int32_t* order = s.order.data();
       std::iota(order, order + nb, 0);
       if (li == 0)  // the first list is visited best block first, to fill the heap early
@@ -127,22 +147,53 @@ class SeismicKernel {
       prefetch_read(reinterpret_cast<const void*>(c));
   }
 
+  // Directory words of list t for every query term.
+  void prefetch_summary_dir(int64_t t, const int32_t* q_terms, int64_t nq) const {
+    if (a_.list_entry_ptr[t + 1] == a_.list_entry_ptr[t]) return;
+    const int s = a_.list_shift[t];
+    const uint32_t* dir = a_.summary_dir + a_.list_dir_ptr[t];
+    for (int64_t j = 0; j < nq; ++j) prefetch_read(dir + (q_terms[j] >> s));
+  }
+
+  // First key and code of every query term's bucket in list t.
+  void prefetch_summary_buckets(int64_t t, const int32_t* q_terms, int64_t nq) const {
+    int64_t v0 = a_.list_entry_ptr[t];
+    if (a_.list_entry_ptr[t + 1] == v0) return;
+    const int s = a_.list_shift[t];
+    const int w = s + block_bits(a_.list_block_ptr[t + 1] - a_.list_block_ptr[t]);
+    const uint32_t* dir = a_.summary_dir + a_.list_dir_ptr[t];
+    const uint8_t* keys = a_.entry_key + a_.list_key_ptr[t];
+    for (int64_t j = 0; j < nq; ++j) {
+      int64_t i = dir[q_terms[j] >> s];
+      prefetch_read(keys + ((i * w) >> 3));
+      prefetch_read(a_.entry_value + v0 + i);
+    }
+  }
+
   // dots[b] = scale_b * sum over query terms (ascending) of q_val * code(term, b)
   void block_dots(int64_t t, int64_t b0, int64_t nb, const int32_t* q_terms, const float* q_vals,
                   int64_t nq, float* dots) const {
     std::fill(dots, dots + nb, 0.0f);
-    int64_t base = a_.list_entry_ptr[t];
-    const TermT* et = a_.entry_term + base;
-    const TermT* e = et;
-    const TermT* e_end = a_.entry_term + a_.list_entry_ptr[t + 1];
-    const uint8_t* eb = a_.entry_block + base;
-    const uint8_t* ev = a_.entry_value + base;
-    for (int64_t j = 0; j < nq; ++j) {
-      TermT qt = (TermT)q_terms[j];
-      e = std::lower_bound(e, e_end, qt);
-      if (e == e_end) break;
-      float qv = q_vals[j];
-      for (; e < e_end && *e == qt; ++e) dots[eb[e - et]] += qv * (float)ev[e - et];
+    int64_t v0 = a_.list_entry_ptr[t];
+    if (a_.list_entry_ptr[t + 1] > v0) {
+      const int s = a_.list_shift[t], bb = block_bits(nb), w = s + bb;
+      const uint32_t kmask = (uint32_t(1) << w) - 1, lmask = (uint32_t(1) << s) - 1,
+                     bmask = (uint32_t(1) << bb) - 1;
+      const uint32_t* dir = a_.summary_dir + a_.list_dir_ptr[t];
+      const uint8_t* keys = a_.entry_key + a_.list_key_ptr[t];
+      const uint8_t* ev = a_.entry_value + v0;
+      for (int64_t j = 0; j < nq; ++j) {
+        uint32_t qt = (uint32_t)q_terms[j], lo = qt & lmask;
+        float qv = q_vals[j];
+        for (int64_t i = dir[qt >> s], end = dir[(qt >> s) + 1]; i < end; ++i) {
+          int64_t bit = i * w;
+          uint32_t x;
+          std::memcpy(&x, keys + (bit >> 3), 4);  // entry_key has 4 bytes of padding
+          uint32_t key = (x >> (bit & 7)) & kmask, klo = key >> bb;
+          if (klo > lo) break;
+          if (klo == lo) dots[key & bmask] += qv * (float)ev[i];
+        }
+      }
     }
     for (int64_t b = 0; b < nb; ++b) dots[b] *= a_.block_scale[b0 + b];
   }

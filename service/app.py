@@ -23,6 +23,7 @@ from starlette.routing import Match
 from encoders.models import models_dir
 from indexer.datadir import acquire_writer
 from indexer.errors import LsrError
+from indexer.maintenance import add_timing_hook, remove_timing_hook
 
 from .console import mount_console
 from .encoder_cache import ENCODERS
@@ -30,11 +31,11 @@ from .errors import client_message, http_status
 from .fast_search import FastSearch
 from .forwarding import ForwardWrites
 from .middleware import BodyLimit, Metrics
-from .observability import CollectionCollector, RequestId, configure_logging
+from .observability import CollectionCollector, OperationMetrics, RequestId, configure_logging
 from .pipeline import SearchPipeline
 from .query_batching import QueryBatcher
 from .roles import Follower, Writer
-from .routes import aliases, collections, health, jobs, rag, search
+from .routes import aliases, collections, health, jobs, models, rag, search
 from .schemas import ERROR_RESPONSES
 from .settings import Settings
 from .store import Store
@@ -55,7 +56,7 @@ def _validation_message(errors: list) -> str:
 
 
 # search first: the hot route is matched before the others' templates are tried
-ROUTERS = (search, health, collections, aliases, jobs, rag)
+ROUTERS = (search, health, collections, aliases, jobs, rag, models)
 
 
 def _allowed_methods(scope) -> list[str]:
@@ -102,12 +103,14 @@ def create_app(settings: Settings | None = None, preload: bool = False, backend=
                 start(app)
             except BaseException:
                 lifespans -= 1
+                remove_timing_hook(operations.hook)
                 raise
         try:
             yield
         finally:
             lifespans -= 1
             if lifespans == 0:
+                remove_timing_hook(operations.hook)
                 app.state.forwarder = None
                 await app.state.role.stop()
 
@@ -128,6 +131,8 @@ def create_app(settings: Settings | None = None, preload: bool = False, backend=
             if lock is not None:  # a failed start must not keep the data directory's writer lock
                 lock.close()
             raise
+        store.on_encode = operations.encoded
+        add_timing_hook(operations.hook)
         start_backend(app, store, role)
 
     def start_backend(app: FastAPI, store, role) -> None:
@@ -156,7 +161,8 @@ def create_app(settings: Settings | None = None, preload: bool = False, backend=
 
     def record_batch(encoder, size: int) -> None:
         batch_sizes.labels(type(encoder).__name__, getattr(encoder, "name", "?")).observe(size)
-    queries = QueryBatcher(on_batch=record_batch)
+    operations = OperationMetrics(registry, settings.data_dir)
+    queries = QueryBatcher(on_batch=record_batch, on_encode=operations.encoded)
     app.state.registry = registry
     registry.register(CollectionCollector(lambda: getattr(app.state, "store", None)))
     app.state.search_seconds = Histogram(

@@ -7,8 +7,11 @@
     lsr export NAME [--out FILE.jsonl] [--filter JSON] [--data-dir DIR | --url URL]
     lsr eval <beir-folder> [--mode hybrid] [--rerank] [--fusion rrf|convex] [--alpha 0.5]
              [--kappa 50] [--rerank-alpha A] [--rerank-beta B] [--rerank-top T] [--rerank-weight W]
+             [--store-tokens fp16|int8 [--token-dim 128]] [--run-file run.trec] [--json out.json]
     lsr eval <beir-folder> --encoder bm25|splade|inference-free|csr|dense [--index exact|seismic]
              [--json out.json]   (one encoder alone; the options of python -m encoders.evaluate)
+    lsr train inference-free|csr|multivector <beir-folder> --out DIR [--base MODEL] [--device D]
+             (a model directory with its lsr-model.json: in LSR_MODELS_DIR, collections can name it)
 
 index, search, collections and export take --url http://host:port (or LSR_URL in the environment) to
 work through a running server's REST API instead of opening the data directory; the key, if
@@ -65,9 +68,12 @@ def _ensure_collection(store, name: str, args) -> None:
         store.get(name)
     except NotFound:
         s = _settings(args)
+        index = None
+        if getattr(args, "store_tokens", None):
+            index = {"store_token_vectors": args.store_tokens, "token_dim": args.token_dim}
         store.create(name, None if args.no_sparse else s.sparse_encoder,
                      None if args.no_dense else s.dense_encoder,
-                     None if args.no_dense else s.multivector_encoder, bm25=not args.no_bm25)
+                     None if args.no_dense else s.multivector_encoder, bm25=not args.no_bm25, index=index)
 
 
 def _remote(args):
@@ -319,19 +325,42 @@ def cmd_eval(args) -> int:
             index_records(store, name, ((i, t, None) for i, t in zip(ds.doc_ids, ds.doc_texts)),
                           len(ds.doc_ids), progress=not args.no_progress)
         pipe = SearchPipeline(store, s.max_k)
-        run, t0 = {}, time.perf_counter()
+        run, reranks, t0 = {}, [], time.perf_counter()
         for qid, text in zip(ds.query_ids, ds.query_texts):
             res = pipe.search(name, _search_request(args, text or " "))
+            # scores by rank: the pipeline's order exactly (a reranked head's MaxSim and the
+            # first-stage scores after it are not on one scale)
             run[qid] = {r.id: float(len(res.results) - i) for i, r in enumerate(res.results)}
+            if res.rerank_stats is not None:
+                reranks.append(res.rerank_stats)
         elapsed = time.perf_counter() - t0
     metrics = evaluate(run, ds.qrels, 10, args.k)
     for m, v in metrics.items():
         print(f"{m} {v:.4f}")
+    rerank = _rerank_summary(reranks)
+    if rerank:
+        print(f"rerank per query: {rerank['candidates']:.1f} candidates, {rerank['pruned']:.1f} pruned, "
+              f"{rerank['scored']:.1f} scored (mean; scored min {rerank['scored_min']}, max "
+              f"{rerank['scored_max']})")
     print(f"{len(run)} queries in {elapsed:.1f} s ({len(run) / elapsed:.1f} q/s)", file=sys.stderr)
+    if args.run_file:
+        from encoders.metrics import write_trec_run
+        n = write_trec_run(args.run_file, run, tag=f"lsr-{args.mode}{'-rerank' if args.rerank else ''}")
+        print(f"TREC run: {n} lines to {args.run_file}", file=sys.stderr)
     if args.json:
         Path(args.json).write_text(json.dumps({"dataset": ds.name, "mode": args.mode, "rerank": args.rerank,
-                                               "fusion": args.fusion, **metrics}, indent=2) + "\n")
+                                               "fusion": args.fusion, **metrics,
+                                               "rerank_per_query": rerank or None}, indent=2) + "\n")
     return 0
+
+
+def _rerank_summary(stats: list[dict]) -> dict:
+    """Means over the queries of the rerank counts (candidates, pruned by alpha, scored)."""
+    if not stats:
+        return {}
+    out = {k: sum(s[k] for s in stats) / len(stats) for k in ("candidates", "pruned", "scored")}
+    scored = [s["scored"] for s in stats]
+    return {**out, "scored_min": min(scored), "scored_max": max(scored), "queries": len(stats)}
 
 
 def _search_options(p) -> None:
@@ -349,6 +378,18 @@ def _search_options(p) -> None:
                    help="interpolate: weight of the normalised first-stage score (default: MaxSim only)")
 
 
+def cmd_train(args) -> int:
+    """Train a model and write its registry entry (training/cli.py)."""
+    _settings(args).apply()  # LSR_DEVICE, LSR_TORCH_THREADS, the models dir: as for the server
+    from training.cli import run
+    return run(args)
+
+
+def _train_options(p) -> None:
+    from training.cli import add_arguments
+    add_arguments(p)
+
+
 def _eval_encoder(args) -> int:
     from encoders.evaluate import run_from_args
     _settings(args).apply()  # LSR_TORCH_THREADS, the models dir: as for the other local commands
@@ -364,6 +405,10 @@ def _encoder_options(p) -> None:
     p.add_argument("--no-sparse", action="store_true", help="new collection without SPLADE")
     p.add_argument("--no-dense", action="store_true", help="new collection without dense/multivector")
     p.add_argument("--no-bm25", action="store_true", help="new collection without BM25")
+    p.add_argument("--store-tokens", choices=["fp16", "int8"], help="new collection: store the "
+                   "documents' token vectors for reranking (else encoded from the text per query)")
+    p.add_argument("--token-dim", type=int, help="with --store-tokens: project them to this many "
+                   "dimensions (a fixed projection; default: the multivector encoder's)")
 
 
 def _location_options(p) -> None:
@@ -444,10 +489,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--collection", help="default: beir-<folder name>")
     p.add_argument("--data-dir", type=Path)
     p.add_argument("--json", type=Path)
+    p.add_argument("--run-file", type=Path, help="write the results as a TREC run file (qid Q0 doc "
+                   "rank score tag) for pytrec_eval, ir-measures, ranx or trec_eval")
     p.add_argument("--no-progress", action="store_true")
     _search_options(p)
     _encoder_options(p)
     p.set_defaults(func=cmd_eval, k=100)  # deep enough for R@100
+    p = sub.add_parser("train", help="train an inference-free, CSR or multivector model from a BEIR "
+                       "folder into a model directory a collection can name", deferred=_train_options)
+    p.set_defaults(func=cmd_train)
     from .cluster.cli import add_commands  # argparse only: Ray loads when a cluster command runs
     add_commands(sub)
     return ap

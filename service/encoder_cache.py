@@ -1,24 +1,24 @@
 """Encoders are loaded once per process and shared by every collection, request and job.
 
-Clients name models, never paths: a name is a directory of the models cache
-(``LSR_MODELS_DIR``, filled by ``python -m encoders.fetch_models``). Anything else — an
-absolute path, ``..``, a hub name that is not cached — is an unknown model, and the answer
-neither names the server's directories nor tells which server paths exist.
+Clients name models, never paths: a name is a model of the registry (encoders/registry.py:
+the models cache ``LSR_MODELS_DIR``, filled by ``python -m encoders.fetch_models``, plus the
+built-in entries). Anything else — an absolute path, ``..``, a hub name that is not cached — is
+an unknown model, and the answer neither names the server's directories nor tells which server
+paths exist. Every torch encoder is placed on the process's device (``LSR_DEVICE``).
 """
 from __future__ import annotations
 
 import logging
-import re
 import threading
 from typing import Any
 
-from encoders.models import models_dir, resolve
+from encoders import registry
+from encoders.registry import ModelSpec, RegistryError
 
 from .errors import BadRequest
 
 log = logging.getLogger("lsr.service")
-# one path component, or "org/name" as a hub name that the cache holds flattened
-_MODEL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}(/[A-Za-z0-9][A-Za-z0-9_.-]{0,127})?$")
+ROLES = ("sparse", "dense", "multivector")
 
 
 class EncoderLoadError(BadRequest):
@@ -26,20 +26,15 @@ class EncoderLoadError(BadRequest):
 
 
 def available_models() -> list[str]:
-    root = models_dir()
-    if not root.is_dir():
-        return []
-    return sorted(p.name for p in root.iterdir() if (p / "config.json").is_file())
+    """The registered models that encode text (/v1/models; the built-in BM25 is a field)."""
+    return sorted(n for n, spec in registry.models().items() if spec.kind != "bm25")
 
 
-def check_model_name(name) -> str:
-    """The cache directory of a registered model; EncoderLoadError (400) for anything else."""
-    if isinstance(name, str) and _MODEL_NAME_RE.fullmatch(name) and ".." not in name:
-        where = resolve(name)
-        # resolve() answers a cache directory, or the name itself when the cache has none
-        # (including when the name happens to exist relative to the working directory)
-        if where != name:
-            return where
+def check_model_name(name) -> ModelSpec:
+    """The registered model of that name; EncoderLoadError (400) for anything else."""
+    spec = registry.get(name)
+    if spec is not None:
+        return spec
     raise EncoderLoadError(f"unknown model {name!r}; models on this server: {available_models()}")
 
 
@@ -49,54 +44,81 @@ _LOAD_LOCK = threading.Lock()
 class EncoderCache:
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._items: dict[tuple[str, str], Any] = {}   # (kind, name asked) -> encoder
-        self._by_dir: dict[tuple[str, str], Any] = {}  # (kind, model directory) -> encoder
+        self._items: dict[tuple[str, str], Any] = {}   # (variant, name asked) -> encoder
+        self._specs: dict[str, ModelSpec] = {}         # name -> its spec when first loaded
+        self._by_key: dict[tuple[str, str], Any] = {}  # (variant, spec key) -> encoder
         # process-wide, from Settings: dense documents through the int8 ONNX graph; dense and
-        # multivector queries through the float32 ONNX graph
+        # multivector queries through the float32 ONNX graph; where torch encoders run
         self.dense_int8 = False
         self.onnx_queries = True
+        self.device: str | None = None  # None: encoders.device's process default
 
-    def _get(self, kind: str, name: str, factory) -> Any:
-        key = (kind, name)
+    def _get(self, role: str, name: str) -> Any:
+        variant = self._variant(role)
+        key = (variant, name)
         with self._lock:
             if key in self._items:
                 return self._items[key]
         # before any state is kept for the name: unknown names must not grow the cache
-        where = check_model_name(name)
-        # One load at a time in the whole process (which also makes it one per model directory,
-        # whatever name it is asked by): transformers' from_pretrained builds a model on the
-        # "meta" device through process-wide patches of torch, so two loads at once (a hybrid
-        # search's lists load their encoders in parallel) can leave weights on "meta".
+        spec = check_model_name(name)
+        if not spec.serves(role):
+            raise EncoderLoadError(f"model {name!r} is a {spec.kind} model; it cannot serve as a {role} "
+                                   f"encoder ({self._role_help(role)})")
+        # One load at a time in the whole process (which also makes it one per model, whatever
+        # name it is asked by): transformers' from_pretrained builds a model on the "meta"
+        # device through process-wide patches of torch, so two loads at once (a hybrid search's
+        # lists load their encoders in parallel) can leave weights on "meta".
         with _LOAD_LOCK:
             with self._lock:
-                enc = self._by_dir.get((kind, where))
+                enc = self._by_key.get((variant, spec.key()))
             if enc is None:
                 try:
-                    enc = factory(name)
-                except (OSError, ValueError) as exc:  # the details name server paths: log them only
-                    what = kind.split("-")[0]  # the variant suffixes are not the client's business
-                    log.error("cannot load %s encoder %r: %s", kind, name, exc)
-                    raise EncoderLoadError(f"model {name!r} cannot be loaded as a {what} encoder "
+                    enc = registry.build(spec, role, progress=False, device=self.device,
+                                         dense_int8=self.dense_int8, onnx_queries=self.onnx_queries)
+                except (OSError, ValueError, RegistryError) as exc:  # details name server paths: log only
+                    log.error("cannot load %s encoder %r: %s", role, name, exc)
+                    raise EncoderLoadError(f"model {name!r} cannot be loaded as a {role} encoder "
                                            "(see the server log)") from exc
             with self._lock:
-                self._by_dir[(kind, where)] = self._items[key] = enc
+                self._by_key[(variant, spec.key())] = self._items[key] = enc
+                self._specs[name] = spec
             return enc
 
+    def _variant(self, role: str) -> str:
+        if role == "dense":
+            return f"dense{'-int8' * self.dense_int8}{'-onnx' * self.onnx_queries}"
+        if role == "multivector":
+            return f"multivector{'-onnx' * self.onnx_queries}"
+        return role
+
+    @staticmethod
+    def _role_help(role: str) -> str:
+        if role == "sparse":
+            return f"a sparse encoder is one of the kinds {list(registry.SPARSE_KINDS)}; BM25 is the bm25 field"
+        return f"a {role} encoder is a model of kind {role}"
+
     def sparse(self, name: str):
-        from encoders.splade import SpladeEncoder
-        return self._get("sparse", name, lambda n: SpladeEncoder(n, progress=False))
+        """A collection's learned sparse encoder: any registered model of a sparse kind
+        (splade, echo-splade, inference-free, csr)."""
+        return self._get("sparse", name)
 
     def dense(self, name: str):
-        from encoders.dense import DenseEncoder
-        int8, fast = self.dense_int8, self.onnx_queries
-        return self._get(f"dense{'-int8' * int8}{'-onnx' * fast}", name,
-                         lambda n: DenseEncoder(n, progress=False, int8=int8, fast_queries=fast))
+        return self._get("dense", name)
 
     def multivector(self, name: str):
-        from encoders.multivector import MultiVectorEncoder
-        fast = self.onnx_queries
-        return self._get(f"multivector{'-onnx' * fast}", name,
-                         lambda n: MultiVectorEncoder(n, progress=False, fast_queries=fast))
+        return self._get("multivector", name)
+
+    def spec(self, name: str) -> ModelSpec:
+        """The registry entry of a model (as loaded, once it is: a model's kind cannot change
+        under a running server)."""
+        with self._lock:
+            spec = self._specs.get(name)
+        return spec if spec is not None else check_model_name(name)
+
+    def loaded_encoder(self, role: str, name: str) -> Any | None:
+        """The encoder if it is loaded, else None (never loads)."""
+        with self._lock:
+            return self._items.get((self._variant(role), name))
 
     def loaded(self) -> list[str]:
         """kind:name of every loaded model, by the names clients used (not server paths)."""

@@ -12,6 +12,10 @@ JSON logs, and the slow-search log.
 - ``configure_logging("json")`` (``LSR_LOG_FORMAT=json``): one JSON object per line on stderr
   for the ``lsr`` loggers (time, level, logger, message, request id and any ``extra`` fields);
   ``"text"`` leaves Python's and uvicorn's own formats alone.
+- ``OperationMetrics``: histograms of encoder time per forward pass (``lsr_encode_seconds``, by
+  encoder kind, model and queries / documents, with ``lsr_encoded_texts_total``) and of each
+  flush and merge (``lsr_flush_seconds``, ``lsr_merge_seconds`` by collection), the latter fed
+  by indexer.maintenance's timing hook (the indexer does not import the service).
 - ``slow_search(...)``: a WARNING on the ``lsr.slowlog`` logger when a search takes at least
   ``LSR_SLOW_SEARCH_MS``, with the collection, mode, k, the server's split of its time and the
   query (first 200 characters), as Elasticsearch's search slow log does.
@@ -25,6 +29,9 @@ import re
 import time
 import uuid
 
+from pathlib import Path
+
+from prometheus_client import Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("lsr_request_id", default=None)
@@ -140,3 +147,39 @@ class CollectionCollector:
         yield from gauges.values()
         yield state
         yield from counters.values()
+
+
+_SECONDS = (.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30)
+_MAINTENANCE_SECONDS = (.01, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
+
+
+class OperationMetrics:
+    """Encoder, flush and merge timings as Prometheus histograms in ``registry``.
+
+    ``encoded`` is the QueryBatcher's and the Store's ``on_encode`` callback; ``hook`` goes to
+    ``indexer.maintenance.add_timing_hook`` and counts only the collections under ``data_dir``
+    (tests run several apps in one process, and the hook list is the process's)."""
+
+    def __init__(self, registry, data_dir):
+        self.data_dir = Path(data_dir).resolve()
+        self.encode_seconds = Histogram(
+            "lsr_encode_seconds", "encoder time per forward pass (a batch of texts)",
+            ["encoder", "model", "input"], registry=registry, buckets=_SECONDS)
+        self.encoded_texts = Counter("lsr_encoded_texts", "texts encoded", ["encoder", "model", "input"],
+                                     registry=registry)
+        self.flush_seconds = Histogram("lsr_flush_seconds", "time to seal a write buffer into a "
+                                       "segment (Seismic build included)", ["collection"],
+                                       registry=registry, buckets=_MAINTENANCE_SECONDS)
+        self.merge_seconds = Histogram("lsr_merge_seconds", "time to merge segments", ["collection"],
+                                       registry=registry, buckets=_MAINTENANCE_SECONDS)
+
+    def encoded(self, encoder, kind: str, n: int, seconds: float) -> None:
+        labels = (type(encoder).__name__, str(getattr(encoder, "name", "?")), kind)
+        self.encode_seconds.labels(*labels).observe(seconds)
+        self.encoded_texts.labels(*labels).inc(n)
+
+    def hook(self, event: str, collection, seconds: float) -> None:
+        path = getattr(collection, "path", None)
+        if path is None or Path(path).resolve().parent != self.data_dir:
+            return
+        {"flush": self.flush_seconds, "merge": self.merge_seconds}[event].labels(collection.name).observe(seconds)

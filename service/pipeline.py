@@ -20,16 +20,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from encoders.multivector import StackedTokens, project_tokens
 from indexer import Collection, Hit
+from indexer.facets import FacetCounts
 from indexer.filters import Filter
 from indexer.query import DEFAULTS
 
-from . import fusion, lexical, prf, raw_vectors
+from . import exclusions, fusion, highlight, lexical, models, prf, raw_vectors
 from .errors import BadRequest
 from .query_batching import QueryBatcher
 from .rerank import maxsim_rerank
-from .schemas import SearchRequest, SearchResponse, SearchResult
-from .store import EncoderSet, Store
+from .schemas import (ExclusionOut, FacetOut, FacetValue, HighlightSpec, SearchRequest, SearchResponse,
+                      SearchResult)
+from .store import EncoderSet, Store, token_projection
 from .timing import NO_TIMINGS, Timings
 
 EXPLAIN_TERMS = 20
@@ -83,6 +86,7 @@ class SearchPipeline:
         self.queries = queries or QueryBatcher()
         # lists run in parallel while at most this many searches are in flight (_run_lists)
         self.parallel_below = max(1, len(os.sched_getaffinity(0)) // 2)
+        self.early_query_tokens = True  # rerank: encode the query's tokens beside the lists
         self._in_flight = 0
         self._flight_lock = threading.Lock()
 
@@ -94,6 +98,8 @@ class SearchPipeline:
         coll = self.store.get(name)
         enc = self.store.encoder_set(coll)
         names = self._lists_for(req.mode, enc)
+        asked = req.query
+        req, excl = self._exclusions(req)
         self._check_query_inputs(name, req, names, enc)
         if req.rerank is not None and enc.multivector is None:
             raise BadRequest(f"collection {name!r} has no multivector encoder to rerank with")
@@ -105,24 +111,48 @@ class SearchPipeline:
             flt = Filter.parse(req.filter)
         except ValueError as exc:
             raise BadRequest(f"filter: {exc}") from None
+        # MaxSim's query tokens: encoded beside the first-stage lists while cores are free
+        q_tokens = None
+        if req.rerank is not None and self.early_query_tokens and self._in_flight < self.parallel_below:
+            q_tokens = _LIST_POOL.submit(self.queries.encode, enc.multivector, req.query)
         qv, lists, hits = self._run_lists(names, req, enc, coll, depth, flt, timings)
+        penalties: dict[str, float] = {}
+        if excl:
+            with timings.stage("exclude"):
+                # every candidate's text, read in one go (one call per shard in a cluster)
+                self.store.fetch_page(coll, list({d: hits[d] for lst in lists.values() for d, _ in lst}.values()))
+                lists, penalties, excluded = _apply_exclusions(excl, lists, hits)
         with timings.stage("fuse"):
-            fused = self._fuse(lists, req)
+            fused = exclusions.demote(self._fuse(lists, req), penalties)
         reranked, stats = 0, None
         if req.rerank is not None:
             with timings.stage("rerank"):
-                fused, reranked, stats = self._rerank(coll, enc, req, fused, hits)
+                fused, reranked, stats = self._rerank(coll, enc, req, fused, hits, q_tokens)
+                fused = exclusions.demote(fused[:reranked], penalties) + fused[reranked:]
+        facets = None
+        if req.facets:
+            with timings.stage("facets"):
+                facets = self._facets(coll, req, flt, fused)
         page = fused[req.offset:page_end]
         results = []
+        spec = req.highlight if not isinstance(req.highlight, bool) else (HighlightSpec() if req.highlight else None)
         with timings.stage("fetch"):  # text and metadata: read for the page only
             self.store.fetch_page(coll, [hits[d] for d, _ in page])
             for doc_id, score in page:
                 h = hits[doc_id]
-                expl = self._explain(coll, enc, qv, lists, doc_id, req) if req.explain else None
+                doc = coll.get(doc_id) if req.explain or spec is not None else None
+                expl = self._explain(coll, enc, qv, lists, doc_id, req, doc) if req.explain else None
+                marks = self._highlight(enc, qv, req, doc, spec) if spec is not None else None
                 results.append(SearchResult(id=doc_id, score=score, text=h.text, metadata=h.metadata,
-                                            explanation=expl))
-        return SearchResponse(results=results, mode=req.mode, offset=req.offset, k=req.k,
-                              candidates=len(fused), reranked=reranked, rerank_stats=stats)
+                                            explanation=expl, highlights=marks))
+        out = SearchResponse(results=results, mode=req.mode, offset=req.offset, k=req.k,
+                             candidates=len(fused), reranked=reranked, rerank_stats=stats, facets=facets)
+        if excl:
+            out.exclusions = [ExclusionOut(text=e.text, weight=e.weight, source=e.source) for e in excl]
+            out.excluded = excluded
+            if req.query != asked:
+                out.query = req.query
+        return out
 
     # ---------------------------------------------------------------- stages
     @staticmethod
@@ -208,8 +238,8 @@ class SearchPipeline:
         if query is None:  # _check_query_inputs refused this already
             raise BadRequest(f"vector.{name}: no query text and no vector for the {name} list")
         if name == "sparse":
-            row = self.queries.encode(enc.sparse, query)  # a 1 × vocabulary CSR row
-            return row.indices.astype(np.int32), row.data.astype(np.float32)
+            # any sparse kind; inference-free with live IDF runs no model (service/models.py)
+            return models.sparse_query(enc.sparse, query, coll, self.queries)
         if name == "bm25":
             def stats(terms):
                 s = coll.term_stats("bm25", terms)
@@ -267,17 +297,39 @@ class SearchPipeline:
         except ValueError as exc:
             raise BadRequest(f"fusion: {exc}") from None
 
-    def _rerank(self, coll, enc: EncoderSet, req: SearchRequest, fused, hits):
+    def _rerank(self, coll, enc: EncoderSet, req: SearchRequest, fused, hits, early=None):
+        """early: a future of the query's token vectors, started beside the first stage."""
         spec = req.rerank
         head = fused[:spec.kappa]
         mv = enc.multivector
-        q_tokens = self.queries.encode(mv, req.query)
+        # a collection that stores token vectors (store_token_vectors) reads them; its query
+        # tokens go through the fixed projection its documents' went through (if any)
+        stored = bool(coll.config.store_token_vectors)
+        weight = token_projection(mv.dim, coll.config.token_dim) if stored else None
+        raw = early.result() if early is not None else self.queries.encode(mv, req.query)
+        q_tokens = project_tokens(raw, weight)
 
-        def doc_tokens(ids: list[str]) -> list[np.ndarray]:
+        def encode(texts: list[str]) -> list[np.ndarray]:
+            return [project_tokens(t, weight) for t in mv.encode_documents(texts, batch_size=16)]
+
+        def on_demand(ids: list[str]) -> list[np.ndarray]:
             self.store.fetch_page(coll, [hits[d] for d in ids])
             texts = [hits[d].text or "" for d in ids]
             keys = [(coll.name, d, _text_key(t)) for d, t in zip(ids, texts)]
-            return self.tokens.get_many(keys, texts, lambda ts: mv.encode_documents(ts, batch_size=16))
+            return self.tokens.get_many(keys, texts, encode)
+
+        def doc_tokens(ids: list[str]):
+            if not stored:
+                return on_demand(ids)
+            rows = coll.token_vectors(ids)  # one stacked block, scored as stored (int8 / fp16)
+            lengths = np.diff(rows.ptr)
+            # encoded after all: documents gone since the first stage, or stored without
+            # tokens although they have text (written before / through raw vectors)
+            missing = [i for i, n in enumerate(lengths) if n == 0 and hits[ids[i]].text]
+            if not missing:
+                return StackedTokens(rows.codes, lengths, rows.scales if rows.dtype == "int8" else None)
+            encoded = dict(zip(missing, on_demand([ids[i] for i in missing])))
+            return [encoded[i] if i in encoded else rows.doc(i) for i in range(len(ids))]
 
         scored, stats = maxsim_rerank(head, q_tokens, doc_tokens, spec.top or req.offset + req.k,
                                       spec.alpha, spec.beta, first_stage_weight=spec.first_stage_weight)
@@ -286,7 +338,8 @@ class SearchPipeline:
         return scored + rest, len(scored), {"candidates": stats.candidates, "pruned": stats.pruned,
                                             "scored": stats.scored}
 
-    def _explain(self, coll, enc: EncoderSet, qv: QueryVectors, lists, doc_id, req: SearchRequest) -> dict:
+    def _explain(self, coll, enc: EncoderSet, qv: QueryVectors, lists, doc_id, req: SearchRequest,
+                 doc=None) -> dict:
         # each list before fusion: this document's score and rank in it (absent: not retrieved
         # to the list's depth), and the list's best score, to compare against
         out: dict = {"scores": {}, "ranks": {}, "best": {n: lst[0][1] for n, lst in lists.items() if lst}}
@@ -295,18 +348,92 @@ class SearchPipeline:
                 if d == doc_id:
                     out["scores"][n], out["ranks"][n] = s, rank
                     break
-        doc = coll.get(doc_id)
+        doc = doc if doc is not None else coll.get(doc_id)
         if doc is None:
             return out
         if qv.sparse is not None:
             out["sparse"] = _term_contributions(qv.sparse, doc.vectors["sparse"],
-                                                lambda ids: enc.sparse.tokenizer.convert_ids_to_tokens(ids))
+                                                models.term_names(enc.sparse))
         if qv.bm25 is not None:
             raw = req.vector.bm25 if req.vector is not None else None
             words = raw_vectors.bm25_words(raw) if raw is not None else lexical.token_terms(req.query)
             out["bm25"] = _term_contributions(qv.bm25, doc.vectors["bm25"],
                                               lambda ids: [words.get(i, str(i)) for i in ids])
         return out
+
+    # ---------------------------------------------------------------- exclusions, facets, highlights
+    @staticmethod
+    def _exclusions(req: SearchRequest) -> tuple[SearchRequest, list]:
+        """The request with its query cleared of what it excludes, and every exclusion
+        (must_not, -term / -"phrase", natural-language negation: service/exclusions.py)."""
+        found = [exclusions.Exclusion(m, None, "must_not") if isinstance(m, str)
+                 else exclusions.Exclusion(m.text, m.weight, "must_not") for m in req.must_not or ()]
+        if req.query is not None and (req.query_syntax or req.negation):
+            query, stated = exclusions.parse_query(req.query, req.query_syntax, req.negation)
+            if stated:
+                if not query:
+                    raise BadRequest("query: nothing is left to search for once its exclusions "
+                                     f"({', '.join(e.text for e in stated)}) are taken out")
+                found += stated
+                req = req.model_copy(update={"query": query})
+        found = [e for e in found if e.words]
+        return req, found
+
+    @staticmethod
+    def _facets(coll: Collection, req: SearchRequest, flt, fused) -> list[FacetOut]:
+        """Value counts per facet: over the fused candidates (scope hits) or over the filtered
+        collection; read from the metadata columns (Collection.facet_counts), no text."""
+        out, hit_ids = [], [d for d, _ in fused]
+        for spec in req.facets:
+            counts = FacetCounts()
+            if spec.scope == "hits":  # the candidates passed the filter already
+                counts.add(coll.facet_counts(spec.key, ids=hit_ids))
+            else:
+                counts.add(coll.facet_counts(spec.key, filter=flt))
+            top, other = counts.top(spec.size)
+            out.append(FacetOut(key=spec.key, scope=spec.scope, other=other, missing=counts.missing,
+                                values=[FacetValue(value=v, count=c) for v, c in top]))
+        return out
+
+    @staticmethod
+    def _highlight(enc: EncoderSet, qv: QueryVectors, req: SearchRequest, doc, spec: HighlightSpec) -> list:
+        """Fragments of the hit's text around its top contributing terms (service/highlight.py)."""
+        if doc is None or not doc.text:
+            return []
+        text, spans = doc.text, []
+        if qv.sparse is not None and "sparse" in doc.vectors:
+            tok = getattr(enc.sparse, "tokenizer", None)
+            if tok is not None and getattr(tok, "is_fast", False):
+                terms = highlight.top_terms(qv.sparse, doc.vectors["sparse"], spec.terms)
+                spans += highlight.wordpiece_spans(text, tok, terms)
+        if qv.bm25 is not None and "bm25" in doc.vectors:
+            raw = req.vector.bm25 if req.vector is not None else None
+            words = raw_vectors.bm25_words(raw) if raw is not None else lexical.token_terms(req.query)
+            terms = highlight.top_terms(qv.bm25, doc.vectors["bm25"], spec.terms)
+            spans += highlight.bm25_spans(text, terms, words)
+        if not spans and req.query:
+            spans = highlight.query_word_spans(text, req.query)
+        return highlight.fragments(text, spans, spec.fragments, spec.fragment_chars)
+
+
+def _apply_exclusions(excl: list, lists: dict, hits: dict) -> tuple[dict, dict, int]:
+    """Every list without the candidates that contain a removing exclusion; the demoting ones'
+    penalties (a fraction of |score|) by id; how many distinct candidates either hit."""
+    matcher = exclusions.Matcher(excl)
+    removed: set[str] = set()
+    penalties: dict[str, float] = {}
+    for doc_id in {d for lst in lists.values() for d, _ in lst}:
+        matched = matcher.matches(hits[doc_id].text)
+        if not matched:
+            continue
+        p = exclusions.penalty(matched)
+        if p is None:
+            removed.add(doc_id)
+        elif p > 0:
+            penalties[doc_id] = p
+    if removed:
+        lists = {n: [(d, s) for d, s in lst if d not in removed] for n, lst in lists.items()}
+    return lists, penalties, len(removed) + len(penalties)
 
 
 def _term_contributions(query, doc_row, names) -> dict:

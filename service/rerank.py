@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from encoders.multivector import maxsim_scores
+from encoders.multivector import StackedTokens, maxsim_scores
 
 
 @dataclass
@@ -53,7 +53,7 @@ def interpolate(first_norm: np.ndarray | float, maxsim: np.ndarray | float, n_qu
 
 
 def maxsim_rerank(candidates: Sequence[tuple[str, float]], q_tokens: np.ndarray,
-                  doc_tokens: Callable[[list[str]], list[np.ndarray]], k: int,
+                  doc_tokens: Callable[[list[str]], list[np.ndarray] | StackedTokens], k: int,
                   alpha: float = 0.0, beta: int | None = None, chunk: int = 4,
                   first_stage_weight: float | None = None,
                   ) -> tuple[list[tuple[str, float]], RerankStats]:

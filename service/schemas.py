@@ -74,7 +74,12 @@ class _IndexOptionsBase(BaseModel):
 
 def _option_field(opt) -> tuple:
     bounds = opt.metadata["bounds"]
-    kind = Int(**bounds) if opt.type.startswith("int") else Annotated[float, Field(**bounds)]
+    if "choices" in bounds:
+        kind = Literal[tuple(bounds["choices"])]
+    elif opt.type.startswith("int"):
+        kind = Int(**bounds)
+    else:
+        kind = Annotated[float, Field(**bounds)]
     return kind | None, Field(None, description=f"{opt.metadata['doc']} (default {opt.default})")
 
 
@@ -88,7 +93,10 @@ class CollectionCreate(BaseModel):
     """Omit an encoder to get the server's default; pass null to leave that field out."""
     model_config = ConfigDict(**_STRICT, json_schema_extra={"examples": [{"name": "docs"}]})
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", examples=["docs"])
-    sparse_encoder: str | None = Field(None, examples=["splade-tiny"])
+    sparse_encoder: str | None = Field(None, examples=["splade-tiny", "splade-tiny-inference-free"],
+                                       description="a registered model of a sparse kind (splade, "
+                                       "echo-splade, inference-free, csr; GET /models lists them); "
+                                       "the collection records it and its kind")
     dense_encoder: str | None = Field(None, examples=["all-MiniLM-L6-v2"])
     multivector_encoder: str | None = Field(None, examples=["all-MiniLM-L6-v2"])
     bm25: bool = True
@@ -112,6 +120,9 @@ class CollectionStats(BaseModel):
     bytes: int = 0
     encoders: dict[str, str | None] = {}
     fields: dict[str, str] = {}
+    token_vectors: dict[str, Any] | None = Field(
+        None, description="stored token vectors for reranking (store_token_vectors): dtype, dim, "
+        "tokens, bytes, bytes_per_document, bytes_per_token; null when the collection stores none")
     shards: int | None = Field(None, description="on a cluster router: the shards the collection is "
                                "spread over (the counts above are their sums); null on a single node")
 
@@ -301,6 +312,32 @@ class PRFSpec(BaseModel):
                                 "the original query's scores")
 
 
+class MustNot(BaseModel):
+    """A term or phrase whose documents are removed (no weight) or demoted (a weight)."""
+    model_config = _STRICT
+    text: str = Field(min_length=1, max_length=200, examples=["nuclear"])
+    weight: float | None = Field(None, gt=0, le=1, description="null: remove the documents that "
+                                 "contain it; w: demote them, score - w x |score| (1: a positive "
+                                 "score becomes 0); several matches compound")
+
+
+class HighlightSpec(BaseModel):
+    model_config = _STRICT
+    fragments: Int(ge=1, le=20) = Field(3, description="fragments per hit, best first")
+    fragment_chars: Int(ge=20, le=2000) = Field(160, description="about this many characters "
+                                                 "per fragment (cut at word boundaries)")
+    terms: Int(ge=1, le=100) = Field(10, description="top contributing query terms to mark")
+
+
+class FacetSpec(BaseModel):
+    model_config = _STRICT
+    key: str = Field(min_length=1, max_length=256, examples=["topic"], description="a metadata key")
+    scope: Literal["hits", "collection"] = Field(
+        "hits", description="hits: the fused candidate list (every list to `depth`, after "
+        "filter and exclusions); collection: every live document that matches `filter`")
+    size: Int(ge=1, le=1000) = Field(10, description="the most frequent values to return")
+
+
 class SearchRequest(BaseModel):
     model_config = ConfigDict(**_STRICT, json_schema_extra={"examples": [
         {"query": "how do sparse retrievers expand terms", "k": 5, "mode": "hybrid"},
@@ -322,6 +359,55 @@ class SearchRequest(BaseModel):
     explain: bool = False
     depth: Int(ge=1, le=10_000) = Field(100, description="first-stage candidates per list; pages "
                        "within one depth window rank identically")
+    highlight: bool | HighlightSpec = Field(
+        False, description="true (or options): each hit's `highlights`, the fragments of its text "
+        "that carry the top contributing query terms")
+    facets: list[FacetSpec] | None = Field(None, max_length=20, description="value counts of "
+                                           "metadata keys, over the hits or the filtered collection")
+    must_not: list[Annotated[str, Field(min_length=1, max_length=200)] | MustNot] | None = Field(
+        None, max_length=64, examples=[["coal", "fossil fuel", {"text": "nuclear", "weight": 0.5}]],
+        description="terms or phrases: documents that contain one are removed (or, with a "
+        "weight, demoted) in every mode; matched on words, case-insensitive, plurals folded")
+    query_syntax: bool = Field(True, description="`-term` and `-\"phrase\"` in the query are "
+                               "exclusions (taken out of the query text)")
+    negation: bool = Field(False, description="natural-language negation in the query ('…, but "
+                           "not X', 'without X', \"don't mention X\", 'excluding X') becomes "
+                           "exclusions; off by default: 'without X' is often the topic itself")
+
+
+class Highlight(BaseModel):
+    """One fragment of a hit's text. Render from `text` and `matches` (plain text plus offsets:
+    nothing to escape wrongly), or insert `marked`, which is HTML-escaped text with the matches
+    in <mark>…</mark> and nothing else."""
+    text: str = Field(description="the fragment, as in the document")
+    start: int = Field(description="where the fragment starts in the document's text (Unicode "
+                       "code points, as Python indexes strings)")
+    matches: list[tuple[int, int]] = Field(description="[start, end) of each marked word, in "
+                                           "code points relative to the fragment")
+    terms: list[str] = Field(description="the query terms the fragment carries (wordpieces / "
+                             "BM25 terms / query words), most contributing first")
+    score: float = Field(description="the contributions of the terms marked in the fragment")
+    marked: str = Field(description="the fragment HTML-escaped, matches wrapped in <mark></mark>")
+
+
+class FacetValue(BaseModel):
+    value: str | float | int | bool | None
+    count: int
+
+
+class FacetOut(BaseModel):
+    key: str
+    scope: Literal["hits", "collection"]
+    values: list[FacetValue] = Field(description="most frequent first, ties by value")
+    other: int = Field(description="documents with a value not in `values`")
+    missing: int = Field(description="documents without the key (or with an object value); a "
+                         "list value counts each of its elements")
+
+
+class ExclusionOut(BaseModel):
+    text: str
+    weight: float | None = Field(None, description="null: its documents were removed")
+    source: Literal["must_not", "syntax", "negation"]
 
 
 class SearchResult(BaseModel):
@@ -330,6 +416,8 @@ class SearchResult(BaseModel):
     text: str | None = None
     metadata: dict[str, Any] | None = None
     explanation: dict[str, Any] | None = None
+    highlights: list[Highlight] | None = Field(None, description="with `highlight`: fragments, best "
+                                                "first (empty when no query term is in the text)")
 
 
 class SearchResponse(BaseModel):
@@ -340,6 +428,11 @@ class SearchResponse(BaseModel):
     candidates: int = Field(description="documents in the fused candidate list")
     reranked: int = Field(0, description="leading results ordered by MaxSim (their score is MaxSim)")
     rerank_stats: dict[str, int] | None = None
+    query: str | None = Field(None, description="the query text as encoded, when exclusions "
+                              "were taken out of it")
+    exclusions: list[ExclusionOut] | None = Field(None, description="the exclusions applied")
+    excluded: int | None = Field(None, description="candidates the exclusions removed or demoted")
+    facets: list[FacetOut] | None = None
 
 
 class JobCreate(BaseModel):

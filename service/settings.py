@@ -89,6 +89,11 @@ class Settings(BaseSettings):
     encode_batch_size: int = Field(32, ge=1)
     torch_threads: int | None = Field(None, ge=1, description="intra-op threads per encoder call "
                                       "(default: torch's; concurrent queries share batches anyway)")
+    device: str = Field("auto", pattern=r"^(auto|cpu|mps|cuda(:[0-9]{1,2})?)$",
+                        description="where every torch encoder and trainer runs: auto (cuda, then mps, "
+                        "then cpu), cpu, cuda, cuda:N or mps; a device this machine lacks is an error at "
+                        "start. On a GPU documents are encoded in bf16/fp16 with the SPLADE head in torch "
+                        "(the fused C++ head is the CPU's)")
     job_chunk_docs: int = Field(64, ge=1, description="documents encoded and committed per job step")
     import_dir: Path | None = Field(None, description="server directory that job sources may be "
                                     "read from (unset: jobs index uploaded files only)")
@@ -123,6 +128,8 @@ class Settings(BaseSettings):
         if self.torch_threads is not None:
             import torch
             torch.set_num_threads(self.torch_threads)
+        from encoders import device as devices
+        devices.set_default(self.device)  # DeviceError (a ValueError) names what the machine has
         from .encoder_cache import ENCODERS
         ENCODERS.dense_int8 = self.dense_int8
         ENCODERS.onnx_queries = self.onnx_queries

@@ -18,6 +18,7 @@ a follower must open afresh rather than refresh (segment ids restart in the new 
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -31,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from encoders.base import csr_from_rows
+from encoders.multivector import fixed_projection, project_tokens
 from indexer import Collection
 from indexer.collection import CollectionNotFoundError
 from indexer.collection_config import OPTIONS, CollectionConfig, check_document_id, check_name
@@ -44,10 +46,31 @@ from .errors import BadRequest, Conflict, Damaged, NotFound
 
 log = logging.getLogger("lsr.service")
 BM25_ENCODER = "bm25-hashed"
+SPARSE_KIND = "sparse_kind"  # the key of the sparse model's kind among a collection's encoders
 _OPTION_NAMES = {opt.name for opt in OPTIONS}
 SNAPSHOT_RE = re.compile(r"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{8}$")
 READ_ONLY_MESSAGE = ("this process only reads the data directory: another process is its writer "
                      "(holds .writer.lock); send writes to that one (the REST API, or `lsr ... --url`)")
+
+
+def token_dim(encoder_dim: int | None, wanted: int | None) -> int:
+    """The dimension a collection stores token vectors at: the multivector encoder's, or a
+    smaller one reached by the fixed projection (encoders.multivector.fixed_projection)."""
+    if encoder_dim is None:
+        raise BadRequest("index.store_token_vectors: needs a multivector_encoder (whose token vectors it stores)")
+    if wanted is None:
+        return encoder_dim
+    if wanted > encoder_dim:
+        raise BadRequest(f"index.token_dim: at most the multivector encoder's dimension ({encoder_dim}), "
+                         f"got {wanted}")
+    return wanted
+
+
+@functools.lru_cache(maxsize=8)
+def token_projection(encoder_dim: int, stored_dim: int):
+    """The fixed projection from the encoder's token vectors to a collection's stored ones
+    (None when they have the same dimension); queries go through the same one."""
+    return None if stored_dim == encoder_dim else fixed_projection(encoder_dim, stored_dim)
 
 
 def new_snapshot_id() -> str:
@@ -64,7 +87,12 @@ class EncoderSet:
 
     def _get(self, kind: str):
         name = self._names.get(kind)
-        return getattr(self._cache, kind)(name) if name else None
+        if not name:
+            return None
+        enc = getattr(self._cache, kind)(name)
+        if kind == "sparse":
+            check_sparse_kind(self._cache, self._names)
+        return enc
 
     @property
     def sparse(self):
@@ -83,6 +111,18 @@ class EncoderSet:
         """The fields a search can use, in fusion order."""
         return [f for f, on in (("sparse", self._names.get("sparse")), ("bm25", self.bm25),
                                 ("dense", self._names.get("dense"))) if on]
+
+
+def check_sparse_kind(cache: EncoderCache, names: dict) -> None:
+    """A collection's sparse vectors come from one model of one kind: if the registry now gives
+    its model another kind (a replaced lsr-model.json), searches and upserts are refused rather
+    than mixing vectors of two models. Collections from before kinds were recorded are SPLADE."""
+    recorded = names.get(SPARSE_KIND) or "splade"
+    now = cache.spec(names["sparse"]).kind
+    if now != recorded:
+        raise Conflict(f"the collection's sparse field was built by model {names['sparse']!r} as kind "
+                       f"{recorded!r}, and that model is now of kind {now!r}: its queries and documents "
+                       "would not match the stored vectors; restore the model or re-index into a new collection")
 
 
 @dataclass(frozen=True)
@@ -106,6 +146,7 @@ class Store:
         self.encoders = encoders
         self.batch_size = batch_size
         self.wal_recovery = wal_recovery
+        self.on_encode = None  # (encoder, "documents", texts, seconds) after each document batch
         self.read_only = read_only
         self._lock = threading.RLock()
         self._refreshing = threading.Lock()  # a follower's collections refresh one at a time
@@ -137,7 +178,8 @@ class Store:
         fields, names = {}, {}
         if sparse:
             fields["sparse"] = {"kind": "sparse", "dim": self.encoders.sparse(sparse).dim, "params": seismic}
-            names["sparse"] = sparse
+            # the kind too: a model whose kind changed later cannot fill or search it (check_sparse_kind)
+            names["sparse"], names[SPARSE_KIND] = sparse, self.encoders.spec(sparse).kind
         if bm25:
             fields["bm25"] = {"kind": "sparse", "dim": lexical.DIM, "params": seismic}
             names["bm25"] = BM25_ENCODER
@@ -145,8 +187,12 @@ class Store:
             fields["dense"] = {"kind": "dense", "dim": self.encoders.dense(dense).dim}
             names["dense"] = dense
         if multivector:
-            self.encoders.multivector(multivector)
+            mv = self.encoders.multivector(multivector)
             names["multivector"] = multivector
+        if index.get("store_token_vectors") is not None:
+            index["token_dim"] = token_dim(mv.dim if multivector else None, index.get("token_dim"))
+        elif index.get("token_dim") is not None:
+            raise BadRequest("index.token_dim: applies to stored token vectors; give store_token_vectors too")
         with self._lock:
             if name in self._damaged:
                 raise Conflict(f"collection {name!r} exists (damaged): delete or restore it first")
@@ -432,7 +478,24 @@ class Store:
                 encoded = dict(zip(todo, m if todo else ()))
                 out["dense"] = np.stack([r if r is not None else encoded[i] for i, r in enumerate(rows)]
                                         ).astype(np.float32, copy=False)
-        return coll.upsert(ids, out, texts=texts, metadata=metadata, lengths=lengths)
+        tokens = self._document_tokens(coll, enc, texts)
+        return coll.upsert(ids, out, texts=texts, metadata=metadata, lengths=lengths, tokens=tokens)
+
+    def _document_tokens(self, coll: Collection, enc: EncoderSet, texts: list) -> list | None:
+        """Token vectors to store for reranking (collections created with store_token_vectors):
+        the multivector encoder's, through the collection's fixed projection; none for a
+        document without text. None for collections that encode them per query instead."""
+        if not coll.config.store_token_vectors:
+            return None
+        todo = [i for i, t in enumerate(texts) if t]
+        out: list = [None] * len(texts)
+        if todo:
+            mv = enc.multivector
+            weight = token_projection(mv.dim, coll.config.token_dim)
+            encoded = mv.encode_documents([texts[i] for i in todo], batch_size=self.batch_size)
+            for i, t in zip(todo, encoded):
+                out[i] = project_tokens(t, weight)
+        return out
 
     @staticmethod
     def bm25_avgdl(coll, lengths: np.ndarray, base: tuple[int, int] | None = None) -> float:
@@ -450,7 +513,11 @@ class Store:
         todo = [i for i, r in enumerate(rows) if r is None]
         if not todo:
             return todo, None
-        return todo, encoder.encode_documents([texts[i] for i in todo], batch_size=self.batch_size)
+        t0 = time.perf_counter()
+        out = encoder.encode_documents([texts[i] for i in todo], batch_size=self.batch_size)
+        if self.on_encode is not None:  # the service's encoder histogram (observability.py)
+            self.on_encode(encoder, "documents", len(todo), time.perf_counter() - t0)
+        return todo, out
 
     def stats(self, name: str) -> dict:
         coll = self.get(name)

@@ -15,12 +15,14 @@ from . import search_numba
 from .blocking import block_lists, compact_block_sizes, top_terms
 from .config import SeismicParams
 from .pruning import prune_postings
-from .summaries import count_summaries, fill_summaries
+from .summaries import SUMMARY_LAYOUT, count_summaries, fill_summaries, pack_layout1
 
 # Arrays that make up an index, in the order the Numba kernel takes them.
 _KERNEL_ARRAYS = ("fwd_ptr", "fwd_terms", "fwd_vals", "list_block_ptr", "block_doc_ptr",
-                  "block_docs", "block_scale", "list_entry_ptr", "entry_term", "entry_block",
-                  "entry_value")
+                  "block_docs", "block_scale", "list_entry_ptr", "entry_value", "list_shift",
+                  "list_dir_ptr", "summary_dir", "list_key_ptr", "entry_key")
+_SUMMARY_ARRAYS = ("block_scale", "list_entry_ptr", "entry_value", "list_shift", "list_dir_ptr",
+                   "summary_dir", "list_key_ptr", "entry_key")
 
 
 class SeismicIndex:
@@ -52,35 +54,40 @@ class SeismicIndex:
         t0 = time.perf_counter()
         docs = as_document_csr(csr)
         n_docs, dim = docs.shape
+        # Peak memory: the build keeps only the forward index in its stored types (u16 term ids
+        # where they fit), f32 copies of its values and one structure per step, each freed as
+        # soon as the next step has what it needs.
+        term_dtype = np.uint16 if dim <= 65536 else np.uint32
         fwd_ptr = docs.indptr.astype(np.int64)
-        fwd_terms = docs.indices.astype(np.int32)
-        fwd_vals = docs.data
+        fwd_terms = docs.indices.astype(term_dtype)
         # Build-time structures use the f32 values; summaries are maxima of the stored values
         # so they bound the scores the kernel computes from the (possibly f16) forward index.
-        stored_vals = fwd_vals.astype(p.forward_dtype)
-        build_vals = stored_vals.astype(np.float32)
-
+        stored_vals = docs.data.astype(p.forward_dtype)
+        build_vals = stored_vals if stored_vals.dtype == np.float32 else stored_vals.astype(np.float32)
         list_ptr, list_docs = prune_postings(docs.tocsc(), p)
+        del docs
+
         cut_t, cut_v = top_terms(fwd_ptr, fwd_terms, build_vals, p.doc_cut)
         block_docs, n_blocks, sizes = block_lists(list_ptr, list_docs, fwd_ptr, fwd_terms, build_vals,
                                                   cut_t, cut_v, dim, p.centroid_fraction,
                                                   p.min_cluster_size, p.max_blocks_per_list, p.seed)
-        del cut_t, cut_v
+        del cut_t, cut_v, list_docs
         list_block_ptr, block_doc_ptr = compact_block_sizes(list_ptr, n_blocks, sizes)
+        del list_ptr, n_blocks, sizes
         thr, ties, n_entries = count_summaries(list_block_ptr, block_doc_ptr, block_docs, fwd_ptr,
                                                fwd_terms, build_vals, dim, p.summary_energy)
         list_entry_ptr = np.concatenate(([0], np.cumsum(n_entries))).astype(np.int64)
-        block_scale, entry_term, entry_block, entry_value = fill_summaries(
-            list_block_ptr, block_doc_ptr, block_docs, fwd_ptr, fwd_terms, build_vals, dim,
-            thr, ties, list_entry_ptr)
+        (block_scale, entry_value, list_shift, list_dir_ptr, summary_dir, list_key_ptr,
+         entry_key) = fill_summaries(list_block_ptr, block_doc_ptr, block_docs, fwd_ptr, fwd_terms,
+                                     build_vals, dim, thr, ties, list_entry_ptr)
+        del build_vals, thr, ties
 
-        term_dtype = np.uint16 if dim <= 65536 else np.uint32
         arrays = {
-            "fwd_ptr": fwd_ptr, "fwd_terms": fwd_terms.astype(term_dtype), "fwd_vals": stored_vals,
+            "fwd_ptr": fwd_ptr, "fwd_terms": fwd_terms, "fwd_vals": stored_vals,
             "list_block_ptr": list_block_ptr, "block_doc_ptr": block_doc_ptr,
-            "block_docs": block_docs, "block_scale": block_scale,
-            "list_entry_ptr": list_entry_ptr, "entry_term": entry_term.astype(term_dtype),
-            "entry_block": entry_block, "entry_value": entry_value,
+            "block_docs": block_docs, "block_scale": block_scale, "list_entry_ptr": list_entry_ptr,
+            "entry_value": entry_value, "list_shift": list_shift, "list_dir_ptr": list_dir_ptr,
+            "summary_dir": summary_dir, "list_key_ptr": list_key_ptr, "entry_key": entry_key,
         }
         return cls(arrays, n_docs, dim, p, build_seconds=time.perf_counter() - t0)
 
@@ -97,8 +104,7 @@ class SeismicIndex:
         a = self.arrays
         groups = {"forward": ("fwd_ptr", "fwd_terms", "fwd_vals"),
                   "postings": ("list_block_ptr", "block_doc_ptr", "block_docs"),
-                  "summaries": ("block_scale", "list_entry_ptr", "entry_term", "entry_block",
-                                "entry_value")}
+                  "summaries": _SUMMARY_ARRAYS}
         out = {f"{g}_bytes": int(sum(a[n].nbytes for n in names)) for g, names in groups.items()}
         out["total_bytes"] = sum(out.values())
         return out
@@ -165,11 +171,25 @@ class SeismicIndex:
     # ---------------------------------------------------------------- persistence
     def save(self, path) -> None:
         save_arrays(path, self.KIND, self.arrays,
-                    {"n_docs": self.n_docs, "dim": self.dim, "params": self.params.to_dict()})
+                    {"n_docs": self.n_docs, "dim": self.dim, "params": self.params.to_dict(),
+                     "summary_layout": SUMMARY_LAYOUT})
 
     @classmethod
     def load(cls, path, mmap: bool = True) -> "SeismicIndex":
         arrays, manifest = load_arrays(path, cls.KIND, mmap=mmap)
+        layout = manifest.get("summary_layout", 1)
+        if layout == 1 and {"entry_term", "entry_block", "list_entry_ptr"} <= set(arrays):
+            # written before the packed summaries: convert in memory (the rest stays mapped)
+            (arrays["list_shift"], arrays["list_dir_ptr"], arrays["summary_dir"],
+             arrays["list_key_ptr"], arrays["entry_key"]) = pack_layout1(
+                np.asarray(arrays["list_entry_ptr"]), np.asarray(arrays["list_block_ptr"]),
+                np.asarray(arrays.pop("entry_term")), np.asarray(arrays.pop("entry_block")),
+                int(manifest["dim"]))
+        elif layout not in (1, SUMMARY_LAYOUT):
+            from ..storage import IndexFormatError
+            raise IndexFormatError(f"{path} has Seismic summary layout {layout!r}; this version of "
+                                   f"lsr-search reads layouts 1 and {SUMMARY_LAYOUT}. Rebuild the index "
+                                   f"from its documents.", path=path, check="format version")
         missing = set(_KERNEL_ARRAYS) - set(arrays)
         if missing:
             from ..storage import IndexFormatError

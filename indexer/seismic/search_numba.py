@@ -8,6 +8,8 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+from .summaries import block_bits, read_key
+
 
 @nb.njit(nogil=True, cache=True, inline="always")
 def _better(s1, d1, s2, d2):
@@ -62,19 +64,31 @@ def score_doc(q, terms, vals, a, b):
 
 
 @nb.njit(nogil=True, cache=True)
-def _block_dots(t, b0, nb_, q_terms, q_vals, list_entry_ptr, entry_term, entry_block, entry_value,
-                block_scale, dots):
+def _block_dots(t, b0, nb_, q_terms, q_vals, list_entry_ptr, entry_value, list_shift,
+                list_dir_ptr, summary_dir, list_key_ptr, entry_key, block_scale, dots):
+    """dots[b] = scale_b * sum over query terms (ascending) of q_val * code(term, b)."""
     dots[:nb_] = 0.0
-    e, e_end = list_entry_ptr[t], list_entry_ptr[t + 1]
-    for j in range(q_terms.shape[0]):
-        qt = q_terms[j]
-        e = e + np.searchsorted(entry_term[e:e_end], qt)  # lower bound, as std::lower_bound
-        if e >= e_end:
-            break
-        qv = q_vals[j]
-        while e < e_end and entry_term[e] == qt:
-            dots[entry_block[e]] += qv * np.float32(entry_value[e])
-            e += 1
+    v0 = list_entry_ptr[t]
+    if list_entry_ptr[t + 1] > v0:
+        s = np.int64(list_shift[t])
+        bb = block_bits(nb_)
+        w = s + bb
+        lmask = (1 << s) - 1
+        bmask = (1 << bb) - 1
+        d0 = list_dir_ptr[t]
+        k0 = list_key_ptr[t]
+        for j in range(q_terms.shape[0]):
+            qt = np.int64(q_terms[j])
+            h = d0 + (qt >> s)
+            lo = qt & lmask
+            qv = q_vals[j]
+            for i in range(np.int64(summary_dir[h]), np.int64(summary_dir[h + 1])):
+                key = read_key(entry_key, k0, i, w)
+                klo = key >> bb
+                if klo > lo:
+                    break
+                if klo == lo:
+                    dots[key & bmask] += qv * np.float32(entry_value[v0 + i])
     for b in range(nb_):
         dots[b] *= block_scale[b0 + b]
 
@@ -82,7 +96,8 @@ def _block_dots(t, b0, nb_, q_terms, q_vals, list_entry_ptr, entry_term, entry_b
 @nb.njit(nogil=True, cache=True)
 def search_one(q_terms, q_vals, k, query_cut, heap_factor, q_dense, visited, dots,
                fwd_ptr, fwd_terms, fwd_vals, list_block_ptr, block_doc_ptr, block_docs,
-               block_scale, list_entry_ptr, entry_term, entry_block, entry_value):
+               block_scale, list_entry_ptr, entry_value, list_shift, list_dir_ptr, summary_dir,
+               list_key_ptr, entry_key):
     hf = np.float32(heap_factor)
     for j in range(q_terms.shape[0]):
         q_dense[q_terms[j]] = q_vals[j]
@@ -97,8 +112,8 @@ def search_one(q_terms, q_vals, k, query_cut, heap_factor, q_dense, visited, dot
         nb_ = list_block_ptr[t + 1] - b0
         if nb_ == 0:
             continue
-        _block_dots(t, b0, nb_, q_terms, q_vals, list_entry_ptr, entry_term, entry_block,
-                    entry_value, block_scale, dots)
+        _block_dots(t, b0, nb_, q_terms, q_vals, list_entry_ptr, entry_value, list_shift,
+                    list_dir_ptr, summary_dir, list_key_ptr, entry_key, block_scale, dots)
         if li == 0:
             order = np.argsort(-dots[:nb_], kind="mergesort")
         else:
@@ -125,7 +140,8 @@ def search_one(q_terms, q_vals, k, query_cut, heap_factor, q_dense, visited, dot
 @nb.njit(nogil=True, parallel=True)  # not cached: Numba cannot cache this parallel function
 def search_batch(q_ptr, q_terms, q_vals, k, query_cut, heap_factor, dim, n_docs, max_blocks,
                  fwd_ptr, fwd_terms, fwd_vals, list_block_ptr, block_doc_ptr, block_docs,
-                 block_scale, list_entry_ptr, entry_term, entry_block, entry_value):
+                 block_scale, list_entry_ptr, entry_value, list_shift, list_dir_ptr, summary_dir,
+                 list_key_ptr, entry_key):
     nq = q_ptr.shape[0] - 1
     out_ids = np.full((nq, k), -1, dtype=np.int32)
     out_scores = np.full((nq, k), -np.inf, dtype=np.float32)
@@ -139,7 +155,8 @@ def search_batch(q_ptr, q_terms, q_vals, k, query_cut, heap_factor, dim, n_docs,
             ids, sc = search_one(q_terms[a:b], q_vals[a:b], k, query_cut, heap_factor, q_dense,
                                  visited, dots, fwd_ptr, fwd_terms, fwd_vals, list_block_ptr,
                                  block_doc_ptr, block_docs, block_scale, list_entry_ptr,
-                                 entry_term, entry_block, entry_value)
+                                 entry_value, list_shift, list_dir_ptr, summary_dir,
+                                 list_key_ptr, entry_key)
             out_ids[i, : ids.shape[0]] = ids
             out_scores[i, : sc.shape[0]] = sc
     return out_ids, out_scores

@@ -29,8 +29,10 @@ import numpy as np
 from indexer.collection import Document, Hit, TermStats
 from indexer.collection_config import CollectionConfig, check_document_id
 from indexer.errors import NotFoundError
+from indexer.facets import FacetCounts
 from indexer.filters import Filter
 from indexer.query import DEFAULTS
+from indexer.token_store import TokenRows
 
 from .. import lexical, raw_vectors
 from ..aliases import Aliases
@@ -119,6 +121,36 @@ class ShardedCollection:
 
     def term_stats(self, field: str | None = None, terms=None) -> TermStats:
         return self.store.global_stats(self, field or self.config.sparse_fields[0], terms)
+
+    def facet_counts(self, key: str, filter=None, ids=None) -> dict:
+        """Value counts of a metadata key (indexer/facets.py) summed over the shards: over the
+        filtered collection, or over the given ids (each asked of its own shard)."""
+        st = self.store
+        if ids is None:
+            parts = self._read_all("facet_counts", key, filter, None)
+        else:
+            groups = group_by_shard(list(ids), self.shards.count)
+            parts = self.shards.read_many([(s, "facet_counts", (self.name, key, filter, [ids[i] for i in pos],
+                                                                st.token(s))) for s, pos in groups.items()])
+        total = FacetCounts()
+        for part in parts:
+            total.add(part)
+        return total.as_dict()
+
+    def token_vectors(self, ids: list[str]):
+        """Stored token vectors for reranking (indexer/token_store.py), from each id's shard, in
+        the order asked; None when the collection stores none."""
+        if not self.config.store_token_vectors:
+            return None
+        groups = group_by_shard(list(ids), self.shards.count)
+        st = self.store
+        parts = self.shards.read_many([(s, "token_vectors", (self.name, [ids[i] for i in pos], st.token(s)))
+                                       for s, pos in groups.items()])
+        stacked = TokenRows.concat(parts, self.config.store_token_vectors, self.config.token_dim)
+        order = [i for pos in groups.values() for i in pos]  # stacked row j holds ids[order[j]]
+        where = np.empty(len(ids), dtype=np.int64)
+        where[order] = np.arange(len(order))
+        return stacked.take(where)
 
     # ---------------------------------------------------------------- documents
     def get(self, doc_id: str) -> Document | None:

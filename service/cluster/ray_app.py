@@ -160,6 +160,10 @@ class RemoteEncoders:
         return self._items[key]
 
     def sparse(self, name: str):
+        # an inference-free model's queries run no model (tokenizer + IDF: service/models.py),
+        # so they stay here rather than crossing to the encoder deployment
+        if self.local.spec(name).kind == "inference-free":
+            return self.local.sparse(name)
         return self._get("sparse", name)
 
     def dense(self, name: str):

@@ -164,6 +164,12 @@ class ShardService:
         hits = self._coll(name, token).search_dense(vector, k=k, field=field, filter=flt)
         return _hits(hits, with_docs)
 
+    def facet_counts(self, name: str, key: str, flt, ids, token=None) -> dict:
+        return self._coll(name, token).facet_counts(key, filter=flt, ids=ids)
+
+    def token_vectors(self, name: str, ids: list[str], token=None):
+        return self._coll(name, token).token_vectors(ids)
+
     def term_stats(self, name: str, field: str, terms, token=None) -> tuple[int, int, np.ndarray]:
         s = self._coll(name, token).term_stats(field, terms)
         return s.n_docs, s.total_length, s.df

@@ -8,7 +8,7 @@ import numpy as np
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
-from encoders.models import models_dir
+from encoders import registry
 
 from .. import lexical
 from ..auth import AuthFirstRoute, require_read
@@ -81,6 +81,16 @@ def _load(kind: str, name: str):
     return getattr(ENCODERS, kind)(name)  # EncoderLoadError is a 400 naming the model
 
 
+def _sparse_queries(enc, name: str, texts: list[str]):
+    """Sparse query vectors; an inference-free model weighs its query tokens by a collection's
+    live IDF, so outside a collection it has no query vectors to give."""
+    if getattr(enc, "live_idf", False):
+        raise BadRequest(f"model {name!r} is inference-free with the IDF of each collection: its query "
+                         "vectors exist only against a collection (search it, with explain for the "
+                         "weights); documents encode here")
+    return enc.encode_queries(texts)
+
+
 def _inputs(raw) -> tuple[list[str] | None, list[list[int]] | None]:
     """The request's input as texts, or as token-id lists (one per input)."""
     if isinstance(raw, str):
@@ -146,7 +156,7 @@ def embeddings(body: EmbeddingsRequest, request: Request):
         enc = _load("sparse", name)
         tokenizer = enc.tokenizer
         texts = texts if ids is None else _decode_ids(tokenizer, name, ids, s.max_batch_texts)
-        m = enc.encode_queries(texts)
+        m = _sparse_queries(enc, name, texts)
         data = [{"object": "embedding", "index": i,
                  "embedding": {"indices": m[i].indices.tolist(), "values": m[i].data.tolist()}}
                 for i in range(len(texts))]
@@ -167,23 +177,31 @@ def embeddings(body: EmbeddingsRequest, request: Request):
 
 
 def _model_kinds(name: str, settings) -> list[str]:
-    """What a cached model serves: the server's configured roles, else its architecture's
-    (a masked-LM head is SPLADE; any other encoder is dense and multivector)."""
+    """What a registered model serves: the server's configured roles, else its registry kind's
+    (any sparse kind is "sparse"; a plain encoder directory is dense and multivector)."""
     kinds = [k for k, default in (("sparse", settings.sparse_encoder), ("dense", settings.dense_encoder),
                                   ("multivector", settings.multivector_encoder)) if default == name]
     if kinds:
         return kinds
-    try:
-        arch = json.loads((models_dir() / name / "config.json").read_text()).get("architectures") or []
-    except (OSError, ValueError, AttributeError):
-        arch = []
-    return ["sparse"] if any("MaskedLM" in str(a) for a in arch) else ["dense", "multivector"]
+    spec = registry.get(name)
+    if spec is None:
+        return []
+    return [r for r in ("sparse", "dense", "multivector") if spec.serves(r)]
+
+
+def _embedding_models() -> list[str]:
+    """The models /v1/embeddings encodes queries with: not an inference-free model whose query
+    IDF comes from each collection (GET /models lists every model)."""
+    return [n for n in available_models()
+            if not (registry.get(n).kind == "inference-free" and "idf" not in registry.get(n).files)]
 
 
 def _model(name: str, settings) -> dict:
+    spec = registry.get(name)
     try:
-        created = int((models_dir() / name / "config.json").stat().st_mtime)
-    except OSError:
+        created = int((spec.path / "config.json" if (spec.path / "config.json").is_file()
+                       else spec.path / registry.MANIFEST).stat().st_mtime)
+    except (OSError, TypeError, AttributeError):  # built in: no files
         created = 0
     return {"id": name, "object": "model", "created": created, "owned_by": "lsr-search",
             "kinds": _model_kinds(name, settings)}
@@ -194,12 +212,12 @@ def list_models(request: Request):
     """The models this server can encode with (its models cache), in OpenAI's list format;
     `kinds` says which of them are dense, sparse (SPLADE) or multivector."""
     s = request.app.state.settings
-    return {"object": "list", "data": [_model(n, s) for n in available_models()]}
+    return {"object": "list", "data": [_model(n, s) for n in _embedding_models()]}
 
 
 @router.get("/v1/models/{model_id:path}", response_model=ModelOut, dependencies=[Depends(require_read)])
 def get_model(model_id: str, request: Request):
-    names = available_models()
+    names = _embedding_models()
     if model_id not in names:
         raise NotFound(f"model {model_id!r} not found; models on this server: {names}")
     return _model(model_id, request.app.state.settings)
@@ -229,7 +247,7 @@ def encode(body: EncodeRequest, request: Request):
             vectors.append(dict(pairs[:body.top_k] if body.top_k else pairs))
         return {"encoder": "bm25", "vectors": vectors}
     enc = _load("sparse", name)
-    m = enc.encode_documents(body.texts) if body.kind == "documents" else enc.encode_queries(body.texts)
+    m = enc.encode_documents(body.texts) if body.kind == "documents" else _sparse_queries(enc, name, body.texts)
     vectors = []
     for i in range(m.shape[0]):
         pairs = enc.decode(m[i])

@@ -1,12 +1,12 @@
 from __future__ import annotations
 
 import time
-
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, Request, Response
 from starlette.concurrency import run_in_threadpool
 
+from .. import models
 from ..auth import AuthFirstRoute, require_read
 from ..observability import slow_search
 from ..schemas import SearchRequest, SearchResponse
@@ -31,6 +31,16 @@ EXAMPLES = {
     "prf_page": {"summary": "Pseudo-relevance feedback, second page", "value": {
         "query": "renewable energy sources", "mode": "hybrid", "k": 3, "offset": 3,
         "prf": {"docs": 3, "terms": 32}}},
+    "highlight": {"summary": "Highlight: the fragments that carry the top contributing terms", "value": {
+        "query": "wind turbines electricity", "mode": "hybrid", "k": 3,
+        "highlight": {"fragments": 2, "fragment_chars": 120}}},
+    "facets": {"summary": "Facets: value counts over the hits and over the filtered collection", "value": {
+        "query": "renewable energy", "mode": "hybrid", "k": 3,
+        "facets": [{"key": "topic", "scope": "hits", "size": 5},
+                   {"key": "year", "scope": "collection", "size": 5}]}},
+    "exclusions": {"summary": "Exclusions: -term, -\"phrase\", must_not (remove or demote), negation", "value": {
+        "query": "renewable energy -solar, but not wind", "mode": "hybrid", "k": 5, "negation": True,
+        "must_not": ["fossil fuels", {"text": "hydroelectric", "weight": 0.5}]}},
 }
 RESPONSE_EXAMPLE = {"results": [
     {"id": "energy-02", "score": 0.04918, "text": "Wind turbines turn the kinetic energy of moving air "
@@ -38,16 +48,26 @@ RESPONSE_EXAMPLE = {"results": [
      "explanation": None},
     {"id": "energy-07", "score": 0.03226, "text": "Offshore wind farms benefit from stronger, "
      "steadier winds than sites on land.", "metadata": {"topic": "energy", "year": 2019},
-     "explanation": None}],
-    "mode": "hybrid", "offset": 0, "k": 2, "candidates": 187, "reranked": 0, "rerank_stats": None}
+     "explanation": None, "highlights": [
+         {"text": "Offshore wind farms benefit from stronger, steadier winds than sites on land.",
+          "start": 0, "matches": [[9, 13], [57, 62]], "terms": ["wind"], "score": 0.61,
+          "marked": "Offshore <mark>wind</mark> farms benefit from stronger, steadier "
+                    "<mark>winds</mark> than sites on land."}]}],
+    "mode": "hybrid", "offset": 0, "k": 2, "candidates": 187, "reranked": 0, "rerank_stats": None,
+    "query": "wind power", "exclusions": [{"text": "coal", "weight": None, "source": "syntax"}],
+    "excluded": 4, "facets": [{"key": "topic", "scope": "hits", "values": [
+        {"value": "energy", "count": 9}, {"value": "climate", "count": 4}], "other": 170, "missing": 0}]}
 
 
-def _runs_inline(body: SearchRequest, store) -> bool:
-    """A BM25 search without rerank or PRF is a fraction of a millisecond of index work: it
-    runs on the event loop, which saves the thread hop it would otherwise cost. Anything that
-    runs a model goes to the thread pool, where concurrent queries share encoder batches, and
-    so does every search of a store that waits on other processes (a cluster's shards)."""
-    return not store.remote and body.mode == "bm25" and body.rerank is None and body.prf is None
+def _runs_inline(body: SearchRequest, store, name: str) -> bool:
+    """A model-free search (BM25, or an inference-free sparse field: service/models.py) without
+    rerank or PRF is a fraction of a millisecond of index work: it runs on the event loop,
+    which saves the thread hop it would otherwise cost. Anything that runs a model goes to the
+    thread pool, where concurrent queries share encoder batches, and so does every search of a
+    store that waits on other processes (a cluster's shards) or may scan a collection's
+    metadata (facets)."""
+    return (not store.remote and body.rerank is None and body.prf is None and not body.facets
+            and models.model_free(store, name, body.mode))
 
 
 async def answer(state, name: str, body: SearchRequest) -> tuple[bytes, str]:
@@ -55,7 +75,7 @@ async def answer(state, name: str, body: SearchRequest) -> tuple[bytes, str]:
     (service/fast_search.py) both answer through here."""
     timings = Timings()
     t0 = time.perf_counter()
-    if _runs_inline(body, state.store):
+    if _runs_inline(body, state.store, name):
         res = state.pipeline.search(name, body, timings)
     else:
         res = await run_in_threadpool(state.pipeline.search, name, body, timings)
@@ -73,7 +93,9 @@ async def answer(state, name: str, body: SearchRequest) -> tuple[bytes, str]:
              responses={200: {"content": {"application/json": {"example": RESPONSE_EXAMPLE}}}})
 async def search(name: str, body: Annotated[SearchRequest, Body(openapi_examples=EXAMPLES)], request: Request):
     """Search one collection: sparse, bm25, dense or hybrid (fused), with optional filter,
-    PRF, MaxSim rerank, pagination (offset) and per-term explanations. The Server-Timing
-    header splits the server's time into its stages (encode, retrieve, fuse, rerank, fetch)."""
+    PRF, MaxSim rerank, pagination (offset), per-term explanations, highlights, facets and
+    exclusions (`must_not`, `-term` / `-"phrase"` in the query, optional natural-language
+    negation). The Server-Timing header splits the server's time into its stages (encode,
+    retrieve, exclude, fuse, rerank, facets, fetch)."""
     content, timing = await answer(request.app.state, name, body)
     return Response(content, media_type="application/json", headers={"Server-Timing": timing})

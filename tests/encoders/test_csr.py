@@ -5,7 +5,7 @@ import torch
 from encoders.base import validate_csr
 from encoders.csr import CSREncoder, TopKSAE
 from encoders.dense import DenseEncoder
-from encoders.train_csr import CSRTrainConfig, _aux_loss, k_schedule, train_sae
+from training.csr import CSRTrainConfig, _aux_loss, k_schedule, train_sae
 
 
 def _sparse_mixtures(n=2000, d=32, atoms=48, active=3, seed=0):
@@ -120,5 +120,5 @@ def test_csr_runs_through_the_eval_cli(minilm_path, mini_beir, tmp_path):
                         CSRTrainConfig(k=8, steps=2, contrastive_weight=0), progress=False)
     sae2.save(tmp_path / "csr.pt", {"dense_model": "all-MiniLM-L6-v2"})
     assert not run_eval(mini_beir, "csr", model=str(tmp_path / "csr.pt"), cache_dir=tmp_path, progress=False)["cached"]
-    with pytest.raises(FileNotFoundError, match="train_csr"):
+    with pytest.raises(FileNotFoundError, match="lsr train csr"):
         run_eval(mini_beir, "csr", model=str(tmp_path / "missing.pt"), cache_dir=None)

@@ -53,3 +53,16 @@ def test_documents_use_the_splade_model(scifact_texts):
     assert np.array_equal(docs.toarray(), enc.doc_encoder.encode_documents(scifact_texts[:3]).toarray())
     scores = (enc.encode_queries(["myelin white matter preterm infants"]) @ docs.T).toarray()[0]
     assert scores.argmax() == 0  # the first SciFact abstract is about exactly that
+
+
+def test_query_terms_through_the_rust_tokenizer_equal_transformers(splade_tiny_path):
+    """query_terms calls the fast tokenizer's Rust side directly (the query's whole cost): the
+    same distinct ids as the transformers call, padding and truncation included."""
+    from encoders.batching import token_ids
+    enc = InferenceFreeEncoder("splade-tiny", doc_model=None)
+    texts = ["0-dimensional biomaterials lack inductive properties.", "", "   ", "x " * 1000,
+             "ALL CAPS, punctuation!? and émigré naïve café"]
+    ref = token_ids(enc.tokenizer, texts, add_special_tokens=False, truncation=True,
+                    max_length=enc.tokenizer.model_max_length)
+    for got, want in zip(enc.query_terms(texts), ref):
+        assert np.array_equal(got, np.unique(np.asarray(want, dtype=np.int32)))

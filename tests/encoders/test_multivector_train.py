@@ -1,10 +1,10 @@
-"""encoders/train_multivector.py: a projection trained for a few steps loads through MultiVectorEncoder."""
+"""training/multivector.py: a projection trained for a few steps loads through MultiVectorEncoder."""
 import numpy as np
 import pytest
 import torch
 
 from encoders.multivector import MultiVectorEncoder, find_projection
-from encoders.train_multivector import (batch_maxsim, encode_states, pca_init, save_projection,
+from training.multivector import (batch_maxsim, encode_states, pca_init, save_projection,
                                         train_projection, write_model_dir)
 
 

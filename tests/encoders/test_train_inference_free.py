@@ -9,7 +9,7 @@ from encoders.beir import load_titled_corpus
 from encoders.inference_free import IdfTable, InferenceFreeEncoder
 from encoders.models import load_tokenizer
 from encoders.splade import SpladeEncoder
-from encoders.train_inference_free import (
+from training.inference_free import (
     DocModel,
     InferenceFreeTrainConfig,
     build_pool,

@@ -10,7 +10,8 @@ from hypothesis import given, settings, strategies as st
 
 from indexer import ExactIndex, SeismicIndex
 from indexer.native import native_module
-from indexer.seismic.summaries import quantize_block
+from indexer.seismic.summaries import block_bits, quantize_block
+from indexer.storage import save_arrays
 
 from .conftest import random_csr
 
@@ -153,7 +154,7 @@ def test_blocks_per_list_are_capped(synthetic):
     docs, queries = synthetic
     idx = SeismicIndex.build(docs, n_postings=300, max_blocks_per_list=3)
     assert np.diff(idx.arrays["list_block_ptr"]).max() <= 3
-    assert idx.arrays["entry_block"].dtype == np.uint8
+    assert all(b.max() < 3 for _, b, _ in unpack_summaries(idx) if b.size)
     with pytest.raises(ValueError, match="max_blocks_per_list"):
         SeismicIndex.build(docs, max_blocks_per_list=257)
 
@@ -179,3 +180,74 @@ def test_native_kernel_keeps_its_forward_index_prefetches():
             funcs[name] += 1
     assert funcs, "no SeismicKernel::search_with symbol found (built without symbols?)"
     assert all(n > 0 for n in funcs.values()), funcs
+
+
+def unpack_summaries(idx):
+    """Per list: (term ids, local block ids, u8 codes) decoded from the packed layout."""
+    a, out = idx.arrays, []
+    keys = np.asarray(a["entry_key"])
+    for t in range(idx.dim):
+        e0, e1 = a["list_entry_ptr"][t], a["list_entry_ptr"][t + 1]
+        s = int(a["list_shift"][t])
+        bb = block_bits(a["list_block_ptr"][t + 1] - a["list_block_ptr"][t])
+        w, k0 = s + bb, a["list_key_ptr"][t]
+        bits = np.unpackbits(keys[k0:a["list_key_ptr"][t + 1]], bitorder="little")
+        fields = [int(bits[i * w:(i + 1) * w][::-1].dot(1 << np.arange(w)[::-1])) if w else 0
+                  for i in range(e1 - e0)]
+        d = np.asarray(a["summary_dir"][a["list_dir_ptr"][t]:a["list_dir_ptr"][t + 1]], np.int64)
+        bucket = np.repeat(np.arange(max(0, len(d) - 1)), np.diff(d)) if len(d) else np.zeros(0, int)
+        terms = (bucket << s) | (np.array(fields, np.int64) >> bb)
+        out.append((terms, np.array(fields, np.int64) & ((1 << bb) - 1),
+                    np.asarray(a["entry_value"][e0:e1])))
+    return out
+
+
+def test_packed_summaries_decode_to_sorted_entries_of_every_list(synthetic):
+    docs, _ = synthetic
+    idx = SeismicIndex.build(docs[:400], n_postings=100)
+    lists = unpack_summaries(idx)
+    nbs = np.diff(idx.arrays["list_block_ptr"])
+    full = SeismicIndex.build(docs[:400], n_postings=100, summary_energy=1.0)
+    dense = docs[:400].toarray().astype(np.float16).astype(np.float32)
+    for t, (terms, blocks, _) in enumerate(lists):
+        assert np.all(np.diff(terms * 256 + blocks) > 0)  # sorted by (term, block), no repeats
+        assert terms.size == 0 or (terms.max() < idx.dim and blocks.max() < nbs[t])
+    # with summary_energy = 1 a block's summary lists exactly the terms of its documents
+    a = full.arrays
+    for t, (terms, blocks, codes) in enumerate(unpack_summaries(full)):
+        for j in range(nbs[t]):
+            b = a["list_block_ptr"][t] + j
+            members = a["block_docs"][a["block_doc_ptr"][b]:a["block_doc_ptr"][b + 1]]
+            np.testing.assert_array_equal(terms[blocks == j], np.flatnonzero(dense[members].max(0)))
+            assert np.all(codes[blocks == j] * a["block_scale"][b] >= dense[members].max(0)[terms[blocks == j]])
+
+
+def test_an_index_in_summary_layout_1_still_loads_and_answers_the_same(synthetic, tmp_path):
+    docs, queries = synthetic
+    idx = SeismicIndex.build(docs, n_postings=300)
+    old = {n: v for n, v in idx.arrays.items()
+           if n not in ("list_shift", "list_dir_ptr", "summary_dir", "list_key_ptr", "entry_key")}
+    lists = unpack_summaries(idx)
+    old["entry_term"] = np.concatenate([t for t, _, _ in lists]).astype(np.uint16)
+    old["entry_block"] = np.concatenate([b for _, b, _ in lists]).astype(np.uint8)
+    save_arrays(tmp_path / "v1", "seismic", old,
+                {"n_docs": idx.n_docs, "dim": idx.dim, "params": idx.params.to_dict()})
+    loaded = SeismicIndex.load(tmp_path / "v1")
+    for name in ("list_shift", "list_dir_ptr", "summary_dir", "list_key_ptr", "entry_key"):
+        np.testing.assert_array_equal(loaded.arrays[name], idx.arrays[name])
+    for backend in ("native", "numba"):
+        a = loaded.search_batch(queries, k=10, query_cut=10, heap_factor=0.8, backend=backend)
+        b = idx.search_batch(queries, k=10, query_cut=10, heap_factor=0.8, backend=backend)
+        np.testing.assert_array_equal(a[0], b[0])
+        np.testing.assert_array_equal(a[1], b[1])
+
+
+def test_an_unknown_summary_layout_is_refused_with_a_clear_error(synthetic, tmp_path):
+    from indexer.storage import IndexFormatError
+    docs, _ = synthetic
+    idx = SeismicIndex.build(docs[:200], n_postings=100)
+    save_arrays(tmp_path / "v9", "seismic", idx.arrays, {"n_docs": idx.n_docs, "dim": idx.dim,
+                                                          "params": idx.params.to_dict(),
+                                                          "summary_layout": 9})
+    with pytest.raises(IndexFormatError, match="summary layout 9"):
+        SeismicIndex.load(tmp_path / "v9")

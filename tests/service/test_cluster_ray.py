@@ -257,3 +257,18 @@ def test_bulk_reads_every_source_as_lsr_index_does(cluster, tmp_path, fmt):
                  for r in ds.take_all())
     want = sorted(sources.read(want_path, "parquet" if fmt == "parquet" else "jsonl"))
     assert got == [(i, t, m) for i, t, m in want]
+
+
+def test_inference_free_collection_equals_single_node(cluster, corpus):
+    """Inference-free queries (tokenizer + the collection's live IDF, summed over the shards)."""
+    router, one, _ = cluster
+    body = {"name": "ifree", "sparse_encoder": "splade-tiny-inference-free", "dense_encoder": None,
+            "multivector_encoder": None}
+    for c in (router, one):
+        assert c.post("/collections", json=body).status_code == 201
+        assert c.put("/collections/ifree/documents", json={"documents": corpus}).status_code == 200
+    for req in ({"query": "renewable energy from wind", "mode": "sparse", "k": 8},
+                {"query": "ocean tides and the moon", "mode": "hybrid", "k": 8}):
+        ra, rb = one.post("/collections/ifree/search", json=req), router.post("/collections/ifree/search", json=req)
+        assert ra.status_code == rb.status_code == 200, (ra.text, rb.text)
+        assert_same_ranking(_pairs(rb.json()), _pairs(ra.json()))

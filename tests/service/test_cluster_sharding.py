@@ -128,3 +128,22 @@ def test_bad_input_gets_the_same_answer(pair, method, path, body):
     assert 400 <= ra.status_code < 500
     assert (rb.status_code, rb.json()["detail"]) == (ra.status_code, ra.json()["detail"])
     assert b.get("/collections/docs").json()["documents"] == before  # nothing stored anywhere
+
+
+def test_facets_and_stored_token_reranking_agree(pair, corpus):
+    """Facet counts add up over the shards; stored token vectors (store_token_vectors) come
+    from each document's shard, in order, and rerank as on a single node."""
+    a, b, _ = pair
+    for c in (a, b):
+        r = c.post("/collections", json={"name": "tok", "index": {"store_token_vectors": "int8"}})
+        assert r.status_code == 201, r.text
+        assert c.put("/collections/tok/documents", json={"documents": corpus}).status_code == 200
+    reqs = [{"query": "energy", "mode": "bm25", "k": 5,
+             "facets": [{"key": "topic", "scope": "hits"}, {"key": "year", "scope": "collection", "size": 3}]},
+            {"query": "ocean tides and the moon", "mode": "hybrid", "k": 5, "rerank": {"kappa": 15}}]
+    for req in reqs:
+        ra, rb = (c.post("/collections/tok/search", json=req) for c in (a, b))
+        assert ra.status_code == rb.status_code == 200, (ra.text, rb.text)
+        assert_same_ranking(_pairs(rb.json()), _pairs(ra.json()))
+        assert rb.json().get("facets") == ra.json().get("facets")
+        assert rb.json()["reranked"] == ra.json()["reranked"]

@@ -291,7 +291,7 @@
   function searchBody() {
     const mode = $("mode").value;
     const body = { query: $("query").value.trim(), k: parseInt($("k").value, 10) || 10, mode,
-      explain: $("explain").checked };
+      explain: $("explain").checked, highlight: { fragments: 2, fragment_chars: 160 } };
     if (mode === "hybrid") {
       const method = $("fusion").value;
       const fusion = { method };
@@ -397,6 +397,27 @@
     return p;
   }
 
+  // The server's highlights: fragments with [start, end) offsets in code points. Built from
+  // text nodes and <mark> elements (never innerHTML), so the document's text cannot inject markup.
+  function fragmentList(highlights, fullText) {
+    if (!highlights || !highlights.length) return null;
+    const total = Array.from(fullText).length;
+    if (highlights.length === 1 && Array.from(highlights[0].text).length === total) return null;
+    const p = el("p", { class: "fragments", title: "the passages that carry the top contributing terms" });
+    for (const h of highlights) {
+      const chars = Array.from(h.text);
+      const span = el("span", { class: "fragment" }, h.start > 0 ? "…" : "");
+      let last = 0;
+      for (const [a, b] of h.matches) {
+        span.append(chars.slice(last, a).join(""), el("mark", { class: "q" }, chars.slice(a, b).join("")));
+        last = b;
+      }
+      span.append(chars.slice(last).join(""), h.start + chars.length < total ? "…" : "");
+      p.append(span);
+    }
+    return p;
+  }
+
   function metadataList(meta) {
     if (!meta || !Object.keys(meta).length) return null;
     const dl = el("dl", { class: "meta" });
@@ -428,6 +449,7 @@
           el("span", { class: "doc-id" }, r.id),
           el("span", { class: "score" }, `score ${formatNumber(r.score)}`), badges),
         highlighted(r.text || "", markTerms(query, r.explanation)),
+        fragmentList(r.highlights, r.text || ""),
         metadataList(r.metadata),
         button, panel));
     });

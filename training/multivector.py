@@ -1,6 +1,6 @@
 """Train the multivector (ColBERT-style) projection over a frozen transformer's token states.
 
-    python -m encoders.train_multivector ../shared/data/scifact --split train \\
+    python -m training.multivector ../shared/data/scifact --split train \\
         --negatives run.json --out models/minilm-colbert-scifact [--dim 128] [--epochs 4]
 
 The backbone stays frozen: only the linear projection [dim, hidden] is learned, so the token
@@ -35,9 +35,9 @@ from encoders.transformer import TokenStates
 
 
 def encode_states(texts: list[str], model: str = DEFAULT_DENSE, batch_size: int = 32,
-                  progress: bool | None = None) -> list[np.ndarray]:
+                  progress: bool | None = None, device: str | None = None) -> list[np.ndarray]:
     """The backbone's last hidden states per text, float16 [n_tokens, hidden] (no projection)."""
-    ts = TokenStates(model, None, progress)
+    ts = TokenStates(model, None, progress, device=device)
     out: list[np.ndarray] = [np.empty((0, ts.hidden_size), np.float16)] * len(texts)
     for idx, states, mask in ts.batches(texts, batch_size, "token states"):
         lengths = mask.sum(dim=1).tolist()
@@ -179,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int)
+    ap.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps (default: the process default, LSR_DEVICE)")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -192,8 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.doc_states:
         doc_states = _padded_states(args.doc_states, args.doc_lens)
     else:
-        doc_states = encode_states(ds.doc_texts, args.model)
-    q_states = encode_states([qtext[q] for q in qids], args.model, progress=False)
+        doc_states = encode_states(ds.doc_texts, args.model, device=args.device)
+    q_states = encode_states([qtext[q] for q in qids], args.model, progress=False, device=args.device)
     pairs = [(i, pos[d]) for i, q in enumerate(qids) for d, r in ds.qrels[q].items() if r > 0 and d in pos]
     negatives = None
     if args.negatives:
@@ -206,6 +207,10 @@ def main(argv: list[str] | None = None) -> int:
                          seed=args.seed)
     print("wrote", save_projection(w, args.out.with_suffix(".safetensors")))
     print("wrote", write_model_dir(args.model, w, args.out))
+    # a registry entry: the projection is found in 1_Dense/
+    from encoders import registry
+    registry.write_manifest(args.out, "multivector", description=f"{args.model} token vectors projected to "
+                            f"{args.dim} dimensions, trained on {ds.name} ({args.split})")
     return 0
 
 

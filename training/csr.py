@@ -1,6 +1,6 @@
 """Train CSR / CSRv2 top-k sparse autoencoders over frozen dense embeddings and report nDCG.
 
-    python -m encoders.train_csr <beir-folder> [--ks 2 4 8 16 32] [--out-dir models/csr]
+    python -m training.csr <beir-folder> [--ks 2 4 8 16 32] [--out-dir models/csr]
 
 Training data: dense embeddings of the corpus and of the *train* split's queries; the
 contrastive loss uses the train qrels' (query, relevant doc) pairs. Evaluation: the test
@@ -66,13 +66,18 @@ def _aux_loss(sae: TopKSAE, linear: torch.Tensor, residual: torch.Tensor, dead: 
 
 
 def train_sae(x: np.ndarray, cfg: CSRTrainConfig, pairs: tuple[np.ndarray, np.ndarray] | None = None,
-              progress: bool = True) -> tuple[TopKSAE, dict[str, float]]:
+              progress: bool = True, device: str | None = None) -> tuple[TopKSAE, dict[str, float]]:
     """Fit a top-k SAE to embeddings ``x`` [n, d]; ``pairs`` = (query, doc) embeddings for the
-    contrastive term. Returns the model and final statistics."""
+    contrastive term. Returns the model (on the CPU) and final statistics. ``device``: where
+    it trains (encoders.device; default the process default)."""
+    from encoders import device as devices
+    dev = devices.resolve(device)
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     xt = torch.from_numpy(np.asarray(x, np.float32))
     sae = TopKSAE(xt.shape[1], cfg.hidden_mult * xt.shape[1], cfg.k)
+    if dev.type != "cpu":  # the samples are drawn on the CPU (same draws everywhere), then moved
+        return _train_on(dev, xt, sae, cfg, pairs, progress, gen)
     with torch.no_grad():
         sae.b_pre.copy_(xt.mean(0))
     opt = torch.optim.Adam(sae.parameters(), lr=cfg.lr)
@@ -112,6 +117,96 @@ def train_sae(x: np.ndarray, cfg: CSRTrainConfig, pairs: tuple[np.ndarray, np.nd
     return sae, stats
 
 
+def _train_on(dev, xt, sae, cfg, pairs, progress, gen) -> tuple[TopKSAE, dict[str, float]]:
+    """train_sae's loop on an accelerator: the same steps, tensors on ``dev``."""
+    sae = sae.to(dev)
+    with torch.no_grad():
+        sae.b_pre.copy_(xt.mean(0).to(dev))
+    opt = torch.optim.Adam(sae.parameters(), lr=cfg.lr)
+    last_fired = torch.zeros(sae.hidden, dtype=torch.long, device=dev)
+    xd = xt.to(dev)
+    qs = ds = None
+    if pairs is not None and cfg.contrastive_weight > 0:
+        qs, ds = (torch.from_numpy(np.asarray(p, np.float32)).to(dev) for p in pairs)
+    stats: dict[str, float] = {}
+    for step in tqdm(range(cfg.steps), desc=f"CSR k={cfg.k} ({dev})", disable=not progress, leave=False):
+        k = k_schedule(step, cfg)
+        batch = xd[torch.randint(len(xt), (cfg.batch_size,), generator=gen).to(dev)]
+        lin = sae.linear(batch)
+        vals, idx = torch.relu(lin).topk(k, dim=-1)
+        recon = sae.decode_topk(vals, idx)
+        loss_rec = F.mse_loss(recon, batch) / (batch - batch.mean(0)).pow(2).mean()
+        fired = torch.zeros(sae.hidden, dtype=torch.bool, device=dev)
+        fired[idx[vals > 0].unique()] = True
+        last_fired[fired] = step
+        dead = (step - last_fired) > cfg.dead_after
+        loss = loss_rec + cfg.aux_weight * _aux_loss(sae, lin, (batch - recon).detach(), dead, k)
+        if qs is not None:
+            sel = torch.randint(len(qs), (cfg.contrastive_batch,), generator=gen).to(dev)
+            zq = F.normalize(sae.encode(qs[sel], k), dim=-1)
+            zd = F.normalize(sae.encode(ds[sel], k), dim=-1)
+            logits = zq @ zd.T / cfg.temperature
+            loss = loss + cfg.contrastive_weight * F.cross_entropy(logits, torch.arange(len(sel), device=dev))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sae.normalise_decoder()
+        stats = {"loss_reconstruction": loss_rec.item()}
+    sae = sae.cpu().eval()
+    with torch.no_grad():
+        z = sae.encode(xt, cfg.k)
+    stats["dead_fraction"] = float((z > 0).sum(0).eq(0).float().mean())
+    return sae, stats
+
+
+def train_model(folder: Path, out: Path, k: int = 8, steps: int = CSRTrainConfig.steps,
+                hidden_mult: int = CSRTrainConfig.hidden_mult, dense_model: str | None = None,
+                device: str | None = None, progress: bool = True, log=print) -> dict:
+    """Train one CSRv2 model (k-annealing, contrastive on the train split's pairs) over a
+    registered dense model and write it as a registry entry: ``out/csr.pt`` and
+    ``out/lsr-model.json`` (kind csr, base the dense model). Returns its test metrics."""
+    from encoders import registry
+    from encoders.beir import BeirDataset, load_qrels, load_queries
+    from encoders.dense import DenseEncoder
+    from encoders.evaluate import exact_search, to_run
+    from encoders.metrics import evaluate
+    from encoders.models import DEFAULT_DENSE
+
+    dense_model = dense_model or DEFAULT_DENSE
+    spec = registry.get(dense_model)
+    if spec is None or not spec.serves("dense"):
+        raise ValueError(f"{dense_model!r} is not a registered dense model (GET /models lists them)")
+    ds = BeirDataset.load(folder, "test")
+    dense = DenseEncoder(str(spec.weights), progress=progress, device=device)
+    doc_emb = dense.encode_documents(ds.doc_texts)
+    queries = load_queries(folder)
+    try:
+        train_qrels = load_qrels(folder, "train")
+    except (FileNotFoundError, OSError):
+        train_qrels = {}
+    train_qids = [q for q in queries if q in train_qrels and q not in ds.qrels]
+    pairs = None
+    x = doc_emb
+    if train_qids:
+        train_q = dense.encode_queries([queries[q] for q in train_qids])
+        pairs = _train_pairs(train_qrels, {d: i for i, d in enumerate(ds.doc_ids)}, doc_emb,
+                             dict(zip(train_qids, train_q)))
+        x = np.vstack([doc_emb, train_q])
+    cfg = CSRTrainConfig(k=k, steps=steps, hidden_mult=hidden_mult, anneal=True)
+    sae, stats = train_sae(x, cfg, pairs, progress=progress, device=device)
+    out.mkdir(parents=True, exist_ok=True)
+    sae.save(out / "csr.pt", {"dense_model": dense_model, "config": asdict(cfg)})
+    registry.write_manifest(out, "csr", base=dense_model, files={"checkpoint": "csr.pt"},
+                            options={"k": k}, description=f"CSRv2 k={k} over {dense_model}, trained on {ds.name}")
+    with torch.inference_mode():
+        m = evaluate(to_run(ds.query_ids, ds.doc_ids, *exact_search(
+            codes_to_csr(sae.encode(torch.from_numpy(dense.encode_queries(ds.query_texts)))),
+            codes_to_csr(sae.encode(torch.from_numpy(doc_emb))), 100), sparse=True), ds.qrels)
+    log(f"CSR k={k}: nDCG@10 {m['nDCG@10']:.4f}  R@100 {m['R@100']:.4f}  dead {stats['dead_fraction']:.3f}; "
+        f"wrote {out}")
+    return {**m, **stats}
+
+
 def _train_pairs(ds_train, emb_of_doc: dict[str, int], doc_emb: np.ndarray, q_emb: dict[str, np.ndarray]):
     qs, docs = [], []
     for q, rels in ds_train.items():
@@ -125,11 +220,18 @@ def _train_pairs(ds_train, emb_of_doc: dict[str, int], doc_emb: np.ndarray, q_em
 def main(argv: list[str] | None = None) -> int:
     from encoders.beir import BeirDataset, load_qrels, load_queries
     from encoders.dense import DenseEncoder
-    from encoders.evaluate import DEFAULT_CACHE, cache_path, exact_search, load_vectors, save_vectors, to_run
+    from encoders.evaluate import (
+        DEFAULT_CACHE,
+        cache_path,
+        exact_search,
+        load_vectors,
+        save_vectors,
+        to_run,
+    )
     from encoders.metrics import evaluate
     from encoders.models import DEFAULT_DENSE, REPO_ROOT
 
-    ap = argparse.ArgumentParser(prog="python -m encoders.train_csr", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m training.csr", description=__doc__.splitlines()[0])
     ap.add_argument("folder", type=Path)
     ap.add_argument("--ks", type=int, nargs="+", default=[2, 4, 8, 16, 32])
     ap.add_argument("--steps", type=int, default=CSRTrainConfig.steps)

@@ -1,7 +1,7 @@
 """Train the document model of an inference-free sparse retriever (Geng et al. 2024, "Towards
 Competitive Search Relevance For Inference-Free Learned Sparse Retrievers") and report nDCG.
 
-    python -m encoders.train_inference_free <beir-folder> [--out DIR] [--steps N] [--batch-size B]
+    python -m training.inference_free <beir-folder> [--out DIR] [--steps N] [--batch-size B]
 
 Queries stay model-free (distinct tokens weighted by IDF, ``encoders/inference_free.py``), so a
 query-document score is ``sum over query tokens t of idf(t) * w_d(t)`` and only the SPLADE
@@ -156,11 +156,16 @@ class DocModel:
     def tokenize(self, texts: list[str]) -> list[list[int]]:
         return token_ids(self.tokenizer, texts, truncation=True, max_length=self.max_length)
 
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
     def weights(self, ids: list[list[int]]) -> torch.Tensor:
         """SPLADE document weights [len(ids), vocab], differentiable."""
         if any(len(x) == 0 for x in ids):
             raise ValueError("cannot pool an empty token list")
         input_ids, mask = pad_batch(ids, self.tokenizer.pad_token_id)
+        input_ids, mask = input_ids.to(self.device), mask.to(self.device)
         with self._states_only():
             out = self.model(input_ids=input_ids, attention_mask=mask)
         states = out.logits if hasattr(out, "logits") else out[0]
@@ -289,9 +294,10 @@ def train(doc_model: DocModel, pool: TrainingPool, teachers: list[TeacherVectors
     cfg.check()
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    q_all = query_matrix(query_encoder, pool.queries)
+    dev = doc_model.device  # the model's: train on whatever device it was moved to
+    q_all = query_matrix(query_encoder, pool.queries).to(dev)
     doc_tokens = doc_model.tokenize(pool.docs)
-    idf_t = torch.from_numpy(np.asarray(idf, dtype=np.float32))
+    idf_t = torch.from_numpy(np.asarray(idf, dtype=np.float32)).to(dev)
     teacher_w = [cfg.dense_weight if t.name == "dense" else cfg.sparse_weight for t in teachers]
     params = [p for p in doc_model.model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr)
@@ -307,7 +313,7 @@ def train(doc_model: DocModel, pool: TrainingPool, teachers: list[TeacherVectors
         qs, order = order[:cfg.batch_size], order[cfg.batch_size:]
         ds = [d for q in qs for d in (pool.positives[q], *pool.negatives[q])]
         agg = ensemble_targets([t.scores(qs, ds) for t in teachers], teacher_w)
-        out = train_step(doc_model, q_all[qs], [doc_tokens[d] for d in ds], cfg.teacher_scale * agg,
+        out = train_step(doc_model, q_all[qs], [doc_tokens[d] for d in ds], cfg.teacher_scale * agg.to(dev),
                          idf_t, flops_schedule(step, cfg), cfg.min_idf)
         opt.zero_grad()
         out["loss"].backward()
@@ -362,10 +368,16 @@ def evaluate_doc_model(model: str, idf: IdfTable, ds: BeirDataset, max_length: i
 def main(argv: list[str] | None = None) -> int:
     from transformers import AutoModelForMaskedLM
 
-    from encoders.models import DEFAULT_DENSE, DEFAULT_SPLADE, REPO_ROOT, load_model, load_tokenizer
+    from encoders.models import (
+        DEFAULT_DENSE,
+        DEFAULT_SPLADE,
+        REPO_ROOT,
+        load_model,
+        load_tokenizer,
+    )
 
     d = InferenceFreeTrainConfig()
-    ap = argparse.ArgumentParser(prog="python -m encoders.train_inference_free", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m training.inference_free", description=__doc__.splitlines()[0])
     ap.add_argument("folder", type=Path, help="BEIR-layout folder (corpus.jsonl, queries.jsonl, qrels/)")
     ap.add_argument("--out", type=Path, default=REPO_ROOT / "models" / "inference-free-doc",
                     help="where the fine-tuned model, tokenizer and idf.npy are saved")
@@ -379,6 +391,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--eval-queries", type=int, default=0, help="sample this many evaluation queries; 0 = all")
     ap.add_argument("--dev", action="store_true", help="evaluate on qrels/train.tsv instead of test")
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads; 0 = torch's default")
+    ap.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps (default: the process default, LSR_DEVICE)")
     ap.add_argument("--no-progress", action="store_true")
     ap.add_argument("--json", type=Path, help="write settings and before/after metrics here")
     args = ap.parse_args(argv)
@@ -414,14 +427,21 @@ def main(argv: list[str] | None = None) -> int:
     teachers = encode_teachers(pool, full.doc_texts, args.dense_teacher, args.sparse_teacher, args.sparse_teacher_model,
                                cfg.max_length, progress)
     teacher_s = time.perf_counter() - t0
-    model = load_model(args.model, AutoModelForMaskedLM)
+    from encoders import device as devices
+    model = load_model(args.model, AutoModelForMaskedLM).to(devices.resolve(args.device))
     doc_model = DocModel(model, tokenizer, model_max_length(tokenizer, model.config, cfg.max_length))
     t0 = time.perf_counter()
     history = train(doc_model, pool, teachers, query_encoder, idf.idf, cfg, log)
     train_s = time.perf_counter() - t0
     args.out.mkdir(parents=True, exist_ok=True)
+    doc_model.model.cpu()
     doc_model.save(args.out)
     idf.save(args.out / "idf.npy")
+    # a registry entry: collections can name the directory's model
+    from encoders import registry
+    registry.write_manifest(args.out, "inference-free", files={"idf": "idf.npy"},
+                            options={"max_length": cfg.max_length},
+                            description=f"inference-free document model trained on {full.name}")
     after = evaluate_doc_model(str(args.out), idf, ev, cfg.max_length, progress=progress)
 
     print(f"before  nDCG@10 {before['nDCG@10']:.4f}  R@100 {before['R@100']:.4f}  doc terms {before['doc_terms']:.0f}")
