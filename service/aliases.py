@@ -91,3 +91,14 @@ class Aliases:
         if name in self._current():
             raise Conflict(f"{name!r} is an alias (of {self._current()[name]!r}); a collection needs a "
                            "name of its own")
+
+    def check_droppable(self, name: str) -> None:
+        """A collection is deleted by its own name, and not while aliases point at it (they would
+        break without a word): 409 otherwise."""
+        current = self._current()
+        if name in current:
+            raise Conflict(f"{name!r} is an alias (of {current[name]!r}): DELETE /aliases/{name} "
+                           "removes it; the collection is deleted by its own name")
+        pointing = self.pointing_at(name)
+        if pointing:
+            raise Conflict(f"aliases {pointing} point at collection {name!r}: switch or delete them first")

@@ -48,6 +48,20 @@ def count_rows(texts: list[str]) -> tuple[list[tuple[np.ndarray, np.ndarray]], n
     return rows, lengths
 
 
+def fill_counts(rows: list, texts: list) -> tuple[list, np.ndarray]:
+    """Term frequencies and token lengths of a batch: a client's rows (ids, tfs) as given, whose
+    length is the tfs' sum; None rows counted from their text."""
+    todo = [i for i, r in enumerate(rows) if r is None]
+    counted, text_lengths = count_rows([texts[i] for i in todo])
+    rows, lengths = list(rows), np.empty(len(rows), dtype=np.int64)
+    for i, r in enumerate(rows):
+        if r is not None:
+            lengths[i] = int(round(float(r[1].sum())))
+    for j, i in enumerate(todo):
+        rows[i], lengths[i] = counted[j], text_lengths[j]
+    return rows, lengths
+
+
 def saturate(rows: list[tuple[np.ndarray, np.ndarray]], lengths: np.ndarray, avgdl: float) -> sp.csr_matrix:
     """The document side of BM25: ``tf / (tf + k1 * (1 - b + b * |d| / avgdl))`` per term, as CSR."""
     out = []

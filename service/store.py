@@ -320,12 +320,7 @@ class Store:
         """Delete a collection, damaged or not; not through an alias, nor while aliases point
         at it (they would break without a word)."""
         self._check_writable()
-        if name in self.aliases.all():
-            raise Conflict(f"{name!r} is an alias (of {self.aliases.get(name)!r}): DELETE /aliases/{name} "
-                           "removes it; the collection is deleted by its own name")
-        pointing = self.aliases.pointing_at(name)
-        if pointing:
-            raise Conflict(f"aliases {pointing} point at collection {name!r}: switch or delete them first")
+        self.aliases.check_droppable(name)
         with self._lock:
             if name not in self._damaged:
                 self.get(name)  # 404 if unknown
@@ -456,18 +451,8 @@ class Store:
                     rows[i] = (m.indices[lo:hi], m.data[lo:hi])
                 out["sparse"] = csr_from_rows(rows, coll.config.fields["sparse"].dim)
         if "bm25" in given:
-            rows = given["bm25"]
-            todo = [i for i, r in enumerate(rows) if r is None]
-            counted, text_lengths = lexical.count_rows([texts[i] for i in todo])
-            lengths = np.empty(len(rows), dtype=np.int64)
-            for i, r in enumerate(rows):
-                if r is not None:  # a client's term frequencies: the document's length is their sum
-                    lengths[i] = int(round(float(r[1].sum())))
-            for j, i in enumerate(todo):
-                rows[i], lengths[i] = counted[j], text_lengths[j]
-            if bm25_avgdl is None:
-                bm25_avgdl = self.bm25_avgdl(coll, lengths)
-            avgdl = bm25_avgdl
+            rows, lengths = lexical.fill_counts(given["bm25"], texts)
+            avgdl = bm25_avgdl if bm25_avgdl is not None else self.bm25_avgdl(coll, lengths)
             out["bm25"] = lexical.saturate(rows, lengths, avgdl if avgdl > 0 else 1.0)
         if "dense" in given:
             rows = given["dense"]

@@ -282,12 +282,7 @@ class ClusterStore:
         return ShardedCollection(self, name, config)
 
     def drop(self, name: str) -> None:
-        if name in self.aliases.all():
-            raise Conflict(f"{name!r} is an alias (of {self.aliases.get(name)!r}): DELETE /aliases/{name} "
-                           "removes it; the collection is deleted by its own name")
-        pointing = self.aliases.pointing_at(name)
-        if pointing:
-            raise Conflict(f"aliases {pointing} point at collection {name!r}: switch or delete them first")
+        self.aliases.check_droppable(name)
         if name not in self.names():
             raise NotFound(f"collection {name!r} not found")
         self._forget(name)
@@ -331,13 +326,7 @@ class ClusterStore:
         given = raw_vectors.document_inputs(coll, enc, texts, vectors)  # 400s before any shard writes
         avgdl = None
         if "bm25" in given:
-            lengths = np.zeros(len(ids), dtype=np.int64)
-            todo = [i for i, r in enumerate(given["bm25"]) if r is None]
-            _, counted = lexical.count_rows([texts[i] for i in todo])
-            lengths[todo] = counted
-            for i, r in enumerate(given["bm25"]):
-                if r is not None:
-                    lengths[i] = int(round(float(r[1].sum())))
+            _, lengths = lexical.fill_counts(given["bm25"], texts)
             stats = self.global_stats(coll, "bm25", (), fresh=True)
             avgdl = Store.bm25_avgdl(None, lengths, (stats.n_docs, stats.total_length))
         groups = group_by_shard(ids, self.shards.count)
