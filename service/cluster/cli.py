@@ -34,24 +34,28 @@ def cmd_serve(args) -> int:
     from ray import serve
 
     from . import ray_app
-    settings = _settings(args)
-    root = Path(args.root or settings.data_dir)
-    ray_app.deploy(settings, root, args.shards, args.replicas, encoder_replicas=args.encoder_replicas,
-                   encoder_max_replicas=args.encoder_max_replicas, cpus=args.cpus_per_replica,
-                   host=args.host or settings.host, port=args.port or settings.port)
-    print(f"lsr cluster: {args.shards} shard(s) x {args.replicas} reader replica(s) of {root} on "
-          f"http://{args.host or settings.host}:{args.port or settings.port} (Ctrl-C stops it)", flush=True)
+    # Our SIGTERM handler replaces the one ray.init installed (sys.exit(15)) before the deploy,
+    # not after it: /readyz can answer while serve.run is still returning, and a SIGTERM then
+    # must stop the cluster cleanly rather than exit with status 15 and leave it running.
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    settings = _settings(args)
+    root = Path(args.root or settings.data_dir)
     try:
+        ray_app.deploy(settings, root, args.shards, args.replicas, encoder_replicas=args.encoder_replicas,
+                       encoder_max_replicas=args.encoder_max_replicas, cpus=args.cpus_per_replica,
+                       host=args.host or settings.host, port=args.port or settings.port)
+        print(f"lsr cluster: {args.shards} shard(s) x {args.replicas} reader replica(s) of {root} on "
+              f"http://{args.host or settings.host}:{args.port or settings.port} (Ctrl-C stops it)", flush=True)
         while not stop.wait(1.0):
             pass
     except KeyboardInterrupt:
         pass
-    if args.address is None:  # our own Ray: take everything down with us
-        ray_app.shutdown(root, args.shards)
-        serve.shutdown()
-        ray.shutdown()
+    finally:
+        if args.address is None:  # our own Ray: take everything down with us
+            ray_app.shutdown(root, args.shards)
+            serve.shutdown()
+            ray.shutdown()
     return 0
 
 
