@@ -45,7 +45,12 @@ class DenseEncoder:
         return self._encode(texts, batch_size, "dense documents", "documents")
 
     def encode_queries(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
-        return self._encode(texts, batch_size, "dense queries", "queries")
+        # states shared with a multivector encoder over the same model (encoders.query_states)
+        texts = check_texts(texts)
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        for i, states in enumerate(self.backbone.query_states(texts, batch_size)):
+            out[i] = torch.nn.functional.normalize(states.mean(dim=0), dim=-1).numpy()
+        return out
 
     def _encode(self, texts: list[str], batch_size: int, desc: str, role: str) -> np.ndarray:
         texts = check_texts(texts)

@@ -143,7 +143,14 @@ class MultiVectorEncoder:
         return self._encode(texts, batch_size, "multivector documents", "documents")
 
     def encode_queries(self, texts: list[str], batch_size: int = 32) -> list[np.ndarray]:
-        return self._encode(texts, batch_size, "multivector queries", "queries")
+        # states shared with a dense encoder over the same model (encoders.query_states)
+        texts = check_texts(texts)
+        return [self._vectors(states) for states in self.backbone.query_states(texts, batch_size)]
+
+    def _vectors(self, states: torch.Tensor) -> np.ndarray:
+        if self.projection is not None:
+            states = states @ self.projection.T
+        return torch.nn.functional.normalize(states, dim=-1).numpy().astype(np.float32, copy=True)
 
     def _encode(self, texts: list[str], batch_size: int, desc: str, role: str) -> list[np.ndarray]:
         texts = check_texts(texts)

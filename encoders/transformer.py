@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,8 @@ from encoders.batching import (
     token_ids,
 )
 from encoders.models import load_model, load_tokenizer, resolve
-from encoders.onnx_graphs import OnnxTransformer
+from encoders.onnx_graphs import OnnxTransformer, cache_dirs
+from encoders.query_states import QueryStates, shared
 
 log = logging.getLogger(__name__)
 
@@ -73,13 +73,16 @@ class TokenStates:
         else:
             self.model = load_model(model, AutoModel).to(self.device)
             self.config = self.model.config
-        self._query_model: Any = None
-        self._query_lock = threading.Lock()
         if max_length is None:
             max_length = sentence_transformers_max_length(self.path)
         self.max_length = model_max_length(self.tokenizer, self.config, max_length)
         self.hidden_size = self.config.hidden_size
         self.progress = progress
+        # shared with every TokenStates that computes the same query states (the dense and the
+        # multivector encoder over one MiniLM): one query graph, one forward pass per query
+        # (the ONNX graphs' cache location is part of the key: another cache, another graph)
+        runtime = ("onnx", *map(str, cache_dirs())) if self.fast_queries else ("torch",)
+        self.shared_queries: QueryStates = shared((self.path, self.max_length, str(self.device), *runtime))
 
     def tokenize(self, texts: list[str]) -> list[list[int]]:
         return token_ids(self.tokenizer, texts, truncation=True, max_length=self.max_length)
@@ -88,10 +91,22 @@ class TokenStates:
         """The model queries run through (see the class docstring)."""
         if not self.fast_queries:
             return self.model
-        with self._query_lock:
-            if self._query_model is None:
-                self._query_model = self._load_query_graph()
-            return self._query_model
+        side = self.shared_queries
+        with side.model_lock:
+            if side.model is None:
+                side.model = self._load_query_graph()
+            return side.model
+
+    def query_states(self, texts: list[str], batch_size: int = 32) -> list[torch.Tensor]:
+        """Unpadded last hidden states [n_tokens, hidden] (float32, CPU) of each query, computed
+        once for every encoder that shares them (``encoders.query_states``)."""
+        def compute(todo: list[str]) -> list[torch.Tensor]:
+            out: list[Any] = [None] * len(todo)
+            for idx, states, mask in self.batches(todo, batch_size, "queries", "queries"):
+                for row, n in enumerate(mask.sum(dim=1).tolist()):
+                    out[idx[row]] = states[row, :n].float().clone()
+            return out
+        return self.shared_queries.get(texts, compute)
 
     def _load_query_graph(self) -> Any:
         try:

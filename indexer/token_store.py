@@ -32,6 +32,13 @@ TOKEN_DTYPES = ("fp16", "int8")
 _CODE_DTYPE = {"fp16": np.float16, "int8": np.int8}
 
 
+def code_dtype(dtype: str) -> type:
+    """The numpy type of a stored dtype's codes (readers of codes sent as raw bytes)."""
+    if dtype not in _CODE_DTYPE:
+        raise InvalidInputError(f"token vector dtype must be one of {TOKEN_DTYPES}, got {dtype!r}")
+    return _CODE_DTYPE[dtype]
+
+
 @dataclass
 class TokenRows:
     """Token vectors of consecutive documents in stored form (see the module doc)."""

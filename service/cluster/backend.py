@@ -60,6 +60,14 @@ def merge_stats(parts: list[dict]) -> dict:
         out["segment_documents"] = [n for p in parts for n in p.get("segment_documents", [])]
     if isinstance(out.get("activity"), dict):
         out["activity"] = {k: sum(p["activity"].get(k, 0) for p in parts) for k in out["activity"]}
+    if isinstance(out.get("token_vectors"), dict):
+        tv = [p["token_vectors"] for p in parts]
+        rows = sum(round(t["bytes"] / t["bytes_per_document"]) for t in tv if t["bytes_per_document"])
+        nbytes, tokens = sum(t["bytes"] for t in tv), sum(t["tokens"] for t in tv)
+        out["token_vectors"] = {**tv[0], "tokens": tokens, "bytes": nbytes,
+                                "bytes_per_document": nbytes / rows if rows else 0.0,
+                                "bytes_per_token": nbytes / tokens if tokens else 0.0,
+                                "tokens_per_document": tokens / rows if rows else 0.0}
     out["shards"] = len(parts)
     return out
 

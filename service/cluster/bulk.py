@@ -28,6 +28,8 @@ import pyarrow as pa
 import ray
 
 from encoders.base import csr_from_rows
+from encoders.multivector import project_tokens
+from indexer.token_store import TokenRows, code_dtype, quantize_tokens
 
 from .. import lexical, sources
 from ..settings import Settings
@@ -92,11 +94,18 @@ class Encode:
     """An encoder actor: the collection's models, loaded once; adds the vectors to a batch."""
 
     def __init__(self, settings: Settings, encoders: dict, fields: dict, shards: int, buckets: int,
-                 batch_size: int):
+                 batch_size: int, tokens: tuple[str, int] | None = None):
         settings.apply()
         from ..encoder_cache import ENCODERS
+        from ..store import token_projection
         self.sparse = ENCODERS.sparse(encoders["sparse"]) if "sparse" in fields else None
         self.dense = ENCODERS.dense(encoders["dense"]) if "dense" in fields else None
+        # a collection that stores token vectors (store_token_vectors): the multivector
+        # encoder's, through the collection's fixed projection, as Store.upsert stores them
+        self.tokens = tokens
+        if tokens is not None:
+            self.multivector = ENCODERS.multivector(encoders["multivector"])
+            self.projection = token_projection(self.multivector.dim, tokens[1])
         self.bm25 = "bm25" in fields
         self.shards, self.buckets, self.batch_size = shards, buckets, batch_size
 
@@ -121,7 +130,24 @@ class Encode:
             cols["bm25_ids"] = _lists(flat_ids.astype(np.int32), ptr, pa.int32())
             cols["bm25_tf"] = _lists(flat_tf.astype(np.float64), ptr, pa.float64())
             cols["length"] = pa.array(lengths, pa.int64())
+        if self.tokens is not None:
+            rows = self._token_rows(texts)
+            # quantised here (int8: a quarter of float32 through the object store), one row of
+            # raw codes and one list of per-token scales per document
+            cols["token_codes"] = pa.array([rows.codes[rows.ptr[i]:rows.ptr[i + 1]].tobytes()
+                                            for i in range(len(texts))], pa.binary())
+            cols["token_scales"] = _lists(rows.scales.astype(np.float32), rows.ptr, pa.float32())
         return pa.table(cols)
+
+    def _token_rows(self, texts: list[str]) -> TokenRows:
+        dtype, dim = self.tokens
+        docs: list = [None] * len(texts)  # a document without text has no tokens
+        todo = [i for i, t in enumerate(texts) if t]
+        if todo:
+            encoded = self.multivector.encode_documents([texts[i] for i in todo], batch_size=self.batch_size)
+            for i, t in zip(todo, encoded):
+                docs[i] = project_tokens(t, self.projection)
+        return quantize_tokens(docs, dtype, dim)
 
 
 def _lists(values: np.ndarray, ptr: np.ndarray, typ) -> pa.Array:
@@ -140,8 +166,8 @@ class Install:
     """Installs one (shard, bucket) group as a sealed segment through the shard's writer."""
 
     def __init__(self, root: str, collection: str, fields: dict, dims: dict, shards: int, buckets: int,
-                 source_id: str, avgdl: float | None):
-        self.collection, self.fields, self.dims = collection, fields, dims
+                 source_id: str, avgdl: float | None, tokens: tuple[str, int] | None = None):
+        self.collection, self.fields, self.dims, self.tokens = collection, fields, dims, tokens
         self.shards, self.buckets, self.source_id, self.avgdl = shards, buckets, source_id, avgdl
         self.writers = RayShards([ray.get_actor(writer_name(root, s), namespace=NAMESPACE)
                                   for s in range(shards)], [])
@@ -165,9 +191,16 @@ class Install:
             idx, _ = _flat(group.column("bm25_ids"))
             bm25_rows = [(idx[ptr[i]:ptr[i + 1]], tf[ptr[i]:ptr[i + 1]]) for i in range(len(ids))]
             lengths = np.asarray(group.column("length").to_numpy(), np.int64)
+        tokens = None
+        if self.tokens is not None:
+            dtype, dim = self.tokens
+            scales, ptr = _flat(group.column("token_scales"))
+            codes = np.frombuffer(b"".join(group.column("token_codes").to_pylist()), code_dtype(dtype))
+            tokens = TokenRows(dtype, ptr.astype(np.int64), codes.reshape(-1, dim).copy(),
+                               np.asarray(scales, np.float32))
         key = f"bulk:{self.source_id}:{shard}:{bucket}/{self.buckets}"
         done = self.writers.write_many([(shard, "install", (self.collection, key, ids, texts, meta, vectors,
-                                                            bm25_rows, lengths, self.avgdl))])[0]
+                                                            bm25_rows, lengths, self.avgdl, tokens))])[0]
         return pa.table({"shard": [shard], "documents": [len(ids)], "installed": [bool(done)]})
 
 
@@ -190,6 +223,7 @@ def bulk_index(source: str, collection: str, *, root=None, settings: Settings | 
     config = ray.get(shard0.call.remote("config", (collection,)))
     fields = {f: spec["kind"] for f, spec in config["fields"].items()}
     dims = {f: spec["dim"] for f, spec in config["fields"].items()}
+    tokens = (config["store_token_vectors"], config["token_dim"]) if config.get("store_token_vectors") else None
     records, source = read_records(source, fmt)
     records = records.materialize()
     n = records.count()
@@ -202,7 +236,8 @@ def bulk_index(source: str, collection: str, *, root=None, settings: Settings | 
         Encode, batch_format="pyarrow", batch_size=encode_batch_rows, concurrency=encoder_actors,
         num_cpus=encoder_cpus, num_gpus=encoder_gpus,
         fn_constructor_kwargs=dict(settings=settings, encoders=config["encoders"], fields=fields,
-                                   shards=shards, buckets=buckets, batch_size=settings.encode_batch_size)
+                                   shards=shards, buckets=buckets, batch_size=settings.encode_batch_size,
+                                   tokens=tokens)
     ).materialize()
     t_encoded = time.perf_counter()
     avgdl = None
@@ -213,7 +248,8 @@ def bulk_index(source: str, collection: str, *, root=None, settings: Settings | 
     done = encoded.groupby(["shard", "bucket"]).map_groups(
         Install, batch_format="pyarrow", concurrency=max(1, min(shards, 4)), num_cpus=0.1,
         fn_constructor_kwargs=dict(root=root, collection=collection, fields=fields, dims=dims, shards=shards,
-                                   buckets=buckets, source_id=fingerprint(source, n), avgdl=avgdl)
+                                   buckets=buckets, source_id=fingerprint(source, n), avgdl=avgdl,
+                                   tokens=tokens)
     ).take_all()
     writers.write_many([(s, "wait", (collection,)) for s in range(shards)])
     installed = sum(r["installed"] for r in done)

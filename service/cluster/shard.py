@@ -113,16 +113,18 @@ class ShardService:
         return self.store.upsert(name, ids, texts, metadata, vectors, bm25_avgdl=bm25_avgdl)
 
     def install(self, name: str, key: str, ids: list[str], texts, metadata, vectors: dict,
-                bm25_rows, lengths, bm25_avgdl: float | None) -> bool:
+                bm25_rows, lengths, bm25_avgdl: float | None, tokens=None) -> bool:
         """Bulk load one batch encoded elsewhere (cluster/bulk.py): ``vectors`` holds the
         neural fields, ``bm25_rows`` the term counts, saturated here with the collection-wide
-        average length the bulk job measured."""
+        average length the bulk job measured; ``tokens`` the documents' token vectors in stored
+        form (TokenRows) for a collection that stores them."""
         coll = self.store.get(name)
         vectors = dict(vectors)
         lengths = np.asarray(lengths, dtype=np.int64)
         if "bm25" in coll.config.fields:
             vectors["bm25"] = lexical.saturate(bm25_rows, lengths, bm25_avgdl or 1.0)
-        return coll.install_segment(key, ids, vectors, texts=texts, metadata=metadata, lengths=lengths)
+        return coll.install_segment(key, ids, vectors, texts=texts, metadata=metadata, lengths=lengths,
+                                    tokens=tokens)
 
     def installed(self, name: str) -> list[str]:
         return sorted(self.store.get(name).installed())

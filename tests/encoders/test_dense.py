@@ -165,6 +165,29 @@ def test_queries_run_through_the_float32_graph_with_pytorchs_vectors(dense, mult
         np.testing.assert_allclose(fast.encode_documents(queries[:1])[0], want[0], atol=2e-5)
 
 
+def test_dense_and_multivector_queries_share_one_forward_pass(dense, multi):
+    """A reranked hybrid search encodes its query for the dense list and for MaxSim: over one
+    model the states are computed once, and the query graph is loaded once."""
+    assert dense.backbone.shared_queries is multi.backbone.shared_queries
+    assert dense.backbone.query_model() is multi.backbone.query_model()
+    side = dense.backbone.shared_queries
+    text = "one forward pass for both encoders of a rerank"
+    before = side.computed
+    vec = dense.encode_queries([text])[0]
+    tokens = multi.encode_queries([text])[0]
+    assert side.computed == before + 1
+    # each the same as computed alone, through its own model (PyTorch: no sharing)
+    alone_d = DenseEncoder("all-MiniLM-L6-v2", progress=False, fast_queries=False)
+    alone_m = MultiVectorEncoder("all-MiniLM-L6-v2", progress=False, fast_queries=False)
+    assert alone_d.backbone.shared_queries is not side
+    np.testing.assert_allclose(vec, alone_d.encode_queries([text])[0], atol=2e-5)
+    want = alone_m.encode_queries([text])[0]
+    assert tokens.shape == want.shape
+    np.testing.assert_allclose(tokens, want, atol=2e-5)
+    # the dense vector is the mean of the same states the token vectors come from
+    np.testing.assert_allclose(vec, tokens.mean(0) / np.linalg.norm(tokens.mean(0)), atol=0.05)
+
+
 def test_a_query_graph_that_disagrees_with_pytorch_is_not_used(tmp_path, monkeypatch, minilm_path, caplog):
     """A stale or damaged cached graph must not change query vectors: it is checked on a probe
     text when it loads and PyTorch runs instead."""

@@ -147,3 +147,8 @@ def test_facets_and_stored_token_reranking_agree(pair, corpus):
         assert_same_ranking(_pairs(rb.json()), _pairs(ra.json()))
         assert rb.json().get("facets") == ra.json().get("facets")
         assert rb.json()["reranked"] == ra.json()["reranked"]
+    # the token vectors' stats are the whole collection's, summed over the shards
+    ta, tb = (c.get("/collections/tok").json()["token_vectors"] for c in (a, b))
+    assert tb["tokens"] == ta["tokens"] > 0
+    assert tb["bytes_per_token"] == pytest.approx(ta["bytes_per_token"], rel=0.05)
+    assert tb["tokens_per_document"] == pytest.approx(ta["tokens_per_document"], rel=1e-6)
