@@ -587,7 +587,7 @@ def pipeline_bench(args) -> int:
         st = stats[variants[0] if v == two else v]
         print(f"| stored {v} | {m:.4f} | {m - ref:+.4f} | {overlap:.3f} | {np.mean(scored[v]):.1f} | "
               f"{st['bytes_per_document']:,.0f} | {st['bytes_per_token']:.0f} | {_pct(lat[v], 50):.1f} | "
-              f"{_pct(lat[v], 90):.1f} | {_pct(lat[v], 99):.1f} | {_pct(cpu_arm[v], 50) * 1e3:.1f} | "
+              f"{_pct(lat[v], 90):.1f} | {_pct(lat[v], 99):.1f} | {_pct(cpu_arm[v], 50):.1f} | "
               f"{_pct(stage[v][1:], 50):.1f} |")
         out["variants"][v] = {"ndcg@10": m, "overlap": overlap, "token_vectors": st,
                               "latency_ms": [x * 1e3 for x in lat[v]],

@@ -119,9 +119,7 @@ class SearchPipeline:
         penalties: dict[str, float] = {}
         if excl:
             with timings.stage("exclude"):
-                # every candidate's text, read in one go (one call per shard in a cluster)
-                self.store.fetch_page(coll, list({d: hits[d] for lst in lists.values() for d, _ in lst}.values()))
-                lists, penalties, excluded = _apply_exclusions(excl, lists, hits)
+                lists, penalties, excluded = self._exclude(excl, coll, lists, hits, qv, depth, flt, req)
         with timings.stage("fuse"):
             fused = exclusions.demote(self._fuse(lists, req), penalties)
         reranked, stats = 0, None
@@ -362,6 +360,27 @@ class SearchPipeline:
         return out
 
     # ---------------------------------------------------------------- exclusions, facets, highlights
+    def _exclude(self, excl, coll, lists: dict, hits: dict, qv, depth: int, flt, req: SearchRequest):
+        """Each list without the candidates an exclusion removes (and the demoted ones'
+        penalties). A list that came back full and lost candidates is refilled from one deeper
+        retrieval with the same query vector, so that excluding costs no recall at the list's
+        depth. (Not with PRF: its second-round list is a mix that a deeper first round would
+        change, so it stays as retrieved.)"""
+        def texts_of(lsts) -> None:  # every candidate's text in one go (one call per shard in a cluster)
+            self.store.fetch_page(coll, list({d: hits[d] for lst in lsts.values() for d, _ in lst}.values()))
+        texts_of(lists)
+        kept, penalties, excluded = _apply_exclusions(excl, lists, hits)
+        short = [n for n in lists if len(lists[n]) >= depth and len(kept[n]) < depth]
+        if not short or req.prf is not None:
+            return kept, penalties, excluded
+        deeper = dict(lists)
+        for name in short:  # deep enough to make up for what was removed, and then some
+            lost = depth - len(kept[name])
+            deeper[name] = self._retrieve(coll, name, getattr(qv, name), depth + max(2 * lost, depth // 2), flt, hits)
+        texts_of({n: deeper[n] for n in short})
+        kept, penalties, excluded = _apply_exclusions(excl, deeper, hits)
+        return {n: lst[:depth] for n, lst in kept.items()}, penalties, excluded
+
     @staticmethod
     def _exclusions(req: SearchRequest) -> tuple[SearchRequest, list]:
         """The request with its query cleared of what it excludes, and every exclusion

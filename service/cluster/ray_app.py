@@ -36,6 +36,10 @@ NAMESPACE = "lsr"
 APP_NAME = "lsr"
 RETRY_S = 15.0  # how long a read or write waits for a shard's replica to come back
 ENCODER_TIMEOUT_S = 300.0  # a first query may wait for its model to load
+# A read (search, fetch, describe) that a replica has not answered in this long is taken as a
+# hung replica: tried again elsewhere while RETRY_S lasts, then 503 naming the shard — never
+# waited on forever. Writes have no such bound (a large install or a merge may take minutes).
+READ_TIMEOUT_S = 30.0
 _DOWN = (RayActorError, ActorUnavailableError)  # the replica or actor died / is restarting
 try:
     from ray.serve.exceptions import DeploymentUnavailableError
@@ -186,14 +190,31 @@ def _result(response):
         raise _unwrap(exc) from None
 
 
+def _wait(ref, timeout_s: float | None):
+    """The result of an actor call (ObjectRef) or a Serve call (DeploymentResponse); a
+    TimeoutError after ``timeout_s`` (None: no bound)."""
+    if isinstance(ref, ray.ObjectRef):
+        return ray.get(ref, timeout=timeout_s)
+    return ref.result(timeout_s=timeout_s)
+
+
+def _cancel(ref) -> None:
+    try:
+        ray.cancel(ref) if isinstance(ref, ray.ObjectRef) else ref.cancel()
+    except Exception:  # noqa: BLE001 - best effort: the call may have finished meanwhile
+        pass
+
+
 class RayShards:
     """Shards over Ray: writes to the named writer actors, reads to the reader deployments."""
 
-    def __init__(self, writers: list, readers: list, retry_s: float = RETRY_S):
+    def __init__(self, writers: list, readers: list, retry_s: float = RETRY_S,
+                 read_timeout_s: float = READ_TIMEOUT_S):
         self.count = len(writers)
         self.writers, self.readers, self.retry_s = writers, readers, retry_s
+        self.read_timeout_s = read_timeout_s
 
-    def _retrying(self, calls: list[Call], send, what: str) -> list:
+    def _retrying(self, calls: list[Call], send, what: str, timeout_s: float | None = None) -> list:
         results: list = [None] * len(calls)
         pending = list(range(len(calls)))
         deadline = time.monotonic() + self.retry_s
@@ -203,10 +224,12 @@ class RayShards:
             failed = []
             for i, ref in refs.items():
                 try:
-                    results[i] = ray.get(ref) if isinstance(ref, ray.ObjectRef) else ref.result()
+                    results[i] = _wait(ref, timeout_s)
                 except Exception as exc:  # noqa: BLE001
                     exc = _unwrap(exc)
-                    if not isinstance(exc, _DOWN):
+                    if isinstance(exc, TimeoutError):  # hung: given up on, tried again elsewhere
+                        _cancel(ref)
+                    elif not isinstance(exc, _DOWN):
                         raise exc from None
                     failed.append((i, exc))
             if not failed:
@@ -230,7 +253,8 @@ class RayShards:
         return self._retrying(calls, lambda s, m, a: self.writers[s].call.remote(m, a), "writer")
 
     def read_many(self, calls: list[Call]) -> list:
-        return self._retrying(calls, lambda s, m, a: self.readers[s].call.remote(m, a), "reader replica")
+        return self._retrying(calls, lambda s, m, a: self.readers[s].call.remote(m, a), "reader replica",
+                              self.read_timeout_s)
 
     def close(self) -> None:
         pass

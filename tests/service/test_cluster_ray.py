@@ -138,10 +138,38 @@ def test_a_shard_with_no_live_writer_is_503_naming_it(cluster, tmp_path):
         str(tmp_path / "shard-x"), Settings(data_dir=tmp_path, _env_file=None))
     ray.get(actor.call.remote("ping", ()))
     ray.kill(actor, no_restart=True)
+    deadline = time.monotonic() + 60  # ray.kill returns before the actor is gone: wait for it
+    while time.monotonic() < deadline:
+        try:
+            ray.get(actor.call.remote("ping", ()), timeout=10)
+        except ray.exceptions.RayActorError:
+            break
+        time.sleep(0.2)
     shards = ray_app.RayShards([actor], [], retry_s=1.0)
     with pytest.raises(ShardUnavailable, match="shard 0") as err:
         shards.write_many([(0, "names", ())])
     assert http_status(err.value) == 503
+
+
+@ray.remote(num_cpus=0.1, max_concurrency=4)
+class _HungReplica:
+    """Answers every call as a replica stuck for good would (a deadlock, a stalled disk)."""
+
+    def call(self, method, args):
+        time.sleep(3600)
+
+
+def test_a_hung_reader_is_503_naming_its_shard_not_waited_on_forever(cluster):
+    hung = _HungReplica.remote()
+    try:
+        shards = ray_app.RayShards([hung], [hung], retry_s=0.5, read_timeout_s=1.0)
+        t0 = time.monotonic()
+        with pytest.raises(ShardUnavailable, match="shard 0.*TimeoutError") as err:
+            shards.read_many([(0, "describe", ("docs", None))])
+        assert http_status(err.value) == 503
+        assert time.monotonic() - t0 < 20  # bounded: one timeout, at most a retry or two
+    finally:
+        ray.kill(hung)
 
 
 def test_bulk_index_survives_writer_restarts_and_reruns_install_nothing_twice(cluster, tmp_path, corpus):

@@ -86,6 +86,25 @@ def test_a_weight_demotes_instead_of_removing(client):
     assert [h["score"] for h in res["results"]] == sorted((h["score"] for h in res["results"]), reverse=True)
 
 
+@pytest.mark.parametrize("mode", ["sparse", "hybrid"])
+def test_removed_candidates_are_refilled_from_deeper(client, mode):
+    """An exclusion that removes candidates leaves no hole: the list is refilled from a deeper
+    retrieval, with the documents a deeper search ranks next."""
+    body = dict(query="energy from wind and water", mode=mode, k=5, depth=5)
+    plain = search(client, **body)
+    assert len(plain["results"]) == 5
+    assert any("turbine" in t for t in texts(plain))  # the exclusion removes some of them
+    res = search(client, **body, must_not=["turbines"])
+    assert not any("turbine" in t for t in texts(res))
+    deep = search(client, **{**body, "k": 40, "depth": 40})
+    want = [h["id"] for h in deep["results"] if "turbine" not in h["text"].lower()][:5]
+    left = [h["id"] for h in plain["results"] if "turbine" not in h["text"].lower()]
+    assert len(want) > len(left)  # there is something to refill with
+    assert len(res["results"]) == len(want)
+    if mode == "sparse":  # exact here (write buffer): the next documents without the word, in order
+        assert [h["id"] for h in res["results"]] == want
+
+
 def test_exclusions_keep_pages_consistent(client):
     body = dict(query="energy and climate -wind", mode="hybrid", k=4)
     first = search(client, **body)
