@@ -115,7 +115,7 @@ class SearchPipeline:
         q_tokens = None
         if req.rerank is not None and self.early_query_tokens and self._in_flight < self.parallel_below:
             q_tokens = _LIST_POOL.submit(self.queries.encode, enc.multivector, req.query)
-        qv, lists, hits = self._run_lists(names, req, enc, coll, depth, flt, timings)
+        qv, lists, hits = self._run_lists(names, req, enc, coll, depth, flt, timings, excl)
         penalties: dict[str, float] = {}
         if excl:
             with timings.stage("exclude"):
@@ -187,7 +187,7 @@ class SearchPipeline:
                                  "give query beside vector, or leave out rerank")
 
     def _run_lists(self, names, req: SearchRequest, enc: EncoderSet, coll: Collection, depth: int,
-                   flt, timings: Timings):
+                   flt, timings: Timings, excl: list = ()):
         """Encode, retrieve (and PRF) every list: the first in this thread, the others in the
         list pool when this is the only search in flight (spare cores cut a lone hybrid
         search's latency); under load one after the other, as extra threads would only add
@@ -197,7 +197,7 @@ class SearchPipeline:
             parallel = len(names) > 1 and self._in_flight <= self.parallel_below
         try:
             def one(name):
-                return self._one_list(name, req, enc, coll, depth, flt, timings)
+                return self._one_list(name, req, enc, coll, depth, flt, timings, excl)
             if parallel:
                 rest = [_LIST_POOL.submit(one, n) for n in names[1:]]
                 done = [one(names[0])] + [f.result() for f in rest]
@@ -215,14 +215,14 @@ class SearchPipeline:
         return qv, lists, hits
 
     def _one_list(self, name: str, req: SearchRequest, enc: EncoderSet, coll: Collection, depth: int,
-                  flt, timings: Timings):
+                  flt, timings: Timings, excl: list = ()):
         with timings.stage("encode"):
             vec = self._encode_list(name, req, enc, coll)
         hits: dict[str, Hit] = {}
         with timings.stage("retrieve"):
             ranked = self._retrieve(coll, name, vec, depth, flt, hits)
             if req.prf is not None:
-                ranked = self._feedback(coll, name, vec, ranked, depth, req, flt, hits)
+                ranked = self._feedback(coll, name, vec, ranked, depth, req, flt, hits, excl)
         return vec, ranked, hits
 
     def _encode_list(self, name: str, req: SearchRequest, enc: EncoderSet, coll: Collection):
@@ -263,10 +263,24 @@ class SearchPipeline:
             hits.setdefault(h.id, h)
         return [(h.id, h.score) for h in found]
 
-    def _feedback(self, coll, field, query, ranked, depth, req: SearchRequest, flt, hits):
+    @staticmethod
+    def _feedback_docs(coll, ranked, n: int, excl=()) -> list:
+        """The top ``n`` documents of a list that the search keeps: one an exclusion removes
+        would pull the excluded words back into the expanded query (demoted ones stay)."""
+        matcher = exclusions.Matcher(excl) if excl else None
+        top = []
+        for d, _ in ranked[:n * 4]:  # bounded: past that, feedback from fewer documents
+            if len(top) == n:
+                break
+            doc = coll.get(d)
+            if doc is None or (matcher is not None and exclusions.penalty(matcher.matches(doc.text)) is None):
+                continue
+            top.append(doc)
+        return top
+
+    def _feedback(self, coll, field, query, ranked, depth, req: SearchRequest, flt, hits, excl=()):
         spec = req.prf
-        top = [coll.get(d) for d, _ in ranked[:spec.docs]]
-        vecs = [doc.vectors[field] for doc in top if doc is not None]
+        vecs = [doc.vectors[field] for doc in self._feedback_docs(coll, ranked, spec.docs, excl)]
         if not vecs:
             return ranked
         if field == "dense":

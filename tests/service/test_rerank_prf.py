@@ -217,3 +217,30 @@ def test_cli_rerank_options():
                                       "--rerank-alpha", "0.5", "--rerank-beta", "6", "--rerank-top", "10"])
     spec = _search_request(args, "q").rerank
     assert (spec.first_stage_weight, spec.alpha, spec.beta, spec.top) == (0.4, 0.5, 6, 10)
+
+
+def test_prf_takes_no_feedback_from_documents_an_exclusion_removes(client):
+    """Feedback terms come from the documents the search keeps: a removed one (it contains an
+    excluded word) would pull that word back into the expanded query."""
+    from service.exclusions import Exclusion, Matcher
+    from service.schemas import SearchRequest
+    pipe, store = client.app.state.pipeline, client.app.state.store
+    coll = store.get("demo")
+    req = SearchRequest(query="bread", mode="sparse", k=5, prf={"docs": 2})
+    vec = pipe._encode_list("sparse", req, store.encoder_set(coll), coll)
+    hits: dict = {}
+    ranked = pipe._retrieve(coll, "sparse", vec, 20, None, hits)
+    assert ranked[0][0] == "cooking-01"
+    word = next(w for w in ("sourdough", "starter", "flour", "yeast") if w in coll.get("cooking-01").text.lower())
+    excl = [Exclusion(word, None, "must_not")]
+    kept = [d for d, _ in ranked if not Matcher(excl).matches(coll.get(d).text)]
+    assert "cooking-01" not in kept
+    assert [d.id for d in pipe._feedback_docs(coll, ranked, 2, excl)] == kept[:2]
+    assert [d.id for d in pipe._feedback_docs(coll, ranked, 2)] == [d for d, _ in ranked[:2]]
+    # a demoting exclusion keeps the document as feedback
+    demote = [Exclusion(word, 0.5, "must_not")]
+    assert [d.id for d in pipe._feedback_docs(coll, ranked, 2, demote)] == [d for d, _ in ranked[:2]]
+    # through the API: the search answers, without the excluded word's documents
+    r = client.post("/collections/demo/search", json={"query": "bread", "mode": "sparse", "k": 5,
+                                                       "prf": {"docs": 2}, "must_not": [word]})
+    assert r.status_code == 200 and "cooking-01" not in [h["id"] for h in r.json()["results"]]
