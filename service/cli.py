@@ -194,6 +194,24 @@ def _search_body(args, query: str) -> dict:
     if args.rerank:
         body["rerank"] = {"kappa": args.kappa, "alpha": args.rerank_alpha, "beta": args.rerank_beta,
                           "top": args.rerank_top, "first_stage_weight": args.rerank_weight}
+    # `lsr search` only (eval scores plain queries): the request's other fields, as the API names them
+    if getattr(args, "offset", None):
+        body["offset"] = args.offset
+    if getattr(args, "depth", None):
+        body["depth"] = args.depth
+    if getattr(args, "filter", None):
+        try:
+            body["filter"] = json.loads(args.filter)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"--filter: not JSON ({exc.msg}): {args.filter!r}") from None
+    if getattr(args, "must_not", None):
+        body["must_not"] = args.must_not
+    if getattr(args, "negation", False):
+        body["negation"] = True
+    if getattr(args, "highlight", False):
+        body["highlight"] = True
+    if getattr(args, "facet", None):
+        body["facets"] = [{"key": k} for k in args.facet]
     return body
 
 
@@ -210,6 +228,15 @@ def _search_local(args) -> dict:
     return res.model_dump(mode="json")
 
 
+def _marked(text: str, matches) -> str:
+    """A highlight fragment for a terminal: each matched word in [brackets]."""
+    out, pos = [], 0
+    for a, b in matches:
+        out += [text[pos:a], "[", text[a:b], "]"]
+        pos = b
+    return "".join(out + [text[pos:]])
+
+
 def cmd_search(args) -> int:
     remote = _remote(args)
     if remote is None:
@@ -220,8 +247,16 @@ def cmd_search(args) -> int:
     if args.json:
         print(json.dumps(res, indent=2, ensure_ascii=False))
     else:
+        if res.get("exclusions"):
+            print("excluded: " + ", ".join(e["text"] for e in res["exclusions"])
+                  + f" ({res.get('excluded', 0)} candidates)")
         for i, r in enumerate(res["results"], 1):
             print(f"{i:2d}. {r['score']:9.4f}  {r['id']}  {(r['text'] or '')[:100]}")
+            for h in (r.get("highlights") or [])[:2]:
+                print(f"      … {_marked(h['text'], h['matches'])} …")
+        for f in res.get("facets") or []:
+            values = ", ".join(f"{v['value']} ({v['count']})" for v in f["values"])
+            print(f"facet {f['key']}: {values}")
     return 0
 
 
@@ -471,6 +506,14 @@ def build_parser() -> argparse.ArgumentParser:
     _location_options(p)
     p.add_argument("--json", action="store_true")
     _search_options(p)
+    p.add_argument("--offset", type=int, default=0)
+    p.add_argument("--depth", type=int, help="first-stage candidates per list (default: the server's, 100)")
+    p.add_argument("--filter", help='metadata filter as JSON, e.g. \'{"topic": "energy"}\'')
+    p.add_argument("--must-not", action="append", metavar="TEXT",
+                   help="leave out documents containing this word or phrase (repeatable)")
+    p.add_argument("--negation", action="store_true", help='read "..., but not X" / "without X" in the query')
+    p.add_argument("--highlight", action="store_true", help="the passages that match, per result")
+    p.add_argument("--facet", action="append", metavar="KEY", help="value counts of a metadata key (repeatable)")
     p.set_defaults(func=cmd_search)
     p = sub.add_parser("collections", help="list the collections and their sizes")
     _location_options(p)

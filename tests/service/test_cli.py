@@ -23,6 +23,20 @@ def test_index_then_search(tmp_path, capsys):
                  "--mode", "hybrid", "--k", "2", "--json"]) == 0
     res = json.loads(capsys.readouterr().out)
     assert res["results"][0]["id"] == "cooking-01" and len(res["results"]) == 2
+    # the request's other fields, as flags: exclusions, filter, highlights, facets
+    base = ["search", "baking bread with a starter", "--collection", "c", "--data-dir", str(data), "--mode", "sparse"]
+    assert main(base + ["--must-not", "starter", "--facet", "topic", "--highlight", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert "cooking-01" not in [r["id"] for r in res["results"]] and res["excluded"] >= 1
+    assert res["exclusions"] == [{"text": "starter", "weight": None, "source": "must_not"}]
+    assert res["facets"][0]["key"] == "topic" and res["facets"][0]["values"]
+    assert all(r["highlights"] is not None for r in res["results"])
+    assert main(base + ["--filter", '{"topic": "cooking"}', "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["results"] and {r["metadata"]["topic"] for r in res["results"]} == {"cooking"}
+    assert main(base + ["--highlight", "--facet", "topic", "--k", "1"]) == 0  # the text view
+    out = capsys.readouterr().out
+    assert " 1. " in out and "[" in out and "facet topic: " in out
 
 
 def _tiny_beir(tmp_path):
