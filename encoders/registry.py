@@ -235,7 +235,7 @@ def build(spec: ModelSpec, role: str, *, progress: bool | None = False, device: 
     if kind == "splade":
         from encoders.splade import SpladeEncoder
         vocab = spec.files.get("vocabulary")
-        return _named(SpladeEncoder(weights, progress=progress, device=device,
+        return _named(SpladeEncoder(weights, progress=progress, device=device, fast_queries=onnx_queries,
                                     vocabulary=str(vocab) if vocab else None, **opts), spec)
     if kind == "echo-splade":
         from encoders.echo_splade import EchoSpladeEncoder

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,8 @@ from encoders.batching import (
 )
 from encoders.models import DEFAULT_SPLADE, load_model, load_tokenizer
 from encoders.sparse_head import SplitLMHead, max_pool, pack_weight
+
+log = logging.getLogger(__name__)
 
 
 class SpladeEncoder:
@@ -56,6 +60,7 @@ class SpladeEncoder:
         fused_head: bool = True,
         device: str | None = None,
         batch_tokens: int | None = None,
+        fast_queries: bool = True,
     ):
         self.name = str(model)
         self.device = devices.resolve(device)
@@ -77,6 +82,12 @@ class SpladeEncoder:
         self.vocabulary: torch.Tensor | None = None
         if vocabulary is not None:
             self.set_vocabulary(vocabulary)
+        # queries: the transformer through its fused float32 ONNX Runtime graph (a lone query
+        # pays PyTorch's per-op overhead many times over on a small model), loaded on the first
+        # query and checked against PyTorch on a probe; PyTorch where it cannot be used
+        self.fast_queries = fast_queries and self.device.type == "cpu"
+        self._query_hidden: Any = None
+        self._query_lock = threading.Lock()
 
     def set_vocabulary(self, vocabulary: np.ndarray | str | None) -> None:
         """Restrict the LM head to these term ids (None: the full vocabulary)."""
@@ -111,15 +122,50 @@ class SpladeEncoder:
     def _tokenize(self, texts: list[str], max_length: int) -> list[list[int]]:
         return token_ids(self.tokenizer, texts, truncation=True, max_length=max_length)
 
+    def query_hidden(self):
+        """What computes a query batch's pre-projection states: the ONNX path or PyTorch's."""
+        if not self.fast_queries:
+            return self.head.hidden
+        with self._query_lock:
+            if self._query_hidden is None:
+                self._query_hidden = self._load_query_path()
+            return self._query_hidden
+
+    def _load_query_path(self):
+        head = getattr(self.head.model, "cls", None)  # BERT-family masked LMs: encoder, then `cls`
+        if head is None:
+            return self.head.hidden
+        try:
+            from encoders.models import resolve
+            from encoders.onnx_graphs import OnnxTransformer
+            graph = OnnxTransformer(resolve(self.name), "fp32")
+        except Exception as exc:  # noqa: BLE001 - export unsupported here: PyTorch, as before
+            log.warning("%s: no ONNX query graph (%s); queries run in PyTorch", self.name, exc)
+            return self.head.hidden
+
+        def hidden(input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+            return head(graph(input_ids=input_ids, attention_mask=mask).last_hidden_state)
+        probe = self._tokenize(["a probe sentence to compare the two runtimes", "short"], self.query_max_length)
+        input_ids, mask = pad_batch(probe, self.tokenizer.pad_token_id)
+        with torch.inference_mode():
+            ref, out = self.head.hidden(input_ids, mask), hidden(input_ids, mask)
+        m = mask.bool()
+        if ref.shape != out.shape or (ref[m] - out[m]).abs().max() > 1e-3 * ref[m].abs().max().clamp(min=1e-6):
+            log.warning("%s: the ONNX query graph disagrees with PyTorch; queries run in PyTorch", self.name)
+            return self.head.hidden
+        return hidden
+
     @torch.inference_mode()
-    def weights(self, ids: list[list[int]], half: bool = False) -> torch.Tensor:
+    def weights(self, ids: list[list[int]], half: bool = False, queries: bool = False) -> torch.Tensor:
         """Dense SPLADE weights [len(ids), vocab] for one batch of token id lists (on the
-        encoder's device; ``half``: the transformer in bf16/fp16 where the device has it)."""
+        encoder's device; ``half``: the transformer in bf16/fp16 where the device has it;
+        ``queries``: through the query path, ``query_hidden``)."""
         lengths = [len(x) for x in ids]
         input_ids, mask = pad_batch(ids, self.tokenizer.pad_token_id)
         input_ids, mask = input_ids.to(self.device), mask.to(self.device)
+        hidden = self.query_hidden() if queries else self.head.hidden
         with devices.autocast(self.device, self.doc_dtype if half else None):
-            states = self.head.hidden(input_ids, mask)
+            states = hidden(input_ids, mask)
         # Only unpadded positions reach the vocabulary projection.
         valid = states[mask.bool()]
         if self.vocabulary is None:
@@ -152,7 +198,8 @@ class SpladeEncoder:
             else:
                 batches = length_sorted_batches([len(x) for x in ids], batch_size)
             for batch in progress(batches, len(batches), len(todo), self.progress, f"SPLADE {what}"):
-                w = self.weights([ids[j] for j in batch], half=documents).float().cpu().numpy()
+                w = self.weights([ids[j] for j in batch], half=documents, queries=not documents
+                                 ).float().cpu().numpy()
                 for row_w, j in zip(w, batch):
                     nz = np.flatnonzero(row_w).astype(np.int32)
                     vals = row_w[nz]

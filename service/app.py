@@ -82,8 +82,10 @@ def create_app(settings: Settings | None = None, preload: bool = False, backend=
 
     def warm_up() -> None:
         try:
-            ENCODERS.sparse(settings.sparse_encoder)
+            sparse = ENCODERS.sparse(settings.sparse_encoder)
             # the query graphs too (loaded lazily otherwise): the first query pays for nothing
+            if hasattr(sparse, "query_hidden"):
+                sparse.query_hidden()
             ENCODERS.dense(settings.dense_encoder).backbone.query_model()
             ENCODERS.multivector(settings.multivector_encoder).backbone.query_model()
         except Exception:  # readiness reports it; requests will name the failing model

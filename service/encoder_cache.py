@@ -87,8 +87,8 @@ class EncoderCache:
     def _variant(self, role: str) -> str:
         if role == "dense":
             return f"dense{'-int8' * self.dense_int8}{'-onnx' * self.onnx_queries}"
-        if role == "multivector":
-            return f"multivector{'-onnx' * self.onnx_queries}"
+        if role in ("multivector", "sparse"):  # (a sparse kind without a query model ignores it)
+            return f"{role}{'-onnx' * self.onnx_queries}"
         return role
 
     @staticmethod

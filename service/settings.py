@@ -83,8 +83,8 @@ class Settings(BaseSettings):
     dense_int8: bool = Field(False, description="dense models in ONNX Runtime: documents through the "
                              "fused int8 graph (~1.6x faster indexing on CPU, approximate), queries "
                              "through the fused float32 graph")
-    onnx_queries: bool = Field(True, description="dense and multivector queries through the fused "
-                               "float32 ONNX Runtime graph: PyTorch's vectors to float rounding, "
+    onnx_queries: bool = Field(True, description="SPLADE, dense and multivector queries through the "
+                               "fused float32 ONNX Runtime graph: PyTorch's vectors to float rounding, "
                                "a lone query ~2.4x faster; false: PyTorch")
     encode_batch_size: int = Field(32, ge=1)
     torch_threads: int | None = Field(None, ge=1, description="intra-op threads per encoder call "

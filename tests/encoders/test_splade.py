@@ -199,3 +199,23 @@ def test_vocabulary_file_and_bad_vocabularies(splade_tiny_path, tmp_path):
                      ([enc.dim], r"\[0, ")):
         with pytest.raises(ValueError, match=msg):
             enc.set_vocabulary(np.array(bad))
+
+
+def test_queries_run_through_the_onnx_graph_with_pytorchs_weights():
+    """A lone SPLADE query pays PyTorch's per-op overhead on a small model: queries go through
+    the fused float32 ONNX graph plus the model's own MLM transform, checked on a probe when
+    it loads; the weights are PyTorch's to float rounding, documents stay in PyTorch."""
+    from encoders.splade import SpladeEncoder
+    fast = SpladeEncoder("splade-tiny", progress=False)
+    exact = SpladeEncoder("splade-tiny", progress=False, fast_queries=False)
+    assert fast.query_hidden() is not fast.head.hidden  # the ONNX path loaded and agreed
+    assert exact.query_hidden() == exact.head.hidden
+    queries = ["vitamin D deficiency and bone fractures", "stem cells", "a"]
+    got, want = fast.encode_queries(queries), exact.encode_queries(queries)
+    for i in range(len(queries)):
+        g, w = got[i].toarray().ravel(), want[i].toarray().ravel()
+        np.testing.assert_allclose(g, w, atol=1e-4)
+        top = lambda v: set(np.argsort(-v)[:10][v[np.argsort(-v)[:10]] > 0.05])  # noqa: E731
+        assert top(g) == top(w)
+    np.testing.assert_array_equal(fast.encode_documents(queries[:2]).toarray(),
+                                  exact.encode_documents(queries[:2]).toarray())

@@ -46,7 +46,9 @@ def test_readyz_waits_for_preloaded_models(tmp_path):
         from encoders.onnx_graphs import OnnxTransformer
         from service.encoder_cache import ENCODERS
         for enc in (ENCODERS.dense("all-MiniLM-L6-v2"), ENCODERS.multivector("all-MiniLM-L6-v2")):
-            assert isinstance(enc.backbone._query_model, OnnxTransformer)
+            assert isinstance(enc.backbone.shared_queries.model, OnnxTransformer)
+        splade = ENCODERS.sparse("splade-tiny")  # and the SPLADE query path (ONNX + MLM transform)
+        assert splade._query_hidden is not None and splade._query_hidden != splade.head.hidden
 
 
 def test_collection_stats_and_list(client, corpus):
