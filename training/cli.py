@@ -23,6 +23,10 @@ def add_arguments(p) -> None:
     p.add_argument("--steps", type=int, help="training steps (inference-free, csr); default: the trainer's")
     p.add_argument("--k", dest="csr_k", type=int, default=8, help="csr: latents per vector after annealing")
     p.add_argument("--epochs", type=int, help="multivector: epochs over the train split's pairs")
+    p.add_argument("--flops-weight", type=float,
+                   help="inference-free: weight of the IDF-aware FLOPS regulariser (sparser documents as it grows)")
+    p.add_argument("--dev", action="store_true", help="inference-free: report the before/after evaluation on "
+                   "qrels/train.tsv instead of test (choose settings on it, never on test)")
     p.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps (default: LSR_DEVICE, else auto)")
     p.add_argument("--no-progress", action="store_true")
 
@@ -40,6 +44,8 @@ def run(args) -> int:
         argv = [str(args.folder), "--out", str(out), "--threads", "0", *quiet]
         argv += ["--steps", str(args.steps)] if args.steps else []
         argv += ["--model", args.base] if args.base else []
+        argv += ["--flops-weight", repr(args.flops_weight)] if args.flops_weight is not None else []
+        argv += ["--dev"] if args.dev else []
         rc = main(argv)
     elif args.kind == "csr":
         from training.csr import CSRTrainConfig, train_model

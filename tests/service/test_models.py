@@ -176,6 +176,9 @@ def test_inference_free_with_idf_file_uses_the_file(client, models_dir):
     table = IdfTable.load(models_dir / "if-idf" / "idf.npy").idf
     row = enc.encode_queries(["solar power"])[0]
     assert np.allclose(row.data, table[row.indices])
+    # the service's query path looks the weights up directly: the same vector
+    ids, w = models.sparse_query(enc, "solar power", None, batcher=None)
+    assert ids.tolist() == row.indices.tolist() and np.allclose(w, row.data)
 
 
 def test_encode_route_with_each_kind(client):
