@@ -17,7 +17,7 @@ import httpx
 import pytest
 import uvicorn
 from selenium import webdriver
-from selenium.common.exceptions import TimeoutException, WebDriverException
+from selenium.common.exceptions import StaleElementReferenceException, TimeoutException, WebDriverException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as EC
@@ -292,8 +292,17 @@ def new_documents(n: int) -> list[dict]:
 
 
 def documents_of(driver, name: str) -> int:
-    cell = driver.find_element(By.CSS_SELECTOR, f'tr[data-collection="{name}"] td.documents')
-    return int(cell.text.replace(",", ""))
+    """The count the collections table shows. The console re-renders the table as jobs report
+    progress, so a row found a moment ago may be gone: read it again (a bounded few times)."""
+    for attempt in range(20):
+        try:
+            cell = driver.find_element(By.CSS_SELECTOR, f'tr[data-collection="{name}"] td.documents')
+            return int(cell.text.replace(",", ""))
+        except StaleElementReferenceException:
+            if attempt == 19:
+                raise
+            time.sleep(0.1)
+    raise AssertionError("unreachable")
 
 
 def upload(driver, path: Path):
