@@ -138,12 +138,11 @@ SeismicBase* make_seismic(nb::dict a, int64_t n_docs, int64_t dim, int64_t max_b
   s.list_block_ptr = ptr<int64_t>(g("list_block_ptr"), "list_block_ptr");
   s.block_doc_ptr = ptr<int64_t>(g("block_doc_ptr"), "block_doc_ptr");
   s.block_docs = ptr<int32_t>(g("block_docs"), "block_docs");
-  s.block_scale = ptr<float>(g("block_scale"), "block_scale");
+  s.block_levels = ptr<float>(g("block_levels"), "block_levels");
   s.list_entry_ptr = ptr<int64_t>(g("list_entry_ptr"), "list_entry_ptr");
-  s.entry_value = ptr<uint8_t>(g("entry_value"), "entry_value");
   s.list_shift = ptr<uint8_t>(g("list_shift"), "list_shift");
   s.list_dir_ptr = ptr<int64_t>(g("list_dir_ptr"), "list_dir_ptr");
-  s.summary_dir = ptr<uint32_t>(g("summary_dir"), "summary_dir");
+  s.summary_dir = ptr<uint16_t>(g("summary_dir"), "summary_dir");
   s.list_key_ptr = ptr<int64_t>(g("list_key_ptr"), "list_key_ptr");
   s.entry_key = ptr<uint8_t>(g("entry_key"), "entry_key");
   return new SeismicImpl<TermT, ValT>(s);

@@ -29,14 +29,14 @@ struct SeismicArrays {
   const int64_t* list_block_ptr;
   const int64_t* block_doc_ptr;
   const int32_t* block_docs;
-  const float* block_scale;
-  // transposed quantised summaries, packed per list (indexer/seismic/summaries.py): entries
-  // sorted by (term, block), a directory over term >> list_shift, keys (low << bb) | block
+  const float* block_levels;  // kLevels dequantisation levels a block, ascending
+  // transposed 2-bit summaries, packed per list (indexer/seismic/summaries.py, summary layout
+  // 3): entries sorted by (term, block), a u16 directory over term >> list_shift (two words a
+  // bucket in a list of >= 65536 entries), fields (((low << bb) | block) << kCodeBits) | code
   const int64_t* list_entry_ptr;
-  const uint8_t* entry_value;
   const uint8_t* list_shift;
   const int64_t* list_dir_ptr;
-  const uint32_t* summary_dir;
+  const uint16_t* summary_dir;
   const int64_t* list_key_ptr;
   const uint8_t* entry_key;
   int64_t max_blocks_per_list = 0;
@@ -147,55 +147,75 @@ class SeismicKernel {
       prefetch_read(reinterpret_cast<const void*>(c));
   }
 
+  static constexpr int kCodeBits = 2, kLevels = 1 << kCodeBits;
+  static constexpr int64_t kWide = 65536;  // summaries.dir_words: lists this long use 2 words
+
+  // Directory word h of a list (wide: low and high u16 halves).
+  static int64_t dir_at(const uint16_t* dir, int64_t h, bool wide) {
+    return wide ? (int64_t(dir[2 * h]) | (int64_t(dir[2 * h + 1]) << 16)) : int64_t(dir[h]);
+  }
+
   // Directory words of list t for every query term.
   void prefetch_summary_dir(int64_t t, const int32_t* q_terms, int64_t nq) const {
-    if (a_.list_entry_ptr[t + 1] == a_.list_entry_ptr[t]) return;
+    int64_t e = a_.list_entry_ptr[t + 1] - a_.list_entry_ptr[t];
+    if (e == 0) return;
     const int s = a_.list_shift[t];
-    const uint32_t* dir = a_.summary_dir + a_.list_dir_ptr[t];
-    for (int64_t j = 0; j < nq; ++j) prefetch_read(dir + (q_terms[j] >> s));
+    const int64_t words = e < kWide ? 1 : 2;
+    const uint16_t* dir = a_.summary_dir + a_.list_dir_ptr[t];
+    for (int64_t j = 0; j < nq; ++j) prefetch_read(dir + words * (q_terms[j] >> s));
   }
 
-  // First key and code of every query term's bucket in list t.
+  // First key of every query term's bucket in list t.
   void prefetch_summary_buckets(int64_t t, const int32_t* q_terms, int64_t nq) const {
-    int64_t v0 = a_.list_entry_ptr[t];
-    if (a_.list_entry_ptr[t + 1] == v0) return;
+    int64_t e = a_.list_entry_ptr[t + 1] - a_.list_entry_ptr[t];
+    if (e == 0) return;
     const int s = a_.list_shift[t];
-    const int w = s + block_bits(a_.list_block_ptr[t + 1] - a_.list_block_ptr[t]);
-    const uint32_t* dir = a_.summary_dir + a_.list_dir_ptr[t];
+    const int64_t w = s + block_bits(a_.list_block_ptr[t + 1] - a_.list_block_ptr[t]) + kCodeBits;
+    const bool wide = e >= kWide;
+    const uint16_t* dir = a_.summary_dir + a_.list_dir_ptr[t];
     const uint8_t* keys = a_.entry_key + a_.list_key_ptr[t];
-    for (int64_t j = 0; j < nq; ++j) {
-      int64_t i = dir[q_terms[j] >> s];
-      prefetch_read(keys + ((i * w) >> 3));
-      prefetch_read(a_.entry_value + v0 + i);
-    }
+    for (int64_t j = 0; j < nq; ++j) prefetch_read(keys + ((dir_at(dir, q_terms[j] >> s, wide) * w) >> 3));
   }
 
-  // dots[b] = scale_b * sum over query terms (ascending) of q_val * code(term, b)
+  // dots[b] = sum over the query terms (ascending) that block b's summary holds of
+  // q_val * levels_b[code].
   void block_dots(int64_t t, int64_t b0, int64_t nb, const int32_t* q_terms, const float* q_vals,
                   int64_t nq, float* dots) const {
     std::fill(dots, dots + nb, 0.0f);
-    int64_t v0 = a_.list_entry_ptr[t];
-    if (a_.list_entry_ptr[t + 1] > v0) {
-      const int s = a_.list_shift[t], bb = block_bits(nb), w = s + bb;
-      const uint32_t kmask = (uint32_t(1) << w) - 1, lmask = (uint32_t(1) << s) - 1,
-                     bmask = (uint32_t(1) << bb) - 1;
-      const uint32_t* dir = a_.summary_dir + a_.list_dir_ptr[t];
-      const uint8_t* keys = a_.entry_key + a_.list_key_ptr[t];
-      const uint8_t* ev = a_.entry_value + v0;
-      for (int64_t j = 0; j < nq; ++j) {
-        uint32_t qt = (uint32_t)q_terms[j], lo = qt & lmask;
-        float qv = q_vals[j];
-        for (int64_t i = dir[qt >> s], end = dir[(qt >> s) + 1]; i < end; ++i) {
-          int64_t bit = i * w;
-          uint32_t x;
-          std::memcpy(&x, keys + (bit >> 3), 4);  // entry_key has 4 bytes of padding
-          uint32_t key = (x >> (bit & 7)) & kmask, klo = key >> bb;
-          if (klo > lo) break;
-          if (klo == lo) dots[key & bmask] += qv * (float)ev[i];
+    int64_t e = a_.list_entry_ptr[t + 1] - a_.list_entry_ptr[t];
+    if (e > 0) {
+      if (e < kWide) block_dots_list<false>(t, b0, nb, q_terms, q_vals, nq, dots);
+      else block_dots_list<true>(t, b0, nb, q_terms, q_vals, nq, dots);
+    }
+  }
+
+  template <bool kWideDir>
+  void block_dots_list(int64_t t, int64_t b0, int64_t nb, const int32_t* q_terms,
+                       const float* q_vals, int64_t nq, float* dots) const {
+    const float* levels = a_.block_levels + b0 * kLevels;
+    const int s = a_.list_shift[t], bb = block_bits(nb), w = s + bb + kCodeBits;
+    const uint64_t kmask = (uint64_t(1) << w) - 1;
+    const uint32_t lmask = (uint32_t(1) << s) - 1, bmask = (uint32_t(1) << bb) - 1,
+                   cmask = (uint32_t(1) << kCodeBits) - 1;
+    const int lshift = bb + kCodeBits;
+    const uint16_t* dir = a_.summary_dir + a_.list_dir_ptr[t];
+    const uint8_t* keys = a_.entry_key + a_.list_key_ptr[t];
+    for (int64_t j = 0; j < nq; ++j) {
+      uint32_t qt = (uint32_t)q_terms[j], lo = qt & lmask;
+      int64_t h = qt >> s;
+      float qv = q_vals[j];
+      for (int64_t i = dir_at(dir, h, kWideDir), end = dir_at(dir, h + 1, kWideDir); i < end; ++i) {
+        int64_t bit = i * w;
+        uint64_t x;
+        std::memcpy(&x, keys + (bit >> 3), 8);  // entry_key has 8 bytes of padding
+        uint32_t key = uint32_t((x >> (bit & 7)) & kmask), klo = key >> lshift;
+        if (klo > lo) break;
+        if (klo == lo) {
+          uint32_t b = (key >> kCodeBits) & bmask;
+          dots[b] += qv * levels[b * kLevels + (key & cmask)];
         }
       }
     }
-    for (int64_t b = 0; b < nb; ++b) dots[b] *= a_.block_scale[b0 + b];
   }
 
   SeismicArrays<TermT, ValT> a_;

@@ -15,14 +15,17 @@ from . import search_numba
 from .blocking import block_lists, compact_block_sizes, top_terms
 from .config import SeismicParams
 from .pruning import prune_postings
-from .summaries import SUMMARY_LAYOUT, count_summaries, fill_summaries, pack_layout1
+from .summaries import SUMMARY_LAYOUT, count_summaries, decode_layout2, encode_entries, fill_summaries
 
 # Arrays that make up an index, in the order the Numba kernel takes them.
 _KERNEL_ARRAYS = ("fwd_ptr", "fwd_terms", "fwd_vals", "list_block_ptr", "block_doc_ptr",
-                  "block_docs", "block_scale", "list_entry_ptr", "entry_value", "list_shift",
+                  "block_docs", "block_levels", "list_entry_ptr", "list_shift",
                   "list_dir_ptr", "summary_dir", "list_key_ptr", "entry_key")
-_SUMMARY_ARRAYS = ("block_scale", "list_entry_ptr", "entry_value", "list_shift", "list_dir_ptr",
+_SUMMARY_ARRAYS = ("block_levels", "list_entry_ptr", "list_shift", "list_dir_ptr",
                    "summary_dir", "list_key_ptr", "entry_key")
+# arrays of summary layouts 1 and 2 that layout 3 replaces
+_OLD_SUMMARY_ARRAYS = ("entry_term", "entry_block", "entry_value", "block_scale", "list_shift", "list_dir_ptr",
+                       "summary_dir", "list_key_ptr", "entry_key")
 
 
 class SeismicIndex:
@@ -77,7 +80,7 @@ class SeismicIndex:
         thr, ties, n_entries = count_summaries(list_block_ptr, block_doc_ptr, block_docs, fwd_ptr,
                                                fwd_terms, build_vals, dim, p.summary_energy)
         list_entry_ptr = np.concatenate(([0], np.cumsum(n_entries))).astype(np.int64)
-        (block_scale, entry_value, list_shift, list_dir_ptr, summary_dir, list_key_ptr,
+        (block_levels, list_shift, list_dir_ptr, summary_dir, list_key_ptr,
          entry_key) = fill_summaries(list_block_ptr, block_doc_ptr, block_docs, fwd_ptr, fwd_terms,
                                      build_vals, dim, thr, ties, list_entry_ptr)
         del build_vals, thr, ties
@@ -85,8 +88,8 @@ class SeismicIndex:
         arrays = {
             "fwd_ptr": fwd_ptr, "fwd_terms": fwd_terms, "fwd_vals": stored_vals,
             "list_block_ptr": list_block_ptr, "block_doc_ptr": block_doc_ptr,
-            "block_docs": block_docs, "block_scale": block_scale, "list_entry_ptr": list_entry_ptr,
-            "entry_value": entry_value, "list_shift": list_shift, "list_dir_ptr": list_dir_ptr,
+            "block_docs": block_docs, "block_levels": block_levels,
+            "list_entry_ptr": list_entry_ptr, "list_shift": list_shift, "list_dir_ptr": list_dir_ptr,
             "summary_dir": summary_dir, "list_key_ptr": list_key_ptr, "entry_key": entry_key,
         }
         return cls(arrays, n_docs, dim, p, build_seconds=time.perf_counter() - t0)
@@ -112,8 +115,8 @@ class SeismicIndex:
     def stats(self) -> dict:
         a = self.arrays
         return {"documents": self.n_docs, "dim": self.dim, "postings": int(a["block_docs"].shape[0]),
-                "blocks": int(a["block_scale"].shape[0]),
-                "summary_entries": int(a["entry_value"].shape[0]), **self.space_usage()}
+                "blocks": int(a["list_block_ptr"][-1]),
+                "summary_entries": int(a["list_entry_ptr"][-1]), **self.space_usage()}
 
     # ---------------------------------------------------------------- search
     def _native(self):
@@ -178,17 +181,12 @@ class SeismicIndex:
     def load(cls, path, mmap: bool = True) -> "SeismicIndex":
         arrays, manifest = load_arrays(path, cls.KIND, mmap=mmap)
         layout = manifest.get("summary_layout", 1)
-        if layout == 1 and {"entry_term", "entry_block", "list_entry_ptr"} <= set(arrays):
-            # written before the packed summaries: convert in memory (the rest stays mapped)
-            (arrays["list_shift"], arrays["list_dir_ptr"], arrays["summary_dir"],
-             arrays["list_key_ptr"], arrays["entry_key"]) = pack_layout1(
-                np.asarray(arrays["list_entry_ptr"]), np.asarray(arrays["list_block_ptr"]),
-                np.asarray(arrays.pop("entry_term")), np.asarray(arrays.pop("entry_block")),
-                int(manifest["dim"]))
-        elif layout not in (1, SUMMARY_LAYOUT):
+        if layout in (1, 2):
+            _convert_old_summaries(path, arrays, layout, int(manifest["dim"]))
+        elif layout != SUMMARY_LAYOUT:
             from ..storage import IndexFormatError
             raise IndexFormatError(f"{path} has Seismic summary layout {layout!r}; this version of "
-                                   f"lsr-search reads layouts 1 and {SUMMARY_LAYOUT}. Rebuild the index "
+                                   f"lsr-search reads layouts 1 to {SUMMARY_LAYOUT}. Rebuild the index "
                                    f"from its documents.", path=path, check="format version")
         missing = set(_KERNEL_ARRAYS) - set(arrays)
         if missing:
@@ -197,3 +195,48 @@ class SeismicIndex:
                                    check="missing file")
         return cls(arrays, manifest["n_docs"], manifest["dim"],
                    SeismicParams.from_dict(manifest["params"]))
+
+
+def _convert_old_summaries(path, arrays: dict, layout: int, dim: int) -> None:
+    """Summary layouts 1 and 2 (u8 codes with a per-block scale) -> layout 3, in memory (the
+    rest stays mapped). The codes are re-quantised from their dequantised values, which are
+    upper bounds, so every bound is kept."""
+    from ..storage import IndexFormatError
+    need = {1: ("entry_term", "entry_block", "entry_value", "block_scale", "list_entry_ptr"),
+            2: ("entry_value", "block_scale", "list_entry_ptr", "list_shift", "list_dir_ptr",
+                "summary_dir", "list_key_ptr", "entry_key")}[layout]
+    missing = sorted(set(need + ("list_block_ptr",)) - set(arrays))
+    if missing:
+        raise IndexFormatError(f"{path} (summary layout {layout}) lacks index arrays {missing}",
+                               path=path, check="missing file")
+    lep, lbp = np.asarray(arrays["list_entry_ptr"]), np.asarray(arrays["list_block_ptr"])
+    codes = np.asarray(arrays["entry_value"])
+    n_lists = lbp.shape[0] - 1
+    if (lep.shape[0] != n_lists + 1 or lep[0] != 0 or np.any(np.diff(lep) < 0)
+            or lep[-1] != codes.shape[0]):
+        raise IndexFormatError(f"{path} is damaged: its summary entry pointers do not match its "
+                               f"{codes.shape[0]} entries", path=path, check="consistency")
+    if layout == 1:
+        terms, blocks = np.asarray(arrays["entry_term"]), np.asarray(arrays["entry_block"])
+    else:
+        kp, dp = np.asarray(arrays["list_key_ptr"]), np.asarray(arrays["list_dir_ptr"])
+        if (kp.shape[0] != n_lists + 1 or dp.shape[0] != n_lists + 1 or kp[-1] > arrays["entry_key"].shape[0]
+                or dp[-1] > arrays["summary_dir"].shape[0]):
+            raise IndexFormatError(f"{path} is damaged: its summary directory does not match its "
+                                   f"lists", path=path, check="consistency")
+        terms, blocks = decode_layout2(lep, lbp, np.asarray(arrays["list_shift"]), dp,
+                                       np.asarray(arrays["summary_dir"]), kp,
+                                       np.asarray(arrays["entry_key"]), dim)
+    lists = np.repeat(np.arange(n_lists), np.diff(lep))
+    scale = np.asarray(arrays["block_scale"], dtype=np.float32)
+    if (terms.shape[0] != codes.shape[0] or blocks.shape[0] != codes.shape[0]
+            or (codes.size and (int(terms.max()) >= dim or
+                                np.any(blocks.astype(np.int64) >= np.diff(lbp)[lists])))):
+        raise IndexFormatError(f"{path} is damaged: summary entries out of range", path=path,
+                               check="consistency")
+    values = codes.astype(np.float32) * scale[lbp[lists] + blocks.astype(np.int64)]
+    for name in _OLD_SUMMARY_ARRAYS:
+        arrays.pop(name, None)
+    (arrays["block_levels"], arrays["list_shift"], arrays["list_dir_ptr"],
+     arrays["summary_dir"], arrays["list_key_ptr"], arrays["entry_key"]) = encode_entries(
+        lep, lbp, terms, blocks, values, dim)

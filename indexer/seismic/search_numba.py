@@ -8,7 +8,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from .summaries import block_bits, read_key
+from .summaries import CODE_BITS, LEVELS, block_bits, dir_words, read_dir, read_key
 
 
 @nb.njit(nogil=True, cache=True, inline="always")
@@ -64,39 +64,41 @@ def score_doc(q, terms, vals, a, b):
 
 
 @nb.njit(nogil=True, cache=True)
-def _block_dots(t, b0, nb_, q_terms, q_vals, list_entry_ptr, entry_value, list_shift,
-                list_dir_ptr, summary_dir, list_key_ptr, entry_key, block_scale, dots):
-    """dots[b] = scale_b * sum over query terms (ascending) of q_val * code(term, b)."""
+def _block_dots(t, b0, nb_, q_terms, q_vals, list_entry_ptr, list_shift, list_dir_ptr,
+                summary_dir, list_key_ptr, entry_key, block_levels, dots):
+    """dots[b] = sum over the query terms (ascending) that block b's summary holds of
+    q_val * levels_b[code]."""
     dots[:nb_] = 0.0
-    v0 = list_entry_ptr[t]
-    if list_entry_ptr[t + 1] > v0:
+    e = list_entry_ptr[t + 1] - list_entry_ptr[t]
+    if e > 0:
         s = np.int64(list_shift[t])
         bb = block_bits(nb_)
-        w = s + bb
+        w = s + bb + CODE_BITS
         lmask = (1 << s) - 1
         bmask = (1 << bb) - 1
+        cmask = (1 << CODE_BITS) - 1
+        wide = dir_words(e) == 2
         d0 = list_dir_ptr[t]
         k0 = list_key_ptr[t]
         for j in range(q_terms.shape[0]):
             qt = np.int64(q_terms[j])
-            h = d0 + (qt >> s)
+            h = qt >> s
             lo = qt & lmask
             qv = q_vals[j]
-            for i in range(np.int64(summary_dir[h]), np.int64(summary_dir[h + 1])):
+            for i in range(read_dir(summary_dir, d0, h, wide), read_dir(summary_dir, d0, h + 1, wide)):
                 key = read_key(entry_key, k0, i, w)
-                klo = key >> bb
+                klo = key >> (bb + CODE_BITS)
                 if klo > lo:
                     break
                 if klo == lo:
-                    dots[key & bmask] += qv * np.float32(entry_value[v0 + i])
-    for b in range(nb_):
-        dots[b] *= block_scale[b0 + b]
+                    b = (key >> CODE_BITS) & bmask
+                    dots[b] += qv * block_levels[(b0 + b) * LEVELS + (key & cmask)]
 
 
 @nb.njit(nogil=True, cache=True)
 def search_one(q_terms, q_vals, k, query_cut, heap_factor, q_dense, visited, dots,
                fwd_ptr, fwd_terms, fwd_vals, list_block_ptr, block_doc_ptr, block_docs,
-               block_scale, list_entry_ptr, entry_value, list_shift, list_dir_ptr, summary_dir,
+               block_levels, list_entry_ptr, list_shift, list_dir_ptr, summary_dir,
                list_key_ptr, entry_key):
     hf = np.float32(heap_factor)
     for j in range(q_terms.shape[0]):
@@ -112,8 +114,8 @@ def search_one(q_terms, q_vals, k, query_cut, heap_factor, q_dense, visited, dot
         nb_ = list_block_ptr[t + 1] - b0
         if nb_ == 0:
             continue
-        _block_dots(t, b0, nb_, q_terms, q_vals, list_entry_ptr, entry_value, list_shift,
-                    list_dir_ptr, summary_dir, list_key_ptr, entry_key, block_scale, dots)
+        _block_dots(t, b0, nb_, q_terms, q_vals, list_entry_ptr, list_shift, list_dir_ptr,
+                    summary_dir, list_key_ptr, entry_key, block_levels, dots)
         if li == 0:
             order = np.argsort(-dots[:nb_], kind="mergesort")
         else:
@@ -140,7 +142,7 @@ def search_one(q_terms, q_vals, k, query_cut, heap_factor, q_dense, visited, dot
 @nb.njit(nogil=True, parallel=True)  # not cached: Numba cannot cache this parallel function
 def search_batch(q_ptr, q_terms, q_vals, k, query_cut, heap_factor, dim, n_docs, max_blocks,
                  fwd_ptr, fwd_terms, fwd_vals, list_block_ptr, block_doc_ptr, block_docs,
-                 block_scale, list_entry_ptr, entry_value, list_shift, list_dir_ptr, summary_dir,
+                 block_levels, list_entry_ptr, list_shift, list_dir_ptr, summary_dir,
                  list_key_ptr, entry_key):
     nq = q_ptr.shape[0] - 1
     out_ids = np.full((nq, k), -1, dtype=np.int32)
@@ -154,9 +156,8 @@ def search_batch(q_ptr, q_terms, q_vals, k, query_cut, heap_factor, dim, n_docs,
             a, b = q_ptr[i], q_ptr[i + 1]
             ids, sc = search_one(q_terms[a:b], q_vals[a:b], k, query_cut, heap_factor, q_dense,
                                  visited, dots, fwd_ptr, fwd_terms, fwd_vals, list_block_ptr,
-                                 block_doc_ptr, block_docs, block_scale, list_entry_ptr,
-                                 entry_value, list_shift, list_dir_ptr, summary_dir,
-                                 list_key_ptr, entry_key)
+                                 block_doc_ptr, block_docs, block_levels, list_entry_ptr,
+                                 list_shift, list_dir_ptr, summary_dir, list_key_ptr, entry_key)
             out_ids[i, : ids.shape[0]] = ids
             out_scores[i, : sc.shape[0]] = sc
     return out_ids, out_scores

@@ -1,36 +1,46 @@
-"""Block summaries (Seismic §4.3), their u8 quantisation and their packed per-list layout.
+"""Block summaries (Seismic §4.3), their 2-bit quantisation and their packed per-list layout.
 
 A block's summary is the per-term maximum over its documents, pruned to the largest entries
 holding `summary_energy` of its L1 mass (entries sorted by value, kept up to and including the
 one that reaches the target; summary_energy = 1.0 keeps every term).
 
-Quantisation rule (per block): scale = max_kept / 255, rounded up until 255 * scale >= max_kept
-in float32; q(v) = the smallest integer in [0, 255] with q * scale >= v. So the dequantised
-value q * scale is never below the true maximum and overshoots it by less than one step
-(scale). A summary therefore never lowers a term's bound: with summary_energy = 1.0 a block's
-summary dot product is an upper bound of the score of every document in it, which is what
-makes Seismic exact when nothing is pruned and heap_factor = 1.0.
+Quantisation rule (per block, LEVELS = 2^CODE_BITS = 4 levels): the block's kept values, sorted,
+are split into LEVELS groups of equal count (the first groups one larger when the count does
+not divide); level k is the largest value of group k times (1 + 2^-20), and q(v) is the
+smallest k with level k >= v. So a dequantised value is never below the true maximum: a
+summary never lowers a term's bound, and with summary_energy = 1.0 a block's summary dot
+product is an upper bound of the score of every document in it, which is what makes Seismic
+exact when nothing is pruned and heap_factor = 1.0. Levels at equal-count quantiles keep most
+values close to their level (the kept values crowd near the energy cut). Measured against
+8-bit codes at a given (query_cut, heap_factor): recall unchanged on synthetic-100k and a
+little higher on -flat; time within noise on -100k, 1-15 % more on -flat (2-bit uniform codes:
+5-24 % more); 4-bit uniform codes (base + code * step) took 34 MB more on -100k.
 
-Layout (summary layout 2), per posting list, transposed (as in Seismic's QuantizedSummary) so
+Layout (summary layout 3), per posting list, transposed (as in Seismic's QuantizedSummary) so
 that a query touches only the summary entries of its own terms. A list's entries are sorted by
 (term, block); a term id is split into a bucket (term >> s) and a low part (term & (2^s - 1)),
 with s chosen per list to minimise the list's bytes (a long list has dense buckets and a small
-s; a one-block list a large s). Per list t, with nb blocks and bb = ceil(log2 nb) bits:
+s; a one-block list a large s). Per list t, with nb blocks, bb = ceil(log2 nb) bits and E
+entries:
     list_shift[t]                                   s
-    summary_dir[list_dir_ptr[t] + h]                first entry (relative to the list) of
+    summary_dir, u16 words from list_dir_ptr[t]     first entry (relative to the list) of
                                                     bucket h, for h = 0 .. (dim-1) >> s, plus
-                                                    the list's entry count after the last
-    entry_key, from byte list_key_ptr[t]            per entry, (low << bb) | local block id in
-                                                    s + bb bits, packed little-endian
-    entry_value[list_entry_ptr[t] + i]              u8 code
-    block_scale[b]                                  dequantisation step of block b
+                                                    E after the last; one word a bucket when
+                                                    E < 65536 (a narrow list), else two (low
+                                                    and high half, a wide list)
+    entry_key, from byte list_key_ptr[t]            per entry, (((low << bb) | local block id)
+                                                    << CODE_BITS) | code in s + bb + CODE_BITS
+                                                    bits, packed little-endian (read with
+                                                    8-byte loads)
+    block_levels[b * LEVELS + code]                 the dequantised value of a code in block b
 A lookup of query term q reads two directory words and scans its bucket (at most _MAX_FILL
 entries on average) until the low part passes q's; the C++ kernel prefetches the directory
 words and buckets of the next lists while it scores documents. Measured on synthetic-100k
-(n_postings 1000, α 0.4, 153M entries): summaries of 418 MB (2.7 bytes an entry, everything
-included) against 616 MB in summary layout 1 (a u16 term id, a u8 block id and a u8 code per
-entry; load() still reads it and converts) and 500 MB in pyseismic-lsr 0.5.4; the kernel is
-as fast as with layout 1 or a little faster.
+(n_postings 1000, α 0.4, 153M entries): summaries of 282 MB (14.7 bits an entry) against
+418 MB in layout 2 and 500 MB in pyseismic-lsr 0.5.4. Layout 2 (u32 directory, keys of
+s + bb bits, a separate u8 code per entry with a per-block scale) and layout 1 (a u16 term id,
+a u8 block id and a u8 code per entry) are still read: load() converts them (the codes are
+re-quantised from their dequantised values, which keeps every bound).
 """
 from __future__ import annotations
 
@@ -38,10 +48,14 @@ import numba as nb
 import numpy as np
 
 _CHUNK = 64
-SUMMARY_LAYOUT = 2
-_DIR_BITS = 32  # summary_dir is uint32
+SUMMARY_LAYOUT = 3
 _MAX_SHIFT = 16
 _MAX_FILL = 16
+CODE_BITS = 2
+LEVELS = 1 << CODE_BITS
+_WIDE = 65536  # lists with at least this many entries use two directory words a bucket
+_NUDGE = np.float32(1.0 + 2.0 ** -20)
+KEY_PAD = 8  # entry_key ends with 8 bytes of padding: the kernels load 8 bytes at a time
 
 
 @nb.njit(nogil=True, cache=True, inline="always")
@@ -53,15 +67,22 @@ def block_bits(n_blocks):
     return bb
 
 
+@nb.njit(nogil=True, cache=True, inline="always")
+def dir_words(n_entries):
+    """Directory words (u16) a bucket boundary takes in a list of n_entries entries."""
+    return 1 if n_entries < _WIDE else 2
+
+
 @nb.njit(nogil=True, cache=True)
 def list_shift(n_entries, dim):
     """The s that minimises directory bits + low-part bits of a list (ties: the smaller s),
     among those with at most _MAX_FILL entries a bucket on average (a lookup scans half a
     bucket; s = 0 is always allowed)."""
     best_s, best = 0, -1
+    dbits = 16 * dir_words(n_entries)
     for s in range(_MAX_SHIFT + 1):
         n_buckets = ((dim - 1) >> s) + 1
-        cost = (n_buckets + 1) * _DIR_BITS + n_entries * s
+        cost = (n_buckets + 1) * dbits + n_entries * s
         if (best < 0 or cost < best) and (s == 0 or n_entries <= _MAX_FILL * n_buckets):
             best_s, best = s, cost
     return best_s
@@ -80,8 +101,8 @@ def plan_layout(list_entry_ptr, list_block_ptr, dim):
         if e > 0:
             s = list_shift(e, dim)
             shift[t] = s
-            n_dir = ((dim - 1) >> s) + 2
-            w = s + block_bits(list_block_ptr[t + 1] - list_block_ptr[t])
+            n_dir = (((dim - 1) >> s) + 2) * dir_words(e)
+            w = s + block_bits(list_block_ptr[t + 1] - list_block_ptr[t]) + CODE_BITS
             n_bytes = (e * w + 7) // 8
         dir_ptr[t + 1] = dir_ptr[t] + n_dir
         key_ptr[t + 1] = key_ptr[t] + n_bytes
@@ -89,29 +110,45 @@ def plan_layout(list_entry_ptr, list_block_ptr, dim):
 
 
 @nb.njit(nogil=True, cache=True, inline="always")
+def read_dir(summary_dir, d0, h, wide):
+    """Directory word h of a list whose directory starts at d0."""
+    if wide:
+        return np.int64(summary_dir[d0 + 2 * h]) | (np.int64(summary_dir[d0 + 2 * h + 1]) << 16)
+    return np.int64(summary_dir[d0 + h])
+
+
+@nb.njit(nogil=True, cache=True, inline="always")
 def read_key(keys, base, i, w):
-    """Field i (w bits) of the packed keys starting at byte `base` (4-byte little-endian load)."""
+    """Field i (w <= 32 bits) of the packed keys starting at byte `base` (an 8-byte
+    little-endian load, as the C++ kernel does)."""
     bit = i * w
     p = base + (bit >> 3)
-    x = (np.uint32(keys[p]) | (np.uint32(keys[p + 1]) << np.uint32(8))
-         | (np.uint32(keys[p + 2]) << np.uint32(16)) | (np.uint32(keys[p + 3]) << np.uint32(24)))
-    return np.int64((x >> np.uint32(bit & 7)) & np.uint32((1 << w) - 1))
+    x = np.uint64(0)
+    for j in range(8):
+        x |= np.uint64(keys[p + j]) << np.uint64(8 * j)
+    return np.int64((x >> np.uint64(bit & 7)) & np.uint64((1 << w) - 1))
 
 
 @nb.njit(nogil=True, cache=True)
-def encode_list(terms, blocks, s, bb, dim, summary_dir, d0, entry_key, k0):
+def encode_list(terms, blocks, codes, s, bb, dim, summary_dir, d0, entry_key, k0):
     """Directory and packed keys of one list whose entries are sorted by (term, block)."""
     n_buckets = ((dim - 1) >> s) + 1
     e = terms.shape[0]
+    wide = dir_words(e) == 2
     j = 0
     for h in range(n_buckets + 1):
         while j < e and (np.int64(terms[j]) >> s) < h:
             j += 1
-        summary_dir[d0 + h] = j
-    w = s + bb
+        if wide:
+            summary_dir[d0 + 2 * h] = j & 0xFFFF
+            summary_dir[d0 + 2 * h + 1] = j >> 16
+        else:
+            summary_dir[d0 + h] = j
+    w = s + bb + CODE_BITS
     lmask = (1 << s) - 1
     for i in range(e):
-        key = ((np.int64(terms[i]) & lmask) << bb) | np.int64(blocks[i])
+        key = ((((np.int64(terms[i]) & lmask) << bb) | np.int64(blocks[i])) << CODE_BITS) \
+            | np.int64(codes[i])
         bit = i * w
         p = k0 + (bit >> 3)
         v = key << (bit & 7)
@@ -121,20 +158,94 @@ def encode_list(terms, blocks, s, bb, dim, summary_dir, d0, entry_key, k0):
             p += 1
 
 
+@nb.njit(nogil=True, cache=True)
+def quantize_block(vals):
+    """(levels, codes): the block's LEVELS dequantisation levels, ascending, and the code of
+    every value, with levels[codes] >= vals elementwise (see the module docstring)."""
+    n = vals.shape[0]
+    levels = np.zeros(LEVELS, dtype=np.float32)
+    codes = np.zeros(n, dtype=np.uint8)
+    if n == 0:
+        return levels, codes
+    srt = np.sort(vals)
+    for k in range(LEVELS):
+        # level k: the largest value of the k-th of LEVELS groups of equal count, nudged up
+        levels[k] = np.float32(srt[((k + 1) * n + LEVELS - 1) // LEVELS - 1] * _NUDGE)
+    for i in range(n):
+        q = 0
+        while levels[q] < vals[i]:
+            q += 1
+        codes[i] = q
+    return levels, codes
+
+
 @nb.njit(nogil=True, parallel=True, cache=True)
-def pack_layout1(list_entry_ptr, list_block_ptr, entry_term, entry_block, dim):
-    """Summary layout 1 (a term id and a block id per entry) -> the packed layout's arrays."""
-    shift, dir_ptr, key_ptr = plan_layout(list_entry_ptr, list_block_ptr, dim)
-    summary_dir = np.zeros(dir_ptr[-1], dtype=np.uint32)
-    entry_key = np.zeros(key_ptr[-1] + 4, dtype=np.uint8)
+def encode_entries(list_entry_ptr, list_block_ptr, entry_term, entry_block, entry_val, dim):
+    """Entries sorted by (term, block) within each list, with float values (upper bounds) ->
+    the arrays of summary layout 3: (block_levels, list_shift, list_dir_ptr, summary_dir,
+    list_key_ptr, entry_key). Used to convert older layouts on load."""
     n_lists = list_entry_ptr.shape[0] - 1
+    n_blocks = list_block_ptr[-1]
+    block_levels = np.zeros(n_blocks * LEVELS, dtype=np.float32)
+    shift, dir_ptr, key_ptr = plan_layout(list_entry_ptr, list_block_ptr, dim)
+    summary_dir = np.zeros(dir_ptr[-1], dtype=np.uint16)
+    entry_key = np.zeros(key_ptr[-1] + KEY_PAD, dtype=np.uint8)
     for t in nb.prange(n_lists):
         e0, e1 = list_entry_ptr[t], list_entry_ptr[t + 1]
-        if e1 > e0:
-            encode_list(entry_term[e0:e1], entry_block[e0:e1], np.int64(shift[t]),
-                        block_bits(list_block_ptr[t + 1] - list_block_ptr[t]), dim,
-                        summary_dir, dir_ptr[t], entry_key, key_ptr[t])
-    return shift, dir_ptr, summary_dir, key_ptr, entry_key
+        if e1 == e0:
+            continue
+        b0, nb_ = list_block_ptr[t], list_block_ptr[t + 1] - list_block_ptr[t]
+        counts = np.zeros(nb_ + 1, dtype=np.int64)
+        for i in range(e0, e1):
+            counts[np.int64(entry_block[i]) + 1] += 1
+        ptr = np.cumsum(counts)
+        fill = ptr[:-1].copy()
+        pos = np.empty(e1 - e0, dtype=np.int64)  # entries grouped by block, list order kept
+        for i in range(e0, e1):
+            j = np.int64(entry_block[i])
+            pos[fill[j]] = i
+            fill[j] += 1
+        codes = np.empty(e1 - e0, dtype=np.uint8)
+        for j in range(nb_):
+            if ptr[j + 1] == ptr[j]:
+                continue
+            members = pos[ptr[j]:ptr[j + 1]]
+            lv, c = quantize_block(entry_val[members])
+            block_levels[(b0 + j) * LEVELS:(b0 + j + 1) * LEVELS] = lv
+            for m in range(members.shape[0]):
+                codes[members[m] - e0] = c[m]
+        encode_list(entry_term[e0:e1], entry_block[e0:e1], codes, np.int64(shift[t]),
+                    block_bits(nb_), dim, summary_dir, dir_ptr[t], entry_key, key_ptr[t])
+    return block_levels, shift, dir_ptr, summary_dir, key_ptr, entry_key
+
+
+@nb.njit(nogil=True, parallel=True, cache=True)
+def decode_layout2(list_entry_ptr, list_block_ptr, list_shift, list_dir_ptr, summary_dir,
+                   list_key_ptr, entry_key, dim):
+    """(entry_term, entry_block) of summary layout 2 (u32 directory, keys of s + bb bits)."""
+    n = list_entry_ptr[-1]
+    term = np.empty(n, dtype=np.int32)
+    blk = np.empty(n, dtype=np.int32)
+    for t in nb.prange(list_entry_ptr.shape[0] - 1):
+        e0 = list_entry_ptr[t]
+        if list_entry_ptr[t + 1] == e0:
+            continue
+        s = np.int64(list_shift[t])
+        bb = block_bits(list_block_ptr[t + 1] - list_block_ptr[t])
+        w = s + bb
+        d0, k0 = list_dir_ptr[t], list_key_ptr[t]
+        for h in range(((dim - 1) >> s) + 1):
+            for i in range(np.int64(summary_dir[d0 + h]), np.int64(summary_dir[d0 + h + 1])):
+                bit = i * w
+                p = k0 + (bit >> 3)
+                x = np.int64(0)
+                for j in range(4):
+                    if p + j < entry_key.shape[0]:
+                        x |= np.int64(entry_key[p + j]) << (8 * j)
+                key = (x >> (bit & 7)) & ((1 << w) - 1)
+                term[e0 + i] = (h << s) | (key >> bb)
+                blk[e0 + i] = key & ((1 << bb) - 1)
+    return term, blk
 
 
 @nb.njit(nogil=True, cache=True)
@@ -213,27 +324,6 @@ def _energy_cut(maxv, touched, n_t, alpha, vals):
     return thr, above + kept_b, ties
 
 
-@nb.njit(nogil=True, cache=True)
-def quantize_block(vals):
-    """(scale, u8 codes) with codes * scale >= vals elementwise (see module docstring)."""
-    vmax = np.float32(0.0)
-    for v in vals:
-        if v > vmax:
-            vmax = v
-    if vmax <= 0.0:
-        return np.float32(0.0), np.zeros(vals.shape[0], dtype=np.uint8)
-    scale = np.float32(vmax / np.float32(255.0))
-    while np.float32(255.0) * scale < vmax:
-        scale = np.float32(scale * np.float32(1.0000001))
-    codes = np.empty(vals.shape[0], dtype=np.uint8)
-    for i in range(vals.shape[0]):
-        q = min(255, np.int64(np.ceil(vals[i] / scale)))
-        while q < 255 and np.float32(q) * scale < vals[i]:
-            q += 1
-        codes[i] = q
-    return scale, codes
-
-
 @nb.njit(nogil=True, parallel=True, cache=True)
 def count_summaries(list_block_ptr, block_doc_ptr, block_docs, fwd_ptr, fwd_terms, fwd_vals,
                     dim, alpha):
@@ -263,15 +353,14 @@ def count_summaries(list_block_ptr, block_doc_ptr, block_docs, fwd_ptr, fwd_term
 def fill_summaries(list_block_ptr, block_doc_ptr, block_docs, fwd_ptr, fwd_terms, fwd_vals,
                    dim, thr, ties, list_entry_ptr):
     """Pass 2: quantised summaries in the packed per-list layout (no second sort: the cut
-    found by pass 1 is applied as a threshold). Returns (block_scale, entry_value, list_shift,
-    list_dir_ptr, summary_dir, list_key_ptr, entry_key)."""
+    found by pass 1 is applied as a threshold). Returns (block_levels, list_shift, list_dir_ptr,
+    summary_dir, list_key_ptr, entry_key)."""
     n_lists = list_block_ptr.shape[0] - 1
     n_blocks = block_doc_ptr.shape[0] - 1
-    block_scale = np.zeros(n_blocks, dtype=np.float32)
-    entry_value = np.empty(list_entry_ptr[-1], dtype=np.uint8)
+    block_levels = np.zeros(n_blocks * LEVELS, dtype=np.float32)
     shift, dir_ptr, key_ptr = plan_layout(list_entry_ptr, list_block_ptr, dim)
-    summary_dir = np.zeros(dir_ptr[-1], dtype=np.uint32)
-    entry_key = np.zeros(key_ptr[-1] + 4, dtype=np.uint8)  # +4: read_key loads 4 bytes
+    summary_dir = np.zeros(dir_ptr[-1], dtype=np.uint16)
+    entry_key = np.zeros(key_ptr[-1] + KEY_PAD, dtype=np.uint8)
     n_chunks = (n_lists + _CHUNK - 1) // _CHUNK
     for ch in nb.prange(n_chunks):
         maxv = np.zeros(dim, dtype=np.float32)
@@ -302,17 +391,15 @@ def fill_summaries(list_block_ptr, block_doc_ptr, block_docs, fwd_ptr, fwd_terms
                         kt[n_k] = term
                         kv[n_k] = v
                         n_k += 1
-                scale, codes = quantize_block(kv[:n_k])
-                block_scale[b] = scale
+                lv, codes = quantize_block(kv[:n_k])
+                block_levels[b * LEVELS:(b + 1) * LEVELS] = lv
                 for i in range(n_k):
                     tri_t[o] = kt[i]
                     tri_b[o] = b - b0
                     tri_v[o] = codes[i]
                     o += 1
             order = np.argsort(tri_t, kind="mergesort")  # stable: blocks ascending per term
-            for i in range(e1 - e0):
-                entry_value[e0 + i] = tri_v[order[i]]
-            encode_list(tri_t[order], tri_b[order], np.int64(shift[t]),
+            encode_list(tri_t[order], tri_b[order], tri_v[order], np.int64(shift[t]),
                         block_bits(list_block_ptr[t + 1] - b0), dim, summary_dir, dir_ptr[t],
                         entry_key, key_ptr[t])
-    return block_scale, entry_value, shift, dir_ptr, summary_dir, key_ptr, entry_key
+    return block_levels, shift, dir_ptr, summary_dir, key_ptr, entry_key

@@ -10,7 +10,7 @@ from hypothesis import given, settings, strategies as st
 
 from indexer import ExactIndex, SeismicIndex
 from indexer.native import native_module
-from indexer.seismic.summaries import block_bits, quantize_block
+from indexer.seismic.summaries import CODE_BITS, LEVELS, SUMMARY_LAYOUT, block_bits, dir_words, quantize_block
 from indexer.storage import save_arrays
 
 from .conftest import random_csr
@@ -137,10 +137,23 @@ def test_summary_quantisation_never_lowers_a_value():
     rng = np.random.default_rng(0)
     for _ in range(200):
         vals = (rng.random(rng.integers(1, 50)) * rng.choice([1e-3, 1, 100])).astype(np.float32)
-        scale, codes = quantize_block(vals)
-        deq = codes.astype(np.float32) * scale
+        levels, codes = quantize_block(vals)
+        codes = codes.astype(np.int64)
+        assert levels.shape == (LEVELS,) and np.all(np.diff(levels) >= 0)
+        assert codes.max() < LEVELS
+        deq = levels[codes]
         assert np.all(deq >= vals)
-        assert np.all(deq - vals <= scale * 1.0001)
+        # each level is the largest value of its group (nudged up by 2^-20): the top value of
+        # a block is kept almost exactly, and every level is some value of the block
+        assert abs(levels[-1] - vals.max()) <= vals.max() * 1e-5
+        assert all(np.min(np.abs(vals - lv)) <= lv * 1e-5 for lv in levels)
+        # a value's code is the smallest level at or above it
+        assert np.all((codes == 0) | (levels[np.maximum(codes - 1, 0)] < vals))
+        # equal-count groups: no code holds more than ceil(n / LEVELS) distinct values
+        if len(np.unique(vals)) == len(vals):
+            assert np.bincount(codes, minlength=LEVELS).max() <= -(-len(vals) // LEVELS)
+    levels, codes = quantize_block(np.array([2.0, 2.0], np.float32))
+    assert np.all(levels >= 2.0) and codes.tolist() == [0, 0]
 
 
 def test_summary_energy_keeps_a_fraction_of_the_mass(synthetic):
@@ -183,23 +196,30 @@ def test_native_kernel_keeps_its_forward_index_prefetches():
 
 
 def unpack_summaries(idx):
-    """Per list: (term ids, local block ids, u8 codes) decoded from the packed layout."""
+    """Per list: (term ids, local block ids, codes) decoded from the packed layout (3)."""
     a, out = idx.arrays, []
     keys = np.asarray(a["entry_key"])
     for t in range(idx.dim):
         e0, e1 = a["list_entry_ptr"][t], a["list_entry_ptr"][t + 1]
         s = int(a["list_shift"][t])
         bb = block_bits(a["list_block_ptr"][t + 1] - a["list_block_ptr"][t])
-        w, k0 = s + bb, a["list_key_ptr"][t]
+        w, k0 = s + bb + CODE_BITS, a["list_key_ptr"][t]
         bits = np.unpackbits(keys[k0:a["list_key_ptr"][t + 1]], bitorder="little")
-        fields = [int(bits[i * w:(i + 1) * w][::-1].dot(1 << np.arange(w)[::-1])) if w else 0
-                  for i in range(e1 - e0)]
+        fields = np.array([int(bits[i * w:(i + 1) * w][::-1].dot(1 << np.arange(w)[::-1]))
+                           for i in range(e1 - e0)], np.int64)
         d = np.asarray(a["summary_dir"][a["list_dir_ptr"][t]:a["list_dir_ptr"][t + 1]], np.int64)
+        if e1 > e0 and dir_words(e1 - e0) == 2:
+            d = d[0::2] | (d[1::2] << 16)
         bucket = np.repeat(np.arange(max(0, len(d) - 1)), np.diff(d)) if len(d) else np.zeros(0, int)
-        terms = (bucket << s) | (np.array(fields, np.int64) >> bb)
-        out.append((terms, np.array(fields, np.int64) & ((1 << bb) - 1),
-                    np.asarray(a["entry_value"][e0:e1])))
+        terms = (bucket << s) | (fields >> (bb + CODE_BITS))
+        out.append((terms, (fields >> CODE_BITS) & ((1 << bb) - 1), fields & ((1 << CODE_BITS) - 1)))
     return out
+
+
+def dequantised(idx, lists):
+    """Per list, the dequantised summary values (the level of each entry's code in its block)."""
+    a = idx.arrays
+    return [a["block_levels"][(a["list_block_ptr"][t] + b) * LEVELS + c] for t, (_, b, c) in enumerate(lists)]
 
 
 def test_packed_summaries_decode_to_sorted_entries_of_every_list(synthetic):
@@ -212,34 +232,158 @@ def test_packed_summaries_decode_to_sorted_entries_of_every_list(synthetic):
     for t, (terms, blocks, _) in enumerate(lists):
         assert np.all(np.diff(terms * 256 + blocks) > 0)  # sorted by (term, block), no repeats
         assert terms.size == 0 or (terms.max() < idx.dim and blocks.max() < nbs[t])
-    # with summary_energy = 1 a block's summary lists exactly the terms of its documents
+    # with summary_energy = 1 a block's summary lists exactly the terms of its documents, and
+    # its dequantised values are never below their maxima
     a = full.arrays
-    for t, (terms, blocks, codes) in enumerate(unpack_summaries(full)):
+    full_lists = unpack_summaries(full)
+    for t, ((terms, blocks, _), values) in enumerate(zip(full_lists, dequantised(full, full_lists))):
         for j in range(nbs[t]):
             b = a["list_block_ptr"][t] + j
             members = a["block_docs"][a["block_doc_ptr"][b]:a["block_doc_ptr"][b + 1]]
             np.testing.assert_array_equal(terms[blocks == j], np.flatnonzero(dense[members].max(0)))
-            assert np.all(codes[blocks == j] * a["block_scale"][b] >= dense[members].max(0)[terms[blocks == j]])
+            assert np.all(values[blocks == j] >= dense[members].max(0)[terms[blocks == j]])
 
 
-def test_an_index_in_summary_layout_1_still_loads_and_answers_the_same(synthetic, tmp_path):
+def _old_u8_codes(idx, lists):
+    """Layout-1/2 style u8 codes and per-block scales that bound this index's summaries."""
+    a = idx.arrays
+    values = dequantised(idx, lists)
+    n_blocks = int(a["list_block_ptr"][-1])
+    vmax = np.zeros(n_blocks, np.float32)
+    for t, ((_, b, _), v) in enumerate(zip(lists, values)):
+        np.maximum.at(vmax, a["list_block_ptr"][t] + b, v)
+    scale = (vmax / np.float32(255.0) * np.float32(1.0001)).astype(np.float32)
+    codes = []
+    for t, ((_, b, _), v) in enumerate(zip(lists, values)):
+        sc = scale[a["list_block_ptr"][t] + b]
+        c = np.minimum(255, np.ceil(v / np.where(sc > 0, sc, 1))).astype(np.uint8)
+        codes.append(c)
+    return np.concatenate(codes), scale
+
+
+def _check_converted(loaded, idx, lists, old_codes, old_scale, queries):
+    a = loaded.arrays
+    for name in ("block_levels", "list_shift", "list_dir_ptr", "summary_dir", "list_key_ptr", "entry_key"):
+        assert name in a
+    assert "entry_value" not in a and "block_scale" not in a and a["summary_dir"].dtype == np.uint16
+    new_lists = unpack_summaries(loaded)
+    for (t0, b0, _), (t1, b1, _) in zip(lists, new_lists):
+        np.testing.assert_array_equal(t0, t1)
+        np.testing.assert_array_equal(b0, b1)
+    # re-quantised from the old dequantised values: never below them
+    old_vals = np.split(old_codes.astype(np.float32), np.asarray(a["list_entry_ptr"][1:-1]))
+    for t, ((_, b, _), v) in enumerate(zip(new_lists, dequantised(loaded, new_lists))):
+        assert np.all(v >= old_vals[t] * old_scale[a["list_block_ptr"][t] + b])
+    for backend in ("native", "numba"):
+        got = loaded.search_batch(queries, k=10, query_cut=10, heap_factor=0.8, backend=backend)
+        ref = idx.search_batch(queries, k=10, query_cut=10, heap_factor=0.8, backend=backend)
+        assert recall(got[0], ref[0]) >= 0.95  # approximate: the summaries were re-quantised
+    na = loaded.search_batch(queries, k=10, query_cut=10, heap_factor=0.8, backend="native")
+    nb = loaded.search_batch(queries, k=10, query_cut=10, heap_factor=0.8, backend="numba")
+    np.testing.assert_array_equal(na[0], nb[0])
+    np.testing.assert_array_equal(na[1], nb[1])
+
+
+_LAYOUT3_ONLY = ("block_levels", "list_shift", "list_dir_ptr", "summary_dir", "list_key_ptr", "entry_key")
+
+
+def test_an_index_in_summary_layout_1_still_loads_and_answers_alike(synthetic, tmp_path):
     docs, queries = synthetic
     idx = SeismicIndex.build(docs, n_postings=300)
-    old = {n: v for n, v in idx.arrays.items()
-           if n not in ("list_shift", "list_dir_ptr", "summary_dir", "list_key_ptr", "entry_key")}
     lists = unpack_summaries(idx)
+    codes, scale = _old_u8_codes(idx, lists)
+    old = {n: v for n, v in idx.arrays.items() if n not in _LAYOUT3_ONLY}
     old["entry_term"] = np.concatenate([t for t, _, _ in lists]).astype(np.uint16)
     old["entry_block"] = np.concatenate([b for _, b, _ in lists]).astype(np.uint8)
+    old["entry_value"], old["block_scale"] = codes, scale
     save_arrays(tmp_path / "v1", "seismic", old,
                 {"n_docs": idx.n_docs, "dim": idx.dim, "params": idx.params.to_dict()})
-    loaded = SeismicIndex.load(tmp_path / "v1")
-    for name in ("list_shift", "list_dir_ptr", "summary_dir", "list_key_ptr", "entry_key"):
-        np.testing.assert_array_equal(loaded.arrays[name], idx.arrays[name])
-    for backend in ("native", "numba"):
-        a = loaded.search_batch(queries, k=10, query_cut=10, heap_factor=0.8, backend=backend)
-        b = idx.search_batch(queries, k=10, query_cut=10, heap_factor=0.8, backend=backend)
+    _check_converted(SeismicIndex.load(tmp_path / "v1"), idx, lists, codes, scale, queries)
+
+
+def test_an_index_in_summary_layout_2_still_loads_and_answers_alike(synthetic, tmp_path):
+    # layout 2: u32 directory, keys (low << bb) | block of s + bb bits, a u8 code per entry;
+    # written here with s = 16 (one bucket a list), which its reader handles like any s
+    docs, queries = synthetic
+    idx = SeismicIndex.build(docs, n_postings=300)
+    lists = unpack_summaries(idx)
+    codes, scale = _old_u8_codes(idx, lists)
+    old = {n: v for n, v in idx.arrays.items() if n not in _LAYOUT3_ONLY}
+    s = 16
+    shift, dirs, dir_ptr, key_bytes, key_ptr = [], [], [0], [], [0]
+    for t, (terms, blocks, _) in enumerate(lists):
+        e = terms.size
+        shift.append(s if e else 0)
+        if e:
+            dirs.append(np.array([0, e], np.uint32))
+            bb = block_bits(idx.arrays["list_block_ptr"][t + 1] - idx.arrays["list_block_ptr"][t])
+            w = s + bb
+            keys = (terms << bb) | blocks
+            bits = ((keys[:, None] >> np.arange(w)) & 1).astype(np.uint8).ravel()
+            key_bytes.append(np.packbits(bits, bitorder="little"))
+        dir_ptr.append(dir_ptr[-1] + (2 if e else 0))
+        key_ptr.append(key_ptr[-1] + (key_bytes[-1].size if e else 0))
+    old.update(list_shift=np.array(shift, np.uint8), summary_dir=np.concatenate(dirs),
+               list_dir_ptr=np.array(dir_ptr, np.int64), list_key_ptr=np.array(key_ptr, np.int64),
+               entry_key=np.concatenate(key_bytes + [np.zeros(4, np.uint8)]), entry_value=codes,
+               block_scale=scale)
+    save_arrays(tmp_path / "v2", "seismic", old, {"n_docs": idx.n_docs, "dim": idx.dim,
+                                                  "params": idx.params.to_dict(), "summary_layout": 2})
+    _check_converted(SeismicIndex.load(tmp_path / "v2"), idx, lists, codes, scale, queries)
+
+
+def test_a_damaged_old_layout_is_reported_as_damage(synthetic, tmp_path):
+    from indexer.storage import IndexFormatError
+    docs, _ = synthetic
+    idx = SeismicIndex.build(docs[:300], n_postings=100)
+    lists = unpack_summaries(idx)
+    codes, scale = _old_u8_codes(idx, lists)
+    old = {n: v for n, v in idx.arrays.items() if n not in _LAYOUT3_ONLY}
+    old["entry_term"] = np.concatenate([t for t, _, _ in lists]).astype(np.uint16)
+    old["entry_block"] = np.concatenate([b for _, b, _ in lists]).astype(np.uint8)
+    old["entry_value"], old["block_scale"] = codes[:-1], scale  # one code short
+    save_arrays(tmp_path / "v1", "seismic", old,
+                {"n_docs": idx.n_docs, "dim": idx.dim, "params": idx.params.to_dict()})
+    with pytest.raises(IndexFormatError, match="damaged"):
+        SeismicIndex.load(tmp_path / "v1")
+    del old["entry_term"]
+    save_arrays(tmp_path / "v1b", "seismic", old,
+                {"n_docs": idx.n_docs, "dim": idx.dim, "params": idx.params.to_dict()})
+    with pytest.raises(IndexFormatError, match="lacks index arrays"):
+        SeismicIndex.load(tmp_path / "v1b")
+
+
+def test_a_list_with_a_wide_directory_is_searched_exactly():
+    # a list of >= 65536 summary entries takes two u16 directory words a bucket
+    rng = np.random.default_rng(5)
+    n, dim = 1200, 2000
+    rows = np.repeat(np.arange(n), 100)
+    cols = np.concatenate([np.r_[0, rng.choice(np.arange(1, dim), 99, replace=False)] for _ in range(n)])
+    docs = sp.csr_matrix((rng.random(rows.size).astype(np.float32) + 0.01, (rows, cols)), shape=(n, dim))
+    idx = SeismicIndex.build(docs, centroid_fraction=0.3, min_cluster_size=1, **EXACT_PARAMS)
+    e = np.diff(idx.arrays["list_entry_ptr"])
+    assert e[0] >= 65536 and dir_words(int(e[0])) == 2
+    wide = idx.arrays["summary_dir"][idx.arrays["list_dir_ptr"][0]:idx.arrays["list_dir_ptr"][1]]
+    assert wide[1::2].max() >= 1  # high halves in use
+    ex = ExactIndex.build(docs)
+    for i in range(5):
+        qi = np.r_[0, rng.choice(np.arange(1, dim), 9, replace=False)].astype(np.int32)
+        qv = (rng.random(10) + 0.1).astype(np.float32)
+        qv[0] = 5.0  # list 0 first
+        a = idx.search(qi, qv, k=10, query_cut=1, heap_factor=1.0, backend="native")
+        b = idx.search(qi, qv, k=10, query_cut=1, heap_factor=1.0, backend="numba")
         np.testing.assert_array_equal(a[0], b[0])
         np.testing.assert_array_equal(a[1], b[1])
+        eids, escores = ex.search(qi, qv, k=10)
+        np.testing.assert_allclose(a[1], escores, rtol=1e-5, atol=1e-6)
+
+
+def test_the_summary_layout_is_recorded_in_the_manifest(synthetic, tmp_path):
+    import json
+    docs, _ = synthetic
+    SeismicIndex.build(docs[:200], n_postings=100).save(tmp_path / "s")
+    manifest = json.loads((tmp_path / "s" / "manifest.json").read_text())
+    assert manifest["summary_layout"] == SUMMARY_LAYOUT == 3
 
 
 def test_an_unknown_summary_layout_is_refused_with_a_clear_error(synthetic, tmp_path):
