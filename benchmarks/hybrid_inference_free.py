@@ -28,7 +28,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import numpy as np
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     from encoders.beir import BeirDataset
     from encoders.inference_free import InferenceFreeEncoder
     from encoders.metrics import evaluate
-    from service import lexical
+    from service import models
     from service.encoder_cache import ENCODERS
     from service.pipeline import SearchPipeline
     from service.schemas import SearchRequest
@@ -64,13 +63,11 @@ def main(argv: list[str] | None = None) -> int:
     pipe = SearchPipeline(store)
     queries = [(q, t or " ") for q, t in zip(ds.query_ids, ds.query_texts)]
 
+    ifree.live_idf = True  # as the registry builds an inference-free model without an IDF file
+
     def idf_query(text: str) -> dict:
-        # service/models.py sparse_query for an inference-free model with live IDF
-        ids = ifree.query_terms([text])[0]
-        stats = coll.term_stats("sparse", ids)
-        seen = stats.df > 0
-        w = lexical.idf(stats.df[seen].astype(np.float64), stats.n_docs)
-        return {"sparse": {"indices": ids[seen].tolist(), "values": w.astype(np.float32).tolist()}}
+        ids, w = models.sparse_query(ifree, text, coll, None)  # the service's own query side
+        return {"sparse": {"indices": ids.tolist(), "values": w.tolist()}}
 
     fusions = {"RRF k=60": None, "convex α=0.3": {"method": "convex", "alpha": 0.3}}
     arms = {}

@@ -114,15 +114,19 @@ class InferenceFreeEncoder:
                              max_length=self.tokenizer.model_max_length)
         return [np.unique(np.asarray(row, dtype=np.int32)) for row in rows]
 
-    def encode_queries(self, texts: list[str]) -> sp.csr_matrix:
-        texts = check_texts(texts)
+    def query_weights(self, texts: list[str]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(int32 term ids, float32 IDF weights) per query from the IDF table, terms of IDF 0
+        left out: the vectors ``encode_queries`` returns, without building a matrix."""
         if self.idf is None:
             raise RuntimeError("no IDF table: call fit(corpus) or pass idf=")
-        rows = []
+        out = []
         for uniq in self.query_terms(texts):
-            w = self.idf.idf[uniq]
-            rows.append((uniq[w > 0], w[w > 0]))
-        return csr_from_rows(rows, self.dim)
+            w = self.idf.idf[uniq].astype(np.float32)
+            out.append((uniq[w > 0], w[w > 0]))
+        return out
+
+    def encode_queries(self, texts: list[str]) -> sp.csr_matrix:
+        return csr_from_rows(self.query_weights(check_texts(texts)), self.dim)
 
     def decode(self, row: Any) -> list[tuple[str, float]]:
         return decode_row(row, self.tokenizer.convert_ids_to_tokens)

@@ -34,12 +34,7 @@ def sparse_query(encoder, text: str, coll, batcher) -> tuple[np.ndarray, np.ndar
         w = lexical.idf(stats.df[seen].astype(np.float64), stats.n_docs)
         return ids[seen].astype(np.int32), w.astype(np.float32)
     if getattr(encoder, "kind", None) == "inference-free":  # an IDF table: no model, no batching
-        if encoder.idf is None:
-            raise RuntimeError(f"inference-free model {encoder.name!r} has neither an IDF file nor live IDF")
-        ids = encoder.query_terms([text])[0]  # looked up directly: no CSR row to build and read back
-        w = encoder.idf.idf[ids].astype(np.float32)
-        keep = w > 0
-        return ids[keep].astype(np.int32), w[keep]
+        return encoder.query_weights([text])[0]  # looked up directly: no CSR row to build and read back
     row = batcher.encode(encoder, text)  # a 1 x dim CSR row, batched with concurrent queries
     return row.indices.astype(np.int32), row.data.astype(np.float32)
 

@@ -73,6 +73,19 @@ def token_projection(encoder_dim: int, stored_dim: int):
     return None if stored_dim == encoder_dim else fixed_projection(encoder_dim, stored_dim)
 
 
+def document_tokens(mv, token_dim: int, texts: list, batch_size: int) -> list:
+    """Per text, the multivector encoder's token vectors through the fixed projection to
+    ``token_dim`` (None for a document without text): what a collection that stores token
+    vectors keeps, whether an upsert or a cluster bulk load encodes them."""
+    out: list = [None] * len(texts)
+    todo = [i for i, t in enumerate(texts) if t]
+    if todo:
+        weight = token_projection(mv.dim, token_dim)
+        for i, t in zip(todo, mv.encode_documents([texts[i] for i in todo], batch_size=batch_size)):
+            out[i] = project_tokens(t, weight)
+    return out
+
+
 def new_snapshot_id() -> str:
     """Sortable by time, unique by its random tail (SNAPSHOT_RE)."""
     return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:8]
@@ -472,15 +485,7 @@ class Store:
         document without text. None for collections that encode them per query instead."""
         if not coll.config.store_token_vectors:
             return None
-        todo = [i for i, t in enumerate(texts) if t]
-        out: list = [None] * len(texts)
-        if todo:
-            mv = enc.multivector
-            weight = token_projection(mv.dim, coll.config.token_dim)
-            encoded = mv.encode_documents([texts[i] for i in todo], batch_size=self.batch_size)
-            for i, t in zip(todo, encoded):
-                out[i] = project_tokens(t, weight)
-        return out
+        return document_tokens(enc.multivector, coll.config.token_dim, texts, self.batch_size)
 
     @staticmethod
     def bm25_avgdl(coll, lengths: np.ndarray, base: tuple[int, int] | None = None) -> float:

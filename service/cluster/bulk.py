@@ -28,11 +28,11 @@ import pyarrow as pa
 import ray
 
 from encoders.base import csr_from_rows
-from encoders.multivector import project_tokens
 from indexer.token_store import TokenRows, code_dtype, quantize_tokens
 
 from .. import lexical, sources
 from ..settings import Settings
+from ..store import document_tokens
 from .placement import shard_of
 from .ray_app import NAMESPACE, RayShards, writer_name
 
@@ -97,7 +97,6 @@ class Encode:
                  batch_size: int, tokens: tuple[str, int] | None = None):
         settings.apply()
         from ..encoder_cache import ENCODERS
-        from ..store import token_projection
         self.sparse = ENCODERS.sparse(encoders["sparse"]) if "sparse" in fields else None
         self.dense = ENCODERS.dense(encoders["dense"]) if "dense" in fields else None
         # a collection that stores token vectors (store_token_vectors): the multivector
@@ -105,7 +104,6 @@ class Encode:
         self.tokens = tokens
         if tokens is not None:
             self.multivector = ENCODERS.multivector(encoders["multivector"])
-            self.projection = token_projection(self.multivector.dim, tokens[1])
         self.bm25 = "bm25" in fields
         self.shards, self.buckets, self.batch_size = shards, buckets, batch_size
 
@@ -131,23 +129,14 @@ class Encode:
             cols["bm25_tf"] = _lists(flat_tf.astype(np.float64), ptr, pa.float64())
             cols["length"] = pa.array(lengths, pa.int64())
         if self.tokens is not None:
-            rows = self._token_rows(texts)
+            dtype, dim = self.tokens
+            rows = quantize_tokens(document_tokens(self.multivector, dim, texts, self.batch_size), dtype, dim)
             # quantised here (int8: a quarter of float32 through the object store), one row of
             # raw codes and one list of per-token scales per document
             cols["token_codes"] = pa.array([rows.codes[rows.ptr[i]:rows.ptr[i + 1]].tobytes()
                                             for i in range(len(texts))], pa.binary())
             cols["token_scales"] = _lists(rows.scales.astype(np.float32), rows.ptr, pa.float32())
         return pa.table(cols)
-
-    def _token_rows(self, texts: list[str]) -> TokenRows:
-        dtype, dim = self.tokens
-        docs: list = [None] * len(texts)  # a document without text has no tokens
-        todo = [i for i, t in enumerate(texts) if t]
-        if todo:
-            encoded = self.multivector.encode_documents([texts[i] for i in todo], batch_size=self.batch_size)
-            for i, t in zip(todo, encoded):
-                docs[i] = project_tokens(t, self.projection)
-        return quantize_tokens(docs, dtype, dim)
 
 
 def _lists(values: np.ndarray, ptr: np.ndarray, typ) -> pa.Array:

@@ -287,12 +287,18 @@ def _check_converted(loaded, idx, lists, old_codes, old_scale, queries):
 _LAYOUT3_ONLY = ("block_levels", "list_shift", "list_dir_ptr", "summary_dir", "list_key_ptr", "entry_key")
 
 
+def _old_layout_parts(idx):
+    """An index's summaries as older layouts stored them: the unpacked lists, u8 codes with
+    per-block scales, and the arrays every layout shares (the layout-3 ones left out)."""
+    lists = unpack_summaries(idx)
+    codes, scale = _old_u8_codes(idx, lists)
+    return lists, codes, scale, {n: v for n, v in idx.arrays.items() if n not in _LAYOUT3_ONLY}
+
+
 def test_an_index_in_summary_layout_1_still_loads_and_answers_alike(synthetic, tmp_path):
     docs, queries = synthetic
     idx = SeismicIndex.build(docs, n_postings=300)
-    lists = unpack_summaries(idx)
-    codes, scale = _old_u8_codes(idx, lists)
-    old = {n: v for n, v in idx.arrays.items() if n not in _LAYOUT3_ONLY}
+    lists, codes, scale, old = _old_layout_parts(idx)
     old["entry_term"] = np.concatenate([t for t, _, _ in lists]).astype(np.uint16)
     old["entry_block"] = np.concatenate([b for _, b, _ in lists]).astype(np.uint8)
     old["entry_value"], old["block_scale"] = codes, scale
@@ -306,9 +312,7 @@ def test_an_index_in_summary_layout_2_still_loads_and_answers_alike(synthetic, t
     # written here with s = 16 (one bucket a list), which its reader handles like any s
     docs, queries = synthetic
     idx = SeismicIndex.build(docs, n_postings=300)
-    lists = unpack_summaries(idx)
-    codes, scale = _old_u8_codes(idx, lists)
-    old = {n: v for n, v in idx.arrays.items() if n not in _LAYOUT3_ONLY}
+    lists, codes, scale, old = _old_layout_parts(idx)
     s = 16
     shift, dirs, dir_ptr, key_bytes, key_ptr = [], [], [0], [], [0]
     for t, (terms, blocks, _) in enumerate(lists):
@@ -336,9 +340,7 @@ def test_a_damaged_old_layout_is_reported_as_damage(synthetic, tmp_path):
     from indexer.storage import IndexFormatError
     docs, _ = synthetic
     idx = SeismicIndex.build(docs[:300], n_postings=100)
-    lists = unpack_summaries(idx)
-    codes, scale = _old_u8_codes(idx, lists)
-    old = {n: v for n, v in idx.arrays.items() if n not in _LAYOUT3_ONLY}
+    lists, codes, scale, old = _old_layout_parts(idx)
     old["entry_term"] = np.concatenate([t for t, _, _ in lists]).astype(np.uint16)
     old["entry_block"] = np.concatenate([b for _, b, _ in lists]).astype(np.uint8)
     old["entry_value"], old["block_scale"] = codes[:-1], scale  # one code short

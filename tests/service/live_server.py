@@ -28,3 +28,12 @@ def serve(app):
         server.should_exit = True
         thread.join(30)
         sock.close()
+
+
+@contextmanager
+def serve_new(data_dir, **settings):
+    """A new app over ``data_dir`` (``settings``: Settings fields, e.g. api_keys), served."""
+    from service.app import create_app
+    from service.settings import Settings
+    with serve(create_app(Settings(data_dir=data_dir, _env_file=None, **settings))) as url:
+        yield url

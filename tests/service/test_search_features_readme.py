@@ -7,10 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from service.app import create_app
-from service.settings import Settings
 
-from .live_server import serve
+from .live_server import serve_new
 
 KEY = "change-me-admin"
 README = Path(__file__).resolve().parents[2] / "service" / "README.md"
@@ -18,8 +16,7 @@ README = Path(__file__).resolve().parents[2] / "service" / "README.md"
 
 @pytest.fixture(scope="module")
 def url(tmp_path_factory):
-    app = create_app(Settings(data_dir=tmp_path_factory.mktemp("data"), _env_file=None, api_keys=KEY))
-    with serve(app) as u:
+    with serve_new(tmp_path_factory.mktemp("data"), api_keys=KEY) as u:
         yield u
 
 

@@ -3,10 +3,8 @@ an API key): add texts, delete (by ids, by filter, by source document), get, sim
 with filters, as a retriever."""
 import pytest
 
-from service.app import create_app
-from service.settings import Settings
 
-from .live_server import serve
+from .live_server import serve_new
 
 KEY = "admin"
 TEXTS = [
@@ -20,8 +18,7 @@ TEXTS = [
 
 @pytest.fixture(scope="module")
 def url(tmp_path_factory):
-    app = create_app(Settings(data_dir=tmp_path_factory.mktemp("data"), _env_file=None, api_keys=KEY))
-    with serve(app) as u:
+    with serve_new(tmp_path_factory.mktemp("data"), api_keys=KEY) as u:
         yield u
 
 
