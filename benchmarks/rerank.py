@@ -317,6 +317,8 @@ def main(argv: list[str] | None = None) -> int:
                     "collections that store token vectors (--variants) against the on-demand path")
     ap.add_argument("--two-pass-arm", action="store_true", help="with --pipeline: also time the first variant "
                     "with the dense and multivector query encoders running MiniLM separately (before sharing)")
+    ap.add_argument("--int8-query-arm", action="store_true", help="with --pipeline: also time the first "
+                    "variant with dense and multivector queries through the int8 ONNX graph (LSR_QUERY_INT8)")
     ap.add_argument("--variants", default="int8-128,int8,fp16", help="with --pipeline: of %s" % ",".join(VARIANTS))
     args = ap.parse_args(argv)
     import torch
@@ -517,12 +519,21 @@ def pipeline_bench(args) -> int:
     dense_bb = store.encoders.dense(args.model).backbone
     mv_bb = store.encoders.multivector(args.model).backbone
     shared_side, own_side = mv_bb.shared_queries, QueryStates()
+    sides = [shared_side, own_side]
+    if args.int8_query_arm:  # the encoder cache keeps the int8-query encoders beside the others
+        store.encoders.query_int8 = True
+        mv8 = store.encoders.multivector(args.model).backbone
+        assert mv8.query_precision == "int8" and mv8.shared_queries is not shared_side
+        sides.append(mv8.shared_queries)
+        pipe.search(names[variants[0]], SearchRequest(query="warm up", **body))
+        store.encoders.query_int8 = False
 
-    def timed(p, name, text, two_pass=False, key=None):
-        shared_side.clear()
-        own_side.clear()
+    def timed(p, name, text, two_pass=False, key=None, int8=False):
+        for side in sides:
+            side.clear()
         mv_bb.shared_queries = own_side if two_pass else shared_side
         assert two_pass or dense_bb.shared_queries is mv_bb.shared_queries
+        store.encoders.query_int8 = int8
         tm = Timings()
         c0, t0 = time.process_time(), time.perf_counter()
         res = p.search(name, SearchRequest(query=text, **body), tm)
@@ -533,7 +544,10 @@ def pipeline_bench(args) -> int:
     two = f"{variants[0]}, two MiniLM passes" if args.two_pass_arm else None
     if two:
         names[two] = names[variants[0]]
-    arms_all = list(variants) + ([two] if two else [])
+    q8 = f"{variants[0]}, int8 MiniLM queries" if args.int8_query_arm else None
+    if q8:
+        names[q8] = names[variants[0]]
+    arms_all = list(variants) + ([two] if two else []) + ([q8] if q8 else [])
     lat = {v: [] for v in arms_all}
     lat_od, runs, scored = [], {v: {} for v in arms_all}, {v: [] for v in arms_all}
     cpu_arm: dict[str, list] = {v: [] for v in arms_all}
@@ -544,7 +558,7 @@ def pipeline_bench(args) -> int:
                 lat_od.append(timed(cold, base, text)[0])
                 continue
             c0 = time.process_time()
-            dt, res = timed(pipe, names[arm], text, two_pass=arm == two, key=arm)
+            dt, res = timed(pipe, names[arm], text, two_pass=arm == two, key=arm, int8=arm == q8)
             cpu_arm[arm].append(time.process_time() - c0)
             lat[arm].append(dt)
             runs[arm][q] = {r.id: float(len(res.results) - i) for i, r in enumerate(res.results)}
@@ -584,7 +598,7 @@ def pipeline_bench(args) -> int:
     for v in arms_all:
         m = evaluate(runs[v], ds.qrels, 10, 10)["nDCG@10"]
         overlap = np.mean([len(set(runs[v][q]) & set(ref_run[q])) / max(len(ref_run[q]), 1) for q in ref_run])
-        st = stats[variants[0] if v == two else v]
+        st = stats[variants[0] if v in (two, q8) else v]
         print(f"| stored {v} | {m:.4f} | {m - ref:+.4f} | {overlap:.3f} | {np.mean(scored[v]):.1f} | "
               f"{st['bytes_per_document']:,.0f} | {st['bytes_per_token']:.0f} | {_pct(lat[v], 50):.1f} | "
               f"{_pct(lat[v], 90):.1f} | {_pct(lat[v], 99):.1f} | {_pct(cpu_arm[v], 50):.1f} | "

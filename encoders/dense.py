@@ -23,9 +23,11 @@ class DenseEncoder:
     Queries run through the fused float32 ONNX Runtime graph (``encoders.onnx_graphs``;
     PyTorch's vectors to ~1e-7, a lone query ~2.4x faster) unless ``fast_queries=False``.
     ``int8=True`` runs documents through the fused int8 graph (~1.6x the throughput on a 2-core
-    AVX2 CPU, approximate) instead of PyTorch. Int8 queries
-    would be faster still but cost 0.005 nDCG@10 on SciFact's train queries where int8 documents
-    alone cost 0.0002 (BENCHMARKS.md, "Encoding speed").
+    AVX2 CPU, approximate) instead of PyTorch. ``query_int8=True`` runs queries through the
+    int8 graph: ~3.5x less CPU per lone query, but 0.0045 nDCG@10 less on SciFact's train queries
+    in dense search (int8 documents alone cost 0.0002); in a reranked hybrid search, where the
+    query's vector is one list of three and MaxSim re-scores, 0.0007 (BENCHMARKS.md, "Encoding
+    speed" and "Stored token vectors").
 
     An empty string is encoded like any text (its [CLS] [SEP] embedding), as
     sentence-transformers does, so every row stays a unit vector.
@@ -33,10 +35,10 @@ class DenseEncoder:
 
     def __init__(self, model: str = DEFAULT_DENSE, *, max_length: int | None = None,
                  progress: bool | None = None, int8: bool = False, fast_queries: bool = True,
-                 device: str | None = None, batch_tokens: int | None = None):
+                 device: str | None = None, batch_tokens: int | None = None, query_int8: bool = False):
         self.int8 = int8
         self.backbone = TokenStates(model, max_length, progress, int8=int8, fast_queries=fast_queries,
-                                    device=device, batch_tokens=batch_tokens)
+                                    device=device, batch_tokens=batch_tokens, query_int8=query_int8)
         self.device = self.backbone.device
         self.name = self.backbone.name
         self.dim = self.backbone.hidden_size

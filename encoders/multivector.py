@@ -123,14 +123,15 @@ class MultiVectorEncoder:
 
     Every unpadded token is kept, [CLS] and [SEP] included (as ColBERT does); texts longer
     than the model's limit are truncated. Queries run through the fused float32 ONNX graph
-    unless ``fast_queries=False`` (``encoders.transformer.TokenStates``).
+    unless ``fast_queries=False``, or its int8 graph with ``query_int8=True``
+    (``encoders.transformer.TokenStates``).
     """
 
     def __init__(self, model: str = DEFAULT_DENSE, *, projection: str | Path | None = None,
                  max_length: int | None = None, progress: bool | None = None, fast_queries: bool = True,
-                 device: str | None = None, batch_tokens: int | None = None):
+                 device: str | None = None, batch_tokens: int | None = None, query_int8: bool = False):
         self.backbone = TokenStates(model, max_length, progress, fast_queries=fast_queries,
-                                    device=device, batch_tokens=batch_tokens)
+                                    device=device, batch_tokens=batch_tokens, query_int8=query_int8)
         self.device = self.backbone.device
         self.name = self.backbone.name
         self.projection = find_projection(self.backbone.path, projection)

@@ -217,8 +217,9 @@ def get(name: Any) -> ModelSpec | None:
 
 # ---------------------------------------------------------------- building encoders
 def build(spec: ModelSpec, role: str, *, progress: bool | None = False, device: str | None = None,
-          dense_int8: bool = False, onnx_queries: bool = True) -> Any:
-    """The encoder of ``spec`` for ``role`` ("sparse", "dense", "multivector")."""
+          dense_int8: bool = False, onnx_queries: bool = True, query_int8: bool = False) -> Any:
+    """The encoder of ``spec`` for ``role`` ("sparse", "dense", "multivector"); ``query_int8``:
+    dense and multivector queries through the int8 ONNX graph (TokenStates)."""
     if not spec.serves(role):
         raise RegistryError(f"model {spec.name!r} is a {spec.kind} model; it cannot serve as a {role} encoder")
     opts = dict(spec.options)
@@ -226,11 +227,12 @@ def build(spec: ModelSpec, role: str, *, progress: bool | None = False, device: 
     if role == "dense":
         from encoders.dense import DenseEncoder
         return _named(DenseEncoder(weights, progress=progress, int8=dense_int8, fast_queries=onnx_queries,
-                                   device=device, **opts), spec, "dense")
+                                   query_int8=query_int8, device=device, **opts), spec, "dense")
     if role == "multivector":
         from encoders.multivector import MultiVectorEncoder
         return _named(MultiVectorEncoder(weights, projection=spec.files.get("projection"), progress=progress,
-                                         fast_queries=onnx_queries, device=device, **opts), spec, "multivector")
+                                         fast_queries=onnx_queries, query_int8=query_int8, device=device,
+                                         **opts), spec, "multivector")
     kind = spec.kind
     if kind == "splade":
         from encoders.splade import SpladeEncoder

@@ -46,6 +46,9 @@ class TokenStates:
       overhead, so a lone MiniLM query encodes ~2.4x faster. Loaded on the first query, so
       document-only users never pay for it. It is checked against PyTorch on a probe text when
       it loads, and an architecture it cannot reproduce falls back to PyTorch (logged).
+      ``query_int8=True``: the fused int8 graph instead (~3.5x less CPU per lone MiniLM query,
+      approximate: per-token cosine ~0.99 to PyTorch's; what it costs in nDCG@10 is in
+      BENCHMARKS.md, "Encoding speed" and "Stored token vectors").
 
     ``device`` (default: the process default, ``encoders.device``): where the PyTorch model
     runs. On an accelerator documents run in bf16/fp16 in batches sized by tokens, and queries
@@ -54,12 +57,17 @@ class TokenStates:
 
     def __init__(self, model: str, max_length: int | None = None, progress: bool | None = None,
                  int8: bool = False, fast_queries: bool = True, device: str | None = None,
-                 batch_tokens: int | None = None):
+                 batch_tokens: int | None = None, query_int8: bool = False):
         self.name = str(model)
         self.path = resolve(model)
         self.device = devices.resolve(device)
         if int8 and self.device.type != "cpu":
             raise devices.DeviceError(f"int8 (ONNX Runtime) documents run on the CPU, not on {self.device}")
+        if query_int8 and self.device.type != "cpu":
+            raise devices.DeviceError(f"int8 (ONNX Runtime) queries run on the CPU, not on {self.device}")
+        if query_int8 and not fast_queries:
+            raise ValueError("query_int8 runs queries through an ONNX graph: it needs fast_queries=True")
+        self.query_precision = "int8" if query_int8 else "fp32"
         self.doc_dtype = devices.half_dtype(self.device)
         self.batch_tokens = batch_tokens
         self.tokenizer = load_tokenizer(model)
@@ -81,7 +89,7 @@ class TokenStates:
         # shared with every TokenStates that computes the same query states (the dense and the
         # multivector encoder over one MiniLM): one query graph, one forward pass per query
         # (the ONNX graphs' cache location is part of the key: another cache, another graph)
-        runtime = ("onnx", *map(str, cache_dirs())) if self.fast_queries else ("torch",)
+        runtime = ("onnx", self.query_precision, *map(str, cache_dirs())) if self.fast_queries else ("torch",)
         self.shared_queries: QueryStates = shared((self.path, self.max_length, str(self.device), *runtime))
 
     def tokenize(self, texts: list[str]) -> list[list[int]]:
@@ -110,7 +118,7 @@ class TokenStates:
 
     def _load_query_graph(self) -> Any:
         try:
-            graph = OnnxTransformer(self.path, "fp32")
+            graph = OnnxTransformer(self.path, self.query_precision)
         except Exception as exc:  # export or fusion unsupported for this architecture
             if self.model is None:
                 raise
@@ -130,6 +138,8 @@ class TokenStates:
         if ref.shape != out.shape:
             return False
         m = mask.bool()
+        if self.query_precision == "int8":  # approximate by design: every token's direction kept
+            return bool(torch.nn.functional.cosine_similarity(ref[m], out[m], dim=-1).min() >= 0.95)
         return bool((ref[m] - out[m]).abs().max() <= 1e-3 * ref[m].abs().max().clamp(min=1e-6))
 
     @torch.inference_mode()

@@ -48,9 +48,11 @@ class EncoderCache:
         self._specs: dict[str, ModelSpec] = {}         # name -> its spec when first loaded
         self._by_key: dict[tuple[str, str], Any] = {}  # (variant, spec key) -> encoder
         # process-wide, from Settings: dense documents through the int8 ONNX graph; dense and
-        # multivector queries through the float32 ONNX graph; where torch encoders run
+        # multivector queries through the float32 ONNX graph (or its int8 graph: query_int8);
+        # where torch encoders run
         self.dense_int8 = False
         self.onnx_queries = True
+        self.query_int8 = False
         self.device: str | None = None  # None: encoders.device's process default
 
     def _get(self, role: str, name: str) -> Any:
@@ -74,7 +76,8 @@ class EncoderCache:
             if enc is None:
                 try:
                     enc = registry.build(spec, role, progress=False, device=self.device,
-                                         dense_int8=self.dense_int8, onnx_queries=self.onnx_queries)
+                                         dense_int8=self.dense_int8, onnx_queries=self.onnx_queries,
+                                         query_int8=self.query_int8)
                 except (OSError, ValueError, RegistryError) as exc:  # details name server paths: log only
                     log.error("cannot load %s encoder %r: %s", role, name, exc)
                     raise EncoderLoadError(f"model {name!r} cannot be loaded as a {role} encoder "
@@ -85,9 +88,12 @@ class EncoderCache:
             return enc
 
     def _variant(self, role: str) -> str:
+        queries = "-onnx" * self.onnx_queries + "-int8q" * self.query_int8
         if role == "dense":
-            return f"dense{'-int8' * self.dense_int8}{'-onnx' * self.onnx_queries}"
-        if role in ("multivector", "sparse"):  # (a sparse kind without a query model ignores it)
+            return f"dense{'-int8' * self.dense_int8}{queries}"
+        if role == "multivector":
+            return f"{role}{queries}"
+        if role == "sparse":  # (a sparse kind without a query model ignores it; SPLADE's stay float32)
             return f"{role}{'-onnx' * self.onnx_queries}"
         return role
 

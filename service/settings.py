@@ -13,9 +13,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
-
 
 # LSR_* variables that code outside Settings reads, with the reader: the one list of them
 # (a new one goes here, or it is refused at start like a typo).
@@ -86,6 +85,10 @@ class Settings(BaseSettings):
     onnx_queries: bool = Field(True, description="SPLADE, dense and multivector queries through the "
                                "fused float32 ONNX Runtime graph: PyTorch's vectors to float rounding, "
                                "a lone query ~2.4x faster; false: PyTorch")
+    query_int8: bool = Field(False, description="dense and multivector queries through the fused int8 "
+                             "ONNX graph instead (needs onnx_queries, CPU): ~3.5x less CPU per MiniLM "
+                             "query, approximate (SciFact train nDCG@10: -0.0045 dense search, -0.0007 "
+                             "reranked hybrid; BENCHMARKS.md)")
     encode_batch_size: int = Field(32, ge=1)
     torch_threads: int | None = Field(None, ge=1, description="intra-op threads per encoder call "
                                       "(default: torch's; concurrent queries share batches anyway)")
@@ -109,6 +112,12 @@ class Settings(BaseSettings):
     slow_search_ms: float | None = Field(None, ge=0, description="log searches that take at least this "
                                          "long (logger lsr.slowlog, with the query and the server's split)")
 
+    @model_validator(mode="after")
+    def _int8_queries_need_onnx(self) -> Settings:
+        if self.query_int8 and not self.onnx_queries:
+            raise ValueError("query_int8 runs queries through the int8 ONNX graph: it needs onnx_queries=true")
+        return self
+
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
                                    file_secret_settings):
@@ -130,9 +139,13 @@ class Settings(BaseSettings):
             torch.set_num_threads(self.torch_threads)
         from encoders import device as devices
         devices.set_default(self.device)  # DeviceError (a ValueError) names what the machine has
+        if self.query_int8 and devices.resolve(None).type != "cpu":
+            raise devices.DeviceError(f"query_int8: int8 (ONNX Runtime) queries run on the CPU, and "
+                                      f"device {self.device!r} is {devices.resolve(None)}")
         from .encoder_cache import ENCODERS
         ENCODERS.dense_int8 = self.dense_int8
         ENCODERS.onnx_queries = self.onnx_queries
+        ENCODERS.query_int8 = self.query_int8
 
     @property
     def admin_key_set(self) -> frozenset[str]:

@@ -188,6 +188,34 @@ def test_dense_and_multivector_queries_share_one_forward_pass(dense, multi):
     np.testing.assert_allclose(vec, tokens.mean(0) / np.linalg.norm(tokens.mean(0)), atol=0.05)
 
 
+def test_int8_queries_share_one_int8_pass_and_keep_the_meaning(dense, multi, scifact_texts):
+    """query_int8: dense and multivector queries through the int8 graph (approximate), still one
+    pass for both encoders, and never mixed up with the float32 encoders' states."""
+    from encoders.onnx_graphs import OnnxTransformer
+    d8 = DenseEncoder("all-MiniLM-L6-v2", progress=False, query_int8=True)
+    m8 = MultiVectorEncoder("all-MiniLM-L6-v2", progress=False, query_int8=True)
+    graph = d8.backbone.query_model()
+    assert isinstance(graph, OnnxTransformer) and graph.precision == "int8"
+    assert m8.backbone.query_model() is graph
+    assert d8.backbone.shared_queries is m8.backbone.shared_queries
+    assert d8.backbone.shared_queries is not dense.backbone.shared_queries  # other states
+    queries = ["vitamin D", "stem cells and cancer", scifact_texts[1][:300]]
+    side = d8.backbone.shared_queries
+    before = side.computed
+    q8, t8 = d8.encode_queries(queries), m8.encode_queries(queries)
+    assert side.computed == before + len(queries)
+    q32, t32 = dense.encode_queries(queries), multi.encode_queries(queries)
+    cos = (q8 * q32).sum(axis=1)
+    assert cos.min() > 0.97 and not np.allclose(q8, q32, atol=1e-4)  # approximate, not the float32 vectors
+    for a, b in zip(t8, t32):
+        assert a.shape == b.shape and (a * b).sum(axis=1).min() > 0.9
+    # rankings over documents encoded in float32: the abstract itself stays first
+    docs = dense.encode_documents(scifact_texts[:8])
+    assert np.argmax(docs @ q8[2]) == np.argmax(docs @ q32[2]) == 1
+    with pytest.raises(ValueError, match="fast_queries"):
+        DenseEncoder("all-MiniLM-L6-v2", progress=False, query_int8=True, fast_queries=False)
+
+
 def test_a_query_graph_that_disagrees_with_pytorch_is_not_used(tmp_path, monkeypatch, minilm_path, caplog):
     """A stale or damaged cached graph must not change query vectors: it is checked on a probe
     text when it loads and PyTorch runs instead."""

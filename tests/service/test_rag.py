@@ -89,3 +89,39 @@ def test_dense_int8_setting_indexes_documents_in_int8_and_keeps_queries_exact(tm
     assert len(set(hits_int8) & set(hits)) >= 4  # top-5 overlap
     diffs = [abs(hits_int8[d] - hits[d]) for d in hits if d in hits_int8]
     assert max(diffs) < 0.03 and max(diffs) > 1e-5
+
+
+def test_query_int8_setting_serves_int8_queries_and_is_checked(tmp_path, corpus):
+    """LSR_QUERY_INT8: dense and multivector queries (and /v1/embeddings) through the int8 ONNX
+    graph: close to the float32 vectors, not equal; a reranked hybrid search ranks alike; and
+    the setting is refused without the ONNX query path."""
+    import numpy as np
+    from fastapi.testclient import TestClient
+
+    from service.app import create_app
+    from service.encoder_cache import ENCODERS
+    from service.settings import Settings
+    texts = ["wind turbines make electricity", "sourdough bread needs a starter"]
+    query = {"query": "renewable energy from wind", "mode": "hybrid", "k": 5, "rerank": {"kappa": 10}}
+
+    def run(sub: str, **settings) -> tuple[np.ndarray, list[str], list[str]]:
+        with TestClient(create_app(Settings(data_dir=tmp_path / sub, _env_file=None, **settings))) as c:
+            assert c.post("/collections", json={"name": "d"}).status_code == 201
+            assert c.put("/collections/d/documents", json={"documents": corpus}).status_code == 200
+            r = c.post("/v1/embeddings", json={"input": texts})
+            assert r.status_code == 200, r.text
+            emb = np.array([d["embedding"] for d in r.json()["data"]])
+            r = c.post("/collections/d/search", json=query)
+            assert r.status_code == 200, r.text
+            return emb, [h["id"] for h in r.json()["results"]], c.get("/readyz").json()["models"]
+    try:
+        emb8, top8, models8 = run("a", query_int8=True)
+    finally:
+        ENCODERS.query_int8 = False  # process-wide: the other tests' apps use float32
+    emb, top, _ = run("b")
+    assert "dense-onnx-int8q:all-MiniLM-L6-v2" in models8
+    cos = (emb8 * emb).sum(axis=1)
+    assert cos.min() > 0.97 and np.abs(emb8 - emb).max() > 1e-5  # int8: close, not equal
+    assert top8[0] == top[0] and len(set(top8) & set(top)) >= 4  # tolerances: near-ties may swap
+    with pytest.raises(ValueError, match="onnx_queries"):
+        Settings(data_dir=tmp_path / "c", _env_file=None, query_int8=True, onnx_queries=False)
