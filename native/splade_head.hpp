@@ -3,8 +3,10 @@
 // torch.mm + amax writes and reads back (hundreds of MB per batch) never exists.
 //
 // W is packed by the caller as [ceil(V/16)][K][16] (16 vocabulary rows interleaved per k), so
-// one 16-term tile is 2 AVX registers per k and stays in L1 while every token of the batch
-// streams past it. Threads share the tiles. Without AVX2+FMA a scalar loop computes the same.
+// one 16-term tile is 2 AVX registers per k (one AVX-512 register) and stays in L1 while every
+// token of the batch streams past it. Threads share the tiles. Without AVX2+FMA a scalar loop
+// computes the same. Every path sums over k in the same order with one FMA per step, so the
+// AVX2 and AVX-512 paths give the same floats.
 #pragma once
 
 #include <algorithm>
@@ -17,6 +19,9 @@
 #if defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
 #define LSR_SPLADE_AVX2 1
+#endif
+#if defined(__AVX512F__)
+#define LSR_SPLADE_AVX512 1
 #endif
 
 namespace lsr {
@@ -72,6 +77,39 @@ inline void tile_max_avx2(const float* states, int64_t K, const float* tile, int
 }
 #endif
 
+#ifdef LSR_SPLADE_AVX512
+// As tile_max_avx2 with one 16-wide register per token: up to 12 tokens per pass share each
+// weight load (half the instructions per logit of the AVX2 path), the rest in passes of 8, 4,
+// 2 and 1, so a lone query's ~20 tokens take two or three passes.
+// max of two registers; _mm512_max_ps trips GCC 12's -Wmaybe-uninitialized (its undefined
+// pass-through operand), the masked form with every lane set does not
+inline __m512 max16(__m512 a, __m512 b) { return _mm512_mask_max_ps(a, (__mmask16)0xFFFF, a, b); }
+
+template <int R>
+inline __m512 tokens_max_avx512(const float* s, int64_t K, const float* tile, __m512 m) {
+  __m512 c[R];
+  for (int r = 0; r < R; ++r) c[r] = _mm512_setzero_ps();
+  for (int64_t k = 0; k < K; ++k) {
+    const __m512 w = _mm512_loadu_ps(tile + k * kTile);
+    for (int r = 0; r < R; ++r) c[r] = _mm512_fmadd_ps(_mm512_set1_ps(s[r * K + k]), w, c[r]);
+  }
+  for (int r = 0; r < R; ++r) m = max16(m, c[r]);
+  return m;
+}
+
+inline void tile_max_avx512(const float* states, int64_t K, const float* tile, int64_t a, int64_t b,
+                            float* out16) {
+  __m512 m = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+  int64_t t = a;
+  for (; t + 12 <= b; t += 12) m = tokens_max_avx512<12>(states + t * K, K, tile, m);
+  if (t + 8 <= b) m = tokens_max_avx512<8>(states + t * K, K, tile, m), t += 8;
+  if (t + 4 <= b) m = tokens_max_avx512<4>(states + t * K, K, tile, m), t += 4;
+  if (t + 2 <= b) m = tokens_max_avx512<2>(states + t * K, K, tile, m), t += 2;
+  if (t < b) m = tokens_max_avx512<1>(states + t * K, K, tile, m);
+  _mm512_storeu_ps(out16, m);
+}
+#endif
+
 inline void tile_max_scalar(const float* states, int64_t K, const float* tile, int64_t a, int64_t b,
                             float* out16) {
   std::fill(out16, out16 + kTile, -std::numeric_limits<float>::infinity());
@@ -94,7 +132,9 @@ inline void splade_max_logits(const float* states, int64_t K, const float* packe
       const float* w = packed + tile * K * kTile;
       const int64_t v0 = tile * kTile, width = std::min<int64_t>(kTile, vocab - v0);
       for (int64_t i = 0; i < n_texts; ++i) {
-#ifdef LSR_SPLADE_AVX2
+#if defined(LSR_SPLADE_AVX512)
+        tile_max_avx512(states, K, w, starts[i], starts[i + 1], buf);
+#elif defined(LSR_SPLADE_AVX2)
         tile_max_avx2(states, K, w, starts[i], starts[i + 1], buf);
 #else
         tile_max_scalar(states, K, w, starts[i], starts[i + 1], buf);

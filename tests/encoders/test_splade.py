@@ -140,9 +140,11 @@ def test_sliced_tokenisation_equals_one_call(splade, scifact_texts):
 
 
 @pytest.mark.skipif(pack_weight(torch.zeros(1, 1)) is None, reason="C++ extension not built")
-@pytest.mark.parametrize("vocab,lengths", [(50, [2, 0, 3]), (37, [13, 1, 6, 0, 7]), (1000, [64, 5])])
+@pytest.mark.parametrize("vocab,lengths", [(50, [2, 0, 3]), (37, [13, 1, 6, 0, 7]), (1000, [64, 5]),
+                                           (100, [20, 23, 11, 15])])
 def test_fused_head_equals_chunked_reference(vocab, lengths):
-    # vocab sizes that are not multiples of 16, texts of 0, < 6 and many tokens, chunks of 4
+    # vocab sizes that are not multiples of 16, texts of 0, < 6 and many tokens, chunks of 4;
+    # lengths that reach every pass of the kernels (AVX2: 6 and 1 tokens; AVX-512: 12, 8, 4, 2, 1)
     g = torch.Generator().manual_seed(vocab)
     w, bias = torch.randn(vocab, 24, generator=g), torch.randn(vocab, generator=g)
     states = torch.randn(sum(lengths), 24, generator=g)
