@@ -317,6 +317,8 @@ def main(argv: list[str] | None = None) -> int:
                     "collections that store token vectors (--variants) against the on-demand path")
     ap.add_argument("--two-pass-arm", action="store_true", help="with --pipeline: also time the first variant "
                     "with the dense and multivector query encoders running MiniLM separately (before sharing)")
+    ap.add_argument("--pipeline-split", default="test", help="with --pipeline: the queries and qrels "
+                    "(train: to choose a setting before the test run)")
     ap.add_argument("--int8-query-arm", action="store_true", help="with --pipeline: also time the first "
                     "variant with dense and multivector queries through the int8 ONNX graph (LSR_QUERY_INT8)")
     ap.add_argument("--variants", default="int8-128,int8,fp16", help="with --pipeline: of %s" % ",".join(VARIANTS))
@@ -493,7 +495,7 @@ def pipeline_bench(args) -> int:
     from encoders.query_states import QueryStates
     from service.pipeline import SearchPipeline, TokenCache
     from service.schemas import SearchRequest
-    ds = BeirDataset.load(args.data, "test")
+    ds = BeirDataset.load(args.data, args.pipeline_split)
     store, base = build_collection(ds, args.cache, args.model)
     variants = args.variants.split(",")
     names = {v: stored_variant(store, base, ds, args.cache, args.model, v) for v in variants}
@@ -563,6 +565,7 @@ def pipeline_bench(args) -> int:
             lat[arm].append(dt)
             runs[arm][q] = {r.id: float(len(res.results) - i) for i, r in enumerate(res.results)}
             scored[arm].append(res.rerank_stats["scored"])
+    store.encoders.query_int8 = False  # the reference's encoders are the float32-query ones
     # the reference: the on-demand path with today's float32 token vectors, from memory
     states = np.load(args.cache / "doc_states.npy", mmap_mode="r")
     lens = _merged(args.cache, "doc_lens")
@@ -581,7 +584,7 @@ def pipeline_bench(args) -> int:
     ref = evaluate(ref_run, ds.qrels, 10, 10)["nDCG@10"]
     stats = {v: store.stats(names[v])["token_vectors"] for v in variants}
     load = os.getloadavg()
-    print(f"SciFact test ({len(queries)} queries), hybrid {args.fusion} + MaxSim rerank kappa={args.kappa}, "
+    print(f"SciFact {args.pipeline_split} ({len(queries)} queries), hybrid {args.fusion} + MaxSim rerank kappa={args.kappa}, "
           f"first_stage_weight={args.weight}, alpha={args.alpha or 0.0}, beta={args.beta}; "
           f"{args.threads} torch thread(s), {len(os.sched_getaffinity(0))} cores; load average at the end "
           f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}\n")
