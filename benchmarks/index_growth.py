@@ -67,7 +67,7 @@ def plot(rows: list[dict], path: Path, family: str, recall: float = 0.95) -> Non
         ax.set_xlabel("documents")
         ax.set_title(title, fontsize=10)
         ax.grid(alpha=0.3)
-    commits = sorted({f"{x['docs']:,}: {x['commit']}" for x in rows}, key=lambda s: int(s.split(":")[0].replace(",", "")))
+    commits = [f"{docs:,}: {commit}" for docs, commit in sorted({(x["docs"], x["commit"]) for x in rows})]
     axes[0].legend(fontsize=8)
     fig.suptitle(f"Seismic growth, {family} (runs: {'; '.join(commits)})", fontsize=10)
     fig.tight_layout()
