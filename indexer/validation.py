@@ -7,10 +7,14 @@ import scipy.sparse as sp
 from .errors import InvalidInputError
 
 
-def as_document_csr(csr, *, allow_negative: bool = False, dim: int | None = None) -> sp.csr_matrix:
+def as_document_csr(csr, *, allow_negative: bool = False, dim: int | None = None,
+                    copy: bool = True) -> sp.csr_matrix:
     """Return a canonical float32 CSR (sorted, de-duplicated, explicit zeros dropped).
 
     Raises ValueError on anything that is not a 2-D sparse matrix of finite numbers.
+    ``copy=False``: a matrix that is already canonical float32 CSR comes back as it is (for a
+    caller that only reads it before returning, such as an index build, where a copy of a
+    million documents' arrays would be a gigabyte of peak memory); it is never modified.
     """
     if not sp.issparse(csr):
         raise InvalidInputError(f"documents must be a scipy.sparse matrix (CSR), got {type(csr).__name__}")
@@ -25,15 +29,18 @@ def as_document_csr(csr, *, allow_negative: bool = False, dim: int | None = None
         raise InvalidInputError("documents have dimension 0")
     if dim is not None and n_cols > dim:
         raise InvalidInputError(f"documents have {n_cols} columns but the index dimension is {dim}")
-    out = sp.csr_matrix(csr, dtype=np.float32, copy=True)
+    reuse = (not copy and sp.isspmatrix_csr(csr) and csr.dtype == np.float32 and csr.has_canonical_format
+             and not (csr.data == 0).any())
+    out = csr if reuse else sp.csr_matrix(csr, dtype=np.float32, copy=True)
     if not np.all(np.isfinite(out.data)):
         raise InvalidInputError("document values contain NaN or infinity")
     if not allow_negative and out.nnz and out.data.min() < 0:
         raise InvalidInputError("document values must be non-negative for this index "
                          "(summaries are per-term maxima); use ExactIndex for signed vectors")
-    out.sum_duplicates()
-    out.eliminate_zeros()
-    out.sort_indices()
+    if not reuse:  # (in place: only ever on the copy)
+        out.sum_duplicates()
+        out.eliminate_zeros()
+        out.sort_indices()
     if out.nnz >= 2**31:
         raise InvalidInputError("too many non-zeros for one index (>= 2^31); split the collection into segments")
     return out

@@ -29,6 +29,19 @@ def _cap_lists(indptr, docs, vals, cap):
     return out_ptr, out_docs
 
 
+@nb.njit(nogil=True, cache=True)
+def _count_kept(indptr, keep):
+    """Surviving postings per list: no [nnz] int64 array of list ids (8 bytes a posting)."""
+    n_lists = indptr.shape[0] - 1
+    counts = np.zeros(n_lists, dtype=np.int64)
+    for t in range(n_lists):
+        c = 0
+        for i in range(indptr[t], indptr[t + 1]):
+            c += keep[i]
+        counts[t] = c
+    return counts
+
+
 def prune_postings(csc: sp.csc_matrix, params: SeismicParams) -> tuple[np.ndarray, np.ndarray]:
     """Return (list_ptr, list_docs): the surviving postings of every term, doc ids ascending.
 
@@ -36,19 +49,20 @@ def prune_postings(csc: sp.csc_matrix, params: SeismicParams) -> tuple[np.ndarra
     the collection; every posting >= threshold survives (ties may exceed the budget by the
     number of tied values), then each list is capped at max_fraction * n_postings.
     """
+    # Peak memory of a build is here: the matrix's own arrays are used as they are (no copies
+    # of an already int32 / float32 [nnz]), and only the surviving postings are copied.
     indptr = csc.indptr.astype(np.int64)
-    docs = csc.indices.astype(np.int32)
-    vals = csc.data.astype(np.float32)
+    docs = csc.indices.astype(np.int32, copy=False)
+    vals = csc.data.astype(np.float32, copy=False)
     if params.pruning == "none":
-        return indptr, docs
+        return indptr, docs.copy() if docs is csc.indices else docs
     if params.pruning == "fixed":
         return _cap_lists(indptr, docs, vals, params.n_postings)
     budget = params.n_postings * csc.shape[1]
     if budget < vals.shape[0]:
         threshold = np.partition(vals, vals.shape[0] - budget)[vals.shape[0] - budget]
         keep = vals >= threshold
-        col = np.repeat(np.arange(csc.shape[1], dtype=np.int64), np.diff(indptr))
-        counts = np.bincount(col[keep], minlength=csc.shape[1])
+        counts = _count_kept(indptr, keep)
         indptr = np.concatenate(([0], np.cumsum(counts))).astype(np.int64)
         docs, vals = docs[keep], vals[keep]
     cap = max(1, int(params.n_postings * params.max_fraction))

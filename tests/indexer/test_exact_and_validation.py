@@ -134,3 +134,44 @@ def test_load_rejects_old_versions_corruption_and_wrong_kind(tmp_path, synthetic
         SeismicIndex.load(tmp_path / "s")
     with pytest.raises(IndexFormatError, match="no manifest"):
         SeismicIndex.load(tmp_path / "nothing")
+
+
+def test_document_csr_without_copy_reuses_only_canonical_float32_and_never_modifies():
+    from indexer.validation import as_document_csr
+    good = sp.csr_matrix(np.array([[0, 1.5, 0, 2], [3, 0, 0, 0]], dtype=np.float32))
+    assert as_document_csr(good, copy=False) is good
+    assert as_document_csr(good) is not good  # the default copies
+    # anything else is copied and canonicalised, the caller's matrix left as it was
+    dup = sp.csr_matrix((np.array([1, 2, 5], np.float32), np.array([2, 2, 0]), np.array([0, 2, 3])), shape=(2, 3))
+    before = (dup.data.copy(), dup.indices.copy())
+    out = as_document_csr(dup, copy=False)
+    assert out is not dup and out.nnz == 2 and out[0, 2] == 3
+    np.testing.assert_array_equal(dup.data, before[0])
+    np.testing.assert_array_equal(dup.indices, before[1])
+    zeros = sp.csr_matrix((np.array([0, 2], np.float32), np.array([0, 1]), np.array([0, 2])), shape=(1, 2))
+    assert as_document_csr(zeros, copy=False).nnz == 1 and zeros.nnz == 2
+    f64 = good.astype(np.float64)
+    assert as_document_csr(f64, copy=False).dtype == np.float32
+    with pytest.raises(ValueError, match="non-negative"):
+        as_document_csr(-good, copy=False)
+
+
+def test_global_pruning_keeps_the_largest_postings_per_budget():
+    from indexer.seismic.config import SeismicParams
+    from indexer.seismic.pruning import prune_postings
+    docs = random_csr(400, 60, density=0.2, seed=3)
+    csc = docs.tocsc()
+    p = SeismicParams.from_dict({"n_postings": 20, "max_fraction": 1.5})
+    ptr, kept = prune_postings(csc, p)
+    # reference: every posting at or above the (20 x 60)-th largest value, then the cap of 30 per list
+    vals = np.sort(csc.data)[::-1]
+    threshold = vals[20 * 60 - 1]
+    for t in range(60):
+        a, b = csc.indptr[t], csc.indptr[t + 1]
+        col_docs, col_vals = csc.indices[a:b], csc.data[a:b]
+        want = col_docs[col_vals >= threshold]
+        if len(want) > 30:  # the 30 largest, ties to the smaller doc id
+            order = np.lexsort((col_docs, -col_vals))[:30]
+            want = np.sort(col_docs[order])
+        np.testing.assert_array_equal(kept[ptr[t]:ptr[t + 1]], np.sort(want))
+    assert csc.nnz == docs.nnz  # the input is read, not changed
