@@ -55,7 +55,7 @@ class SeismicIndex:
         """Build from a CSR matrix (rows = documents, non-negative float values)."""
         p = SeismicParams.from_dict(params)
         t0 = time.perf_counter()
-        docs = as_document_csr(csr)
+        docs = as_document_csr(csr, copy=False)  # only read here: no copy of a canonical input
         n_docs, dim = docs.shape
         # Peak memory: the build keeps only the forward index in its stored types (u16 term ids
         # where they fit), f32 copies of its values and one structure per step, each freed as
@@ -67,8 +67,10 @@ class SeismicIndex:
         # so they bound the scores the kernel computes from the (possibly f16) forward index.
         stored_vals = docs.data.astype(p.forward_dtype)
         build_vals = stored_vals if stored_vals.dtype == np.float32 else stored_vals.astype(np.float32)
-        list_ptr, list_docs = prune_postings(docs.tocsc(), p)
-        del docs
+        csc = docs.tocsc()
+        del docs  # (a copy of the input's, if one was made) freed before pruning's temporaries
+        list_ptr, list_docs = prune_postings(csc, p)
+        del csc
 
         cut_t, cut_v = top_terms(fwd_ptr, fwd_terms, build_vals, p.doc_cut)
         block_docs, n_blocks, sizes = block_lists(list_ptr, list_docs, fwd_ptr, fwd_terms, build_vals,
