@@ -126,8 +126,10 @@ class SyntheticSplade:
         return self._matrix(n, self.seed * 1000 + 1, round(mean_nnz * 1.32), self.doc_sigma,
                             self.topical_share, 0.3)
 
-    def queries(self, n: int, mean_nnz: int = 40) -> sp.csr_matrix:
-        return self._matrix(n, self.seed * 1000 + 2, round(mean_nnz * 1.15), 0.3,
+    def queries(self, n: int, mean_nnz: int = 40, sample: int = 0) -> sp.csr_matrix:
+        """sample > 0 draws another set of queries from the same distribution: parameters are
+        chosen on one sample and reported on sample 0, never tuned on the queries reported."""
+        return self._matrix(n, self.seed * 1000 + 2 + 10 * sample, round(mean_nnz * 1.15), 0.3,
                             min(1.0, self.topical_share + 0.1), 0.5)
 
 
@@ -141,8 +143,9 @@ VARIANTS = {
 SIZES = {"20k": 20_000, "100k": 100_000, "1m": 1_000_000}
 
 
-def dataset(name: str, n_queries: int) -> tuple[sp.csr_matrix, sp.csr_matrix]:
-    """(documents, queries) of a name such as synthetic-100k or synthetic-100k-flat."""
+def dataset(name: str, n_queries: int, query_sample: int = 0) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """(documents, queries) of a name such as synthetic-100k or synthetic-100k-flat; queries of
+    another query_sample for tuning (SyntheticSplade.queries)."""
     parts = name.split("-")
     if parts[0] != "synthetic" or len(parts) not in (2, 3) or parts[1] not in SIZES \
             or (parts[2] if len(parts) == 3 else "") not in VARIANTS or parts[2:] == [""]:
@@ -150,4 +153,4 @@ def dataset(name: str, n_queries: int) -> tuple[sp.csr_matrix, sp.csr_matrix]:
                          f"[-<{'|'.join(v for v in VARIANTS if v)}>]")
     settings, nnz = VARIANTS[parts[2] if len(parts) == 3 else ""]
     gen = SyntheticSplade(**settings)
-    return gen.documents(SIZES[parts[1]], mean_nnz=nnz), gen.queries(n_queries)
+    return gen.documents(SIZES[parts[1]], mean_nnz=nnz), gen.queries(n_queries, sample=query_sample)

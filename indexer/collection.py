@@ -651,15 +651,17 @@ class Collection:
 
     def search(self, q_indices, q_values, k: int = DEFAULTS.k, *, field: str | None = None,
                filter=None, query_cut: int = DEFAULTS.query_cut,
-               heap_factor: float = DEFAULTS.heap_factor) -> list[Hit]:
+               heap_factor: float = DEFAULTS.heap_factor,
+               knn_expand: int = DEFAULTS.knn_expand) -> list[Hit]:
         """Top-k documents by dot product with a sparse query, newest versions only, best first.
 
-        Segments use their index (approximate for Seismic; query_cut and heap_factor as there),
-        the write buffer is scored exactly. With a filter, k hits come back whenever k matching
-        documents share a term with the query (see Segment.search_sparse for the strategy).
+        Segments use their index (approximate for Seismic; query_cut, heap_factor and, for a
+        field built with a κ-NN graph, knn_expand as there), the write buffer is scored
+        exactly. With a filter, k hits come back whenever k matching documents share a term
+        with the query (see Segment.search_sparse for the strategy).
         The query and the parameters are checked here, once, for every segment."""
         field = self._field(field, "sparse")
-        params = SearchParams(k, query_cut, heap_factor)
+        params = SearchParams(k, query_cut, heap_factor, knn_expand)
         query = SparseQuery.make(q_indices, q_values, self.config.fields[field].dim)
         flt = Filter.parse(filter)
         return search_sparse(self._snapshot(), field, query, params, flt, self.config.filter_exact_docs)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .errors import InvalidInputError
 from .scoring import dense_query
 from .validation import as_query, check_k, check_search_params
 
@@ -22,16 +23,25 @@ class SearchParams:
     best score. Defaults: chosen on SciFact's *train* queries against 100,000 SciFact passages
     (SPLADE-tiny queries, ~51 terms): query_cut 16 kept recall@10 1.000 and recall@100 0.9985
     of an exact scan at 0.57x the time of query_cut 32 (BENCHMARKS.md, "Serving engine"; the
-    held-out test queries gave 1.000 / 0.9987). heap_factor below 0.8 bought no recall there."""
+    held-out test queries gave 1.000 / 0.9987). heap_factor below 0.8 bought no recall there.
+    knn_expand: a segment whose Seismic index stores a κ-NN graph (a field built with the
+    ``knn`` parameter) also scores the first knn_expand neighbours of each top hit; capped at
+    the neighbours stored, so an index without a graph is searched as before. 10: chosen with
+    κ = 10 on a tuning query sample of synthetic-100k (BENCHMARKS.md, "Seismic index")."""
     k: int = 10
     query_cut: int = 16
     heap_factor: float = 0.8
+    knn_expand: int = 10
 
     def __post_init__(self):
         object.__setattr__(self, "k", check_k(self.k))
         cut, heap = check_search_params(self.query_cut, self.heap_factor)
         object.__setattr__(self, "query_cut", cut)
         object.__setattr__(self, "heap_factor", heap)
+        kx = self.knn_expand
+        if isinstance(kx, bool) or not isinstance(kx, (int, np.integer)) or kx < 0:
+            raise InvalidInputError(f"knn_expand must be a non-negative integer, got {kx!r}")
+        object.__setattr__(self, "knn_expand", int(kx))
 
 
 DEFAULTS = SearchParams()

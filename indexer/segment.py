@@ -281,8 +281,8 @@ class Segment:
         idx = self.indexes[field]
         want = k if allowed is None else min(self.n_rows, math.ceil(k * self.n_rows / max(n_allowed, 1) * 1.5) + 8)
         while True:
-            rows, scores = idx.search(query.indices, query.values, k=max(1, want),
-                                      query_cut=params.query_cut, heap_factor=params.heap_factor)
+            rows, scores = idx.search(query.indices, query.values, k=max(1, want), query_cut=params.query_cut,
+                                      heap_factor=params.heap_factor, **_graph_args(idx, params))
             if allowed is None:
                 return rows, scores
             keep = allowed[rows]
@@ -296,3 +296,9 @@ class Segment:
 
     def dense_rescore(self, field: str, rows: np.ndarray, query: np.ndarray) -> np.ndarray:
         return self._dense[field].rescore(rows, query)
+
+
+def _graph_args(idx, params) -> dict:
+    """knn_expand for an index that has a κ-NN graph (a Seismic index of a field built with
+    ``knn``); ExactIndex takes no such argument."""
+    return {"knn_expand": params.knn_expand} if getattr(idx, "knn", 0) else {}

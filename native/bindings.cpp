@@ -103,21 +103,22 @@ nb::tuple run_batch(const Arr& q_ptr, const Arr& q_terms, const Arr& q_vals, int
 
 struct SeismicBase {
   virtual ~SeismicBase() = default;
-  virtual int search(const int32_t*, const float*, int64_t, int, int, float, int32_t*, float*) = 0;
+  virtual int search(const int32_t*, const float*, int64_t, int, int, float, int, int32_t*,
+                     float*) = 0;
   virtual void search_batch(const int64_t*, const int32_t*, const float*, int64_t, int, int, float,
-                            int, int32_t*, float*) = 0;
+                            int, int, int32_t*, float*) = 0;
 };
 
 template <class TermT, class ValT>
 struct SeismicImpl : SeismicBase {
   explicit SeismicImpl(const lsr::SeismicArrays<TermT, ValT>& a) : k(a) {}
-  int search(const int32_t* t, const float* v, int64_t n, int kk, int qc, float hf, int32_t* ids,
-             float* sc) override {
-    return k.search(t, v, n, kk, qc, hf, ids, sc);
+  int search(const int32_t* t, const float* v, int64_t n, int kk, int qc, float hf, int kx,
+             int32_t* ids, float* sc) override {
+    return k.search(t, v, n, kk, qc, hf, kx, ids, sc);
   }
   void search_batch(const int64_t* p, const int32_t* t, const float* v, int64_t nq, int kk, int qc,
-                    float hf, int th, int32_t* ids, float* sc) override {
-    k.search_batch(p, t, v, nq, kk, qc, hf, th, ids, sc);
+                    float hf, int kx, int th, int32_t* ids, float* sc) override {
+    k.search_batch(p, t, v, nq, kk, qc, hf, kx, th, ids, sc);
   }
   lsr::SeismicKernel<TermT, ValT> k;
 };
@@ -145,6 +146,11 @@ SeismicBase* make_seismic(nb::dict a, int64_t n_docs, int64_t dim, int64_t max_b
   s.summary_dir = ptr<uint16_t>(g("summary_dir"), "summary_dir");
   s.list_key_ptr = ptr<int64_t>(g("list_key_ptr"), "list_key_ptr");
   s.entry_key = ptr<uint8_t>(g("entry_key"), "entry_key");
+  if (a.contains("knn_neighbors")) {  // optional κ-NN graph, n_docs rows (checked on load)
+    Arr knn = g("knn_neighbors");
+    s.knn = ptr<uint32_t>(knn, "knn_neighbors");
+    s.knn_k = n_docs > 0 ? (int64_t)knn.shape(0) / n_docs : 0;
+  }
   return new SeismicImpl<TermT, ValT>(s);
 }
 
@@ -161,16 +167,16 @@ class Seismic {
     else impl_.reset(make_seismic<uint32_t, float>(arrays, n_docs, dim, max_blocks));
   }
 
-  nb::object search(Arr q_terms, Arr q_vals, int k, int query_cut, float heap_factor) {
+  nb::object search(Arr q_terms, Arr q_vals, int k, int query_cut, float heap_factor, int knn_expand) {
     return run_one(q_terms, q_vals, dim_, k, [&](auto t, auto v, int64_t n, auto ids, auto sc) {
-      return impl_->search(t, v, n, k, query_cut, heap_factor, ids, sc);
+      return impl_->search(t, v, n, k, query_cut, heap_factor, knn_expand, ids, sc);
     });
   }
 
   nb::tuple search_batch(Arr q_ptr, Arr q_terms, Arr q_vals, int k, int query_cut,
-                         float heap_factor, int n_threads) {
+                         float heap_factor, int n_threads, int knn_expand) {
     return run_batch(q_ptr, q_terms, q_vals, k, [&](auto p, auto t, auto v, int64_t nq, auto ids, auto sc) {
-      impl_->search_batch(p, t, v, nq, k, query_cut, heap_factor, n_threads, ids, sc);
+      impl_->search_batch(p, t, v, nq, k, query_cut, heap_factor, knn_expand, n_threads, ids, sc);
     });
   }
 
@@ -269,9 +275,9 @@ NB_MODULE(LSR_MODULE_NAME, m) {
       .def(nb::init<nb::dict, int64_t, int64_t, int64_t>(), "arrays"_a, "n_docs"_a, "dim"_a,
            "max_blocks_per_list"_a)
       .def("search", &Seismic::search, "q_terms"_a, "q_vals"_a, "k"_a, "query_cut"_a,
-           "heap_factor"_a)
+           "heap_factor"_a, "knn_expand"_a = 0)
       .def("search_batch", &Seismic::search_batch, "q_ptr"_a, "q_terms"_a, "q_vals"_a, "k"_a,
-           "query_cut"_a, "heap_factor"_a, "n_threads"_a);
+           "query_cut"_a, "heap_factor"_a, "n_threads"_a, "knn_expand"_a = 0);
   m.def("dense_i8_scores", &dense_i8_scores, "codes"_a, "scales"_a, "queries"_a);
   m.def("splade_max_logits", &splade_max_logits, "states"_a, "packed"_a, "starts"_a, "vocab"_a,
         "n_threads"_a);

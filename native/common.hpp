@@ -35,6 +35,7 @@ class TopK {
   bool full() const { return (int)h_.size() == k_; }
   float threshold() const { return h_[0].score; }  // valid only when full()
   const Hit& top() const { return h_[0]; }          // the worst kept hit; valid when non-empty
+  const std::vector<Hit>& hits() const { return h_; }  // in heap order
   void push(Hit x) {
     if ((int)h_.size() < k_) {
       h_.push_back(x);

@@ -40,6 +40,9 @@ struct SeismicArrays {
   const int64_t* list_key_ptr;
   const uint8_t* entry_key;
   int64_t max_blocks_per_list = 0;
+  // κ-NN graph (indexer/seismic/knn.py): knn_k neighbour ids a document, or none (knn_k = 0)
+  const uint32_t* knn = nullptr;
+  int64_t knn_k = 0;
 };
 
 struct SeismicScratch {
@@ -50,6 +53,7 @@ struct SeismicScratch {
   std::vector<float> dots;
   std::vector<int32_t> order;
   std::vector<int32_t> cut;
+  std::vector<int32_t> tops;
 };
 
 template <class TermT, class ValT>
@@ -58,29 +62,33 @@ class SeismicKernel {
   explicit SeismicKernel(const SeismicArrays<TermT, ValT>& a) : a_(a) {}
 
   // q_terms ascending and unique, q_vals finite. Returns the number of hits written (<= k).
+  // knn_expand: stored neighbours of each top hit scored after the inverted-index phase (0: none).
   int search(const int32_t* q_terms, const float* q_vals, int64_t nq, int k, int query_cut,
-             float heap_factor, int32_t* out_ids, float* out_scores) {
+             float heap_factor, int knn_expand, int32_t* out_ids, float* out_scores) {
     auto s = pool_.acquire(a_.dim, a_.n_docs, a_.max_blocks_per_list);
-    int n = search_with(*s, q_terms, q_vals, nq, k, query_cut, heap_factor, out_ids, out_scores);
+    int n = search_with(*s, q_terms, q_vals, nq, k, query_cut, heap_factor, knn_expand, out_ids,
+                        out_scores);
     pool_.release(std::move(s));
     return n;
   }
 
   // Queries as CSR; outputs are [n_queries, k] row-major, padded with -1 / -inf.
   void search_batch(const int64_t* q_ptr, const int32_t* q_terms, const float* q_vals,
-                    int64_t n_queries, int k, int query_cut, float heap_factor, int n_threads,
-                    int32_t* out_ids, float* out_scores) {
+                    int64_t n_queries, int k, int query_cut, float heap_factor, int knn_expand,
+                    int n_threads, int32_t* out_ids, float* out_scores) {
     search_all(pool_, [&] { return pool_.acquire(a_.dim, a_.n_docs, a_.max_blocks_per_list); },
                n_queries, k, n_threads, out_ids, out_scores,
                [&](SeismicScratch& s, int64_t i, int32_t* ids, float* sc) {
                  return search_with(s, q_terms + q_ptr[i], q_vals + q_ptr[i],
-                                    q_ptr[i + 1] - q_ptr[i], k, query_cut, heap_factor, ids, sc);
+                                    q_ptr[i + 1] - q_ptr[i], k, query_cut, heap_factor, knn_expand,
+                                    ids, sc);
                });
   }
 
  private:
   int search_with(SeismicScratch& s, const int32_t* q_terms, const float* q_vals, int64_t nq,
-                  int k, int query_cut, float heap_factor, int32_t* out_ids, float* out_scores) {
+                  int k, int query_cut, float heap_factor, int knn_expand, int32_t* out_ids,
+                  float* out_scores) {
     float* q = s.q_dense.data();
     for (int64_t j = 0; j < nq; ++j) q[q_terms[j]] = q_vals[j];
 
@@ -130,9 +138,29 @@ class SeismicKernel {
         }
       }
     }
+    int64_t kx = std::min<int64_t>(knn_expand, a_.knn_k);
+    if (kx > 0) expand(s, q, heap, kx);
     for (int64_t j = 0; j < nq; ++j) q[q_terms[j]] = 0.0f;
     s.visited.clear();
     return heap.drain(out_ids, out_scores);
+  }
+
+  // κ-NN refinement (search_numba.expand): score the first kx stored neighbours of every hit in
+  // the heap. The result is the top k of all documents scored, whatever the visiting order.
+  void expand(SeismicScratch& s, const float* q, TopK& heap, int64_t kx) {
+    s.tops.clear();
+    for (const Hit& h : heap.hits()) s.tops.push_back(h.doc);
+    // as for a block: the neighbours' forward entries are requested before the first is scored
+    for (int32_t t : s.tops)
+      for (const uint32_t* p = a_.knn + int64_t(t) * a_.knn_k, *e = p + kx; p < e; ++p)
+        if (!s.visited.test(*p)) prefetch_doc(int32_t(*p));
+    for (int32_t t : s.tops)
+      for (const uint32_t* p = a_.knn + int64_t(t) * a_.knn_k, *e = p + kx; p < e; ++p) {
+        int32_t doc = int32_t(*p);
+        if (s.visited.test_and_set(doc)) continue;
+        int64_t f0 = a_.fwd_ptr[doc];
+        heap.push(Hit{score_doc(q, a_.fwd_terms + f0, a_.fwd_vals + f0, a_.fwd_ptr[doc + 1] - f0), doc});
+      }
   }
 
   // Every cache line of a document's forward entries (line-aligned, so the last one is not missed).

@@ -27,6 +27,14 @@ class SeismicParams:
                         this fraction of the summary's L1 mass (1.0 keeps every term).
     forward_dtype:      "float16" or "float32" values in the forward index.
     seed:               seed of the centroid sampling; builds are deterministic.
+    knn:                κ: neighbours stored per document in a κ-NN graph (Bruch et al., CIKM
+                        2024), which a search with knn_expand > 0 uses to score the neighbours
+                        of its top hits; 0 stores no graph. Each document's neighbours are the
+                        index's own approximate top-κ for the document as a query, searched
+                        with knn_query_cut and knn_heap_factor. Their defaults: on synthetic-100k
+                        (κ = 10, tuning query sample 1) the graph of query_cut 3 / heap_factor 1.0
+                        took 16 CPU s against 42 for 10 / 0.8, and the search's recall with it
+                        moved by at most 0.001.
     """
 
     pruning: str = "global"
@@ -39,6 +47,9 @@ class SeismicParams:
     summary_energy: float = 0.4
     forward_dtype: str = "float16"
     seed: int = 42
+    knn: int = 0
+    knn_query_cut: int = 3
+    knn_heap_factor: float = 1.0
 
     def __post_init__(self):
         for f in fields(self):  # strict: no bool for int, no NaN, no strings for numbers
@@ -66,6 +77,12 @@ class SeismicParams:
             raise InvalidInputError(f"max_blocks_per_list must be in [1, 256], got {self.max_blocks_per_list}")
         if not 0 < self.summary_energy <= 1:
             raise InvalidInputError(f"summary_energy must be in (0, 1], got {self.summary_energy}")
+        if self.knn < 0:
+            raise InvalidInputError(f"knn must be >= 0, got {self.knn}")
+        if self.knn_query_cut <= 0:
+            raise InvalidInputError(f"knn_query_cut must be positive, got {self.knn_query_cut}")
+        if not 0 < self.knn_heap_factor <= 1:
+            raise InvalidInputError(f"knn_heap_factor must be in (0, 1], got {self.knn_heap_factor}")
         if self.forward_dtype not in ("float16", "float32"):
             raise InvalidInputError(f"forward_dtype must be 'float16' or 'float32', got {self.forward_dtype!r}")
 

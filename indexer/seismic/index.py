@@ -1,16 +1,19 @@
 """SeismicIndex: build (Numba), search (C++ kernel, Numba fallback), save/load."""
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import numpy as np
 
+from ..errors import InvalidInputError
 from ..exact import default_threads
 from ..native import native_module, resolve_backend
 from ..query import DEFAULTS
 from ..storage import load_arrays, save_arrays
 from ..validation import (as_document_csr, as_query, as_query_csr, check_k, check_search_params,
                           native_ready)
+from . import knn as knn_graph
 from . import search_numba
 from .blocking import block_lists, compact_block_sizes, top_terms
 from .config import SeismicParams
@@ -46,6 +49,7 @@ class SeismicIndex:
         self.build_seconds = build_seconds
         nblocks = np.diff(arrays["list_block_ptr"])
         self.max_blocks_per_list = int(nblocks.max()) if nblocks.size else 0
+        self.knn = knn_graph.stored_k(arrays, self.n_docs)
         self._kernel = None
         self._f32_values = None
 
@@ -94,7 +98,26 @@ class SeismicIndex:
             "list_entry_ptr": list_entry_ptr, "list_shift": list_shift, "list_dir_ptr": list_dir_ptr,
             "summary_dir": summary_dir, "list_key_ptr": list_key_ptr, "entry_key": entry_key,
         }
-        return cls(arrays, n_docs, dim, p, build_seconds=time.perf_counter() - t0)
+        idx = cls(arrays, n_docs, dim, dataclasses.replace(p, knn=0))
+        if p.knn:
+            idx = idx.with_knn_graph(p.knn, p.knn_query_cut, p.knn_heap_factor)
+        idx.build_seconds = time.perf_counter() - t0
+        return idx
+
+    def with_knn_graph(self, knn: int, query_cut: int | None = None, heap_factor: float | None = None,
+                       n_threads: int | None = None) -> "SeismicIndex":
+        """This index plus a κ-NN graph of knn neighbours a document (knn.py), found by searching
+        this index with every document; the other arrays are shared, not copied."""
+        p = dataclasses.replace(self.params, knn=knn,
+                                knn_query_cut=self.params.knn_query_cut if query_cut is None else query_cut,
+                                knn_heap_factor=self.params.knn_heap_factor if heap_factor is None else heap_factor)
+        base = SeismicIndex({n: a for n, a in self.arrays.items() if n != knn_graph.ARRAY},
+                            self.n_docs, self.dim, dataclasses.replace(p, knn=0))
+        arrays = dict(base.arrays)
+        if knn:
+            arrays[knn_graph.ARRAY] = knn_graph.build_graph(base, knn, p.knn_query_cut, p.knn_heap_factor,
+                                                            n_threads)
+        return SeismicIndex(arrays, self.n_docs, self.dim, p)
 
     # ---------------------------------------------------------------- info
     def __len__(self) -> int:
@@ -109,8 +132,8 @@ class SeismicIndex:
         a = self.arrays
         groups = {"forward": ("fwd_ptr", "fwd_terms", "fwd_vals"),
                   "postings": ("list_block_ptr", "block_doc_ptr", "block_docs"),
-                  "summaries": _SUMMARY_ARRAYS}
-        out = {f"{g}_bytes": int(sum(a[n].nbytes for n in names)) for g, names in groups.items()}
+                  "summaries": _SUMMARY_ARRAYS, "knn": (knn_graph.ARRAY,)}
+        out = {f"{g}_bytes": int(sum(a[n].nbytes for n in names if n in a)) for g, names in groups.items()}
         out["total_bytes"] = sum(out.values())
         return out
 
@@ -118,59 +141,71 @@ class SeismicIndex:
         a = self.arrays
         return {"documents": self.n_docs, "dim": self.dim, "postings": int(a["block_docs"].shape[0]),
                 "blocks": int(a["list_block_ptr"][-1]),
-                "summary_entries": int(a["list_entry_ptr"][-1]), **self.space_usage()}
+                "summary_entries": int(a["list_entry_ptr"][-1]), "knn": self.knn, **self.space_usage()}
 
     # ---------------------------------------------------------------- search
     def _native(self):
         if self._kernel is None:
+            names = _KERNEL_ARRAYS + ((knn_graph.ARRAY,) if self.knn else ())
             self._kernel = native_module().SeismicKernel(
-                {n: self.arrays[n] for n in _KERNEL_ARRAYS}, self.n_docs, self.dim,
-                self.max_blocks_per_list)
+                {n: self.arrays[n] for n in names}, self.n_docs, self.dim, self.max_blocks_per_list)
         return self._kernel
 
     def _numba_arrays(self):
         # The Numba kernel reads f32 values (f16 -> f32 is exact, so scores are unchanged).
         if self._f32_values is None:
             self._f32_values = np.asarray(self.arrays["fwd_vals"], dtype=np.float32)
-        return tuple(self._f32_values if n == "fwd_vals" else self.arrays[n] for n in _KERNEL_ARRAYS)
+        graph = self.arrays[knn_graph.ARRAY] if self.knn else np.zeros(0, np.uint32)
+        return tuple(self._f32_values if n == "fwd_vals" else self.arrays[n]
+                     for n in _KERNEL_ARRAYS) + (graph, np.int64(self.knn))
+
+    def _knn_expand(self, knn_expand) -> int:
+        if isinstance(knn_expand, bool) or not isinstance(knn_expand, (int, np.integer)) or knn_expand < 0:
+            raise InvalidInputError(f"knn_expand must be a non-negative integer, got {knn_expand!r}")
+        return min(int(knn_expand), self.knn)
 
     def search(self, q_indices, q_values, k: int = DEFAULTS.k, query_cut: int = DEFAULTS.query_cut,
-               heap_factor: float = DEFAULTS.heap_factor, backend: str = "auto") -> tuple[np.ndarray, np.ndarray]:
-        """Approximate top-k: (ids int64, scores float32), sorted by score descending."""
+               heap_factor: float = DEFAULTS.heap_factor, backend: str = "auto",
+               knn_expand: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """Approximate top-k: (ids int64, scores float32), sorted by score descending.
+        knn_expand: after the inverted-index phase, also score the first knn_expand stored κ-NN
+        neighbours of each top-k hit (capped at the neighbours stored; 0 or no graph: none)."""
         k = check_k(k)
         query_cut, heap_factor = check_search_params(query_cut, heap_factor)
+        kx = self._knn_expand(knn_expand)
         if resolve_backend(backend) == "native":
             kernel = self._native()
             # hot path: the kernel validates canonical int32/float32 queries in one C++ pass
             if native_ready(q_indices, q_values):
-                out = kernel.search(q_indices, q_values, k, query_cut, heap_factor)
+                out = kernel.search(q_indices, q_values, k, query_cut, heap_factor, kx)
                 if out is not None:
                     return out
             qi, qv = as_query(q_indices, q_values, self.dim)
-            return kernel.search(qi, qv, k, query_cut, heap_factor)
+            return kernel.search(qi, qv, k, query_cut, heap_factor, kx)
         qi, qv = as_query(q_indices, q_values, self.dim)
         q_dense = np.zeros(self.dim, np.float32)
         visited = np.zeros(self.n_docs, np.bool_)
         dots = np.empty(max(1, self.max_blocks_per_list), np.float32)
         ids, scores = search_numba.search_one(qi, qv, k, query_cut, np.float32(heap_factor),
-                                              q_dense, visited, dots, *self._numba_arrays())
+                                              q_dense, visited, dots, *self._numba_arrays(), np.int64(kx))
         return ids.astype(np.int64), scores
 
     def search_batch(self, queries, k: int = DEFAULTS.k, query_cut: int = DEFAULTS.query_cut,
                      heap_factor: float = DEFAULTS.heap_factor, n_threads: int | None = None,
-                     backend: str = "auto"):
+                     backend: str = "auto", knn_expand: int = 0):
         """Queries as CSR rows -> (ids [nq, k] padded with -1, scores [nq, k] padded with -inf)."""
         k = check_k(k)
         query_cut, heap_factor = check_search_params(query_cut, heap_factor)
+        kx = self._knn_expand(knn_expand)
         q = as_query_csr(queries, self.dim)
         ptr, terms, vals = q.indptr.astype(np.int64), q.indices.astype(np.int32), q.data
         if resolve_backend(backend) == "native":
             ids, scores = self._native().search_batch(ptr, terms, vals, k, query_cut, heap_factor,
-                                                      n_threads or default_threads())
+                                                      n_threads or default_threads(), kx)
         else:
             ids, scores = search_numba.search_batch(
                 ptr, terms, vals, k, query_cut, np.float32(heap_factor), self.dim, self.n_docs,
-                self.max_blocks_per_list, *self._numba_arrays())
+                self.max_blocks_per_list, *self._numba_arrays(), np.int64(kx))
         return ids.astype(np.int64), scores
 
     # ---------------------------------------------------------------- persistence
@@ -195,6 +230,7 @@ class SeismicIndex:
             from ..storage import IndexFormatError
             raise IndexFormatError(f"{path} lacks index arrays {sorted(missing)}", path=path,
                                    check="missing file")
+        knn_graph.check_graph(path, arrays, int(manifest["n_docs"]))
         return cls(arrays, manifest["n_docs"], manifest["dim"],
                    SeismicParams.from_dict(manifest["params"]))
 

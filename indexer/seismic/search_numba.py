@@ -34,11 +34,11 @@ def heap_push(hs, hd, size, k, score, doc):
         hs[0], hd[0] = score, doc
         i = 0
         while True:
-            l, r, w = 2 * i + 1, 2 * i + 2, i
-            if l < size and _better(hs[w], hd[w], hs[l], hd[l]):
-                w = l
-            if r < size and _better(hs[w], hd[w], hs[r], hd[r]):
-                w = r
+            lc, rc, w = 2 * i + 1, 2 * i + 2, i
+            if lc < size and _better(hs[w], hd[w], hs[lc], hd[lc]):
+                w = lc
+            if rc < size and _better(hs[w], hd[w], hs[rc], hd[rc]):
+                w = rc
             if w == i:
                 break
             hs[w], hs[i] = hs[i], hs[w]
@@ -96,10 +96,30 @@ def _block_dots(t, b0, nb_, q_terms, q_vals, list_entry_ptr, list_shift, list_di
 
 
 @nb.njit(nogil=True, cache=True)
+def expand(hs, hd, size, k, q_dense, visited, seen, fwd_ptr, fwd_terms, fwd_vals, knn, knn_k,
+           knn_expand):
+    """κ-NN refinement: score the first knn_expand stored neighbours of every hit now in the
+    heap (the inverted-index phase's top k). The result is the top k of all documents scored,
+    so it does not depend on the order the neighbours are visited in."""
+    tops = hd[:size].copy()
+    for r in range(tops.shape[0]):
+        base = np.int64(tops[r]) * knn_k
+        for j in range(knn_expand):
+            doc = np.int32(knn[base + j])
+            if visited[doc]:
+                continue
+            visited[doc] = True
+            seen.append(doc)
+            s = score_doc(q_dense, fwd_terms, fwd_vals, fwd_ptr[doc], fwd_ptr[doc + 1])
+            size = heap_push(hs, hd, size, k, s, doc)
+    return size
+
+
+@nb.njit(nogil=True, cache=True)
 def search_one(q_terms, q_vals, k, query_cut, heap_factor, q_dense, visited, dots,
                fwd_ptr, fwd_terms, fwd_vals, list_block_ptr, block_doc_ptr, block_docs,
                block_levels, list_entry_ptr, list_shift, list_dir_ptr, summary_dir,
-               list_key_ptr, entry_key):
+               list_key_ptr, entry_key, knn, knn_k, knn_expand):
     hf = np.float32(heap_factor)
     for j in range(q_terms.shape[0]):
         q_dense[q_terms[j]] = q_vals[j]
@@ -132,6 +152,9 @@ def search_one(q_terms, q_vals, k, query_cut, heap_factor, q_dense, visited, dot
                 seen.append(doc)
                 s = score_doc(q_dense, fwd_terms, fwd_vals, fwd_ptr[doc], fwd_ptr[doc + 1])
                 size = heap_push(hs, hd, size, k, s, doc)
+    if knn_expand > 0:
+        size = expand(hs, hd, size, k, q_dense, visited, seen, fwd_ptr, fwd_terms, fwd_vals, knn,
+                      knn_k, knn_expand)
     for j in range(q_terms.shape[0]):
         q_dense[q_terms[j]] = 0.0
     for d in seen:
@@ -143,7 +166,7 @@ def search_one(q_terms, q_vals, k, query_cut, heap_factor, q_dense, visited, dot
 def search_batch(q_ptr, q_terms, q_vals, k, query_cut, heap_factor, dim, n_docs, max_blocks,
                  fwd_ptr, fwd_terms, fwd_vals, list_block_ptr, block_doc_ptr, block_docs,
                  block_levels, list_entry_ptr, list_shift, list_dir_ptr, summary_dir,
-                 list_key_ptr, entry_key):
+                 list_key_ptr, entry_key, knn, knn_k, knn_expand):
     nq = q_ptr.shape[0] - 1
     out_ids = np.full((nq, k), -1, dtype=np.int32)
     out_scores = np.full((nq, k), -np.inf, dtype=np.float32)
@@ -157,7 +180,8 @@ def search_batch(q_ptr, q_terms, q_vals, k, query_cut, heap_factor, dim, n_docs,
             ids, sc = search_one(q_terms[a:b], q_vals[a:b], k, query_cut, heap_factor, q_dense,
                                  visited, dots, fwd_ptr, fwd_terms, fwd_vals, list_block_ptr,
                                  block_doc_ptr, block_docs, block_levels, list_entry_ptr,
-                                 list_shift, list_dir_ptr, summary_dir, list_key_ptr, entry_key)
+                                 list_shift, list_dir_ptr, summary_dir, list_key_ptr, entry_key,
+                                 knn, knn_k, knn_expand)
             out_ids[i, : ids.shape[0]] = ids
             out_scores[i, : sc.shape[0]] = sc
     return out_ids, out_scores

@@ -472,3 +472,33 @@ def test_update_metadata_keeps_text_and_vectors_and_is_durable(tmp_path):
         check(again)
         again.flush()
         check(again)
+
+
+def test_a_field_built_with_a_knn_graph_searches_with_it(tmp_path):
+    """A sparse field whose Seismic params ask for a κ-NN graph ("knn") stores one in every
+    sealed segment, and the collection's searches use it (SearchParams.knn_expand): recall at
+    a small query_cut never falls below the same search without it; knn_expand=0 turns it off,
+    and a bad value is refused."""
+    rng = np.random.default_rng(11)
+    params = {"n_postings": 40, "centroid_fraction": 0.1, "summary_energy": 0.4, "knn": 8}
+    coll = Collection.create(tmp_path, "g", {"sparse": {"kind": "sparse", "dim": DIM, "params": params}},
+                             maintenance=False, flush_docs=600, exact_segment_docs=10)
+    oracle = Oracle()
+    m = random_docs(rng, 600, DIM, nnz=20)
+    ids = [f"d{i}" for i in range(600)]
+    coll.upsert(ids, m)
+    oracle.upsert(ids, m)
+    coll.flush()
+    assert [s.indexes["sparse"].knn for s in coll._segments] == [8]  # one sealed segment, with its graph
+    with_graph, without = [], []
+    for _ in range(30):
+        qi, qv, q = q_of(rng, nnz=12)
+        truth = {d for d, _ in oracle.search(q, 10)}
+        a = {h.id for h in coll.search(qi, qv, k=10, query_cut=2, heap_factor=1.0)}
+        b = {h.id for h in coll.search(qi, qv, k=10, query_cut=2, heap_factor=1.0, knn_expand=0)}
+        assert len(a & truth) >= len(b & truth)  # the expansion only adds scored candidates
+        with_graph.append(len(a & truth))
+        without.append(len(b & truth))
+    assert sum(with_graph) > sum(without)  # and at query_cut 2 it finds some the lists missed
+    with pytest.raises(InvalidInputError, match="knn_expand"):
+        coll.search(qi, qv, k=10, knn_expand=-1)
