@@ -21,7 +21,7 @@ from .report import ROOT, interpolate_latency
 
 OUT = ROOT / "bench-out"
 SIZES = ("20k", "100k", "1m")
-SYSTEMS = (("lsr", "lsr-search"), ("pyseismic", "pyseismic-lsr"))
+SYSTEMS = (("lsr", "lsr-search"), ("lsr-knn", "lsr-search κ-NN"), ("pyseismic", "pyseismic-lsr"))
 
 
 def load_runs(family: str, out: Path = OUT) -> list[dict]:
