@@ -63,7 +63,8 @@ ERROR_RESPONSES: dict = {
 class _IndexOptionsBase(BaseModel):
     model_config = _STRICT
     seismic: dict[str, Any] = Field(default_factory=dict, description="Seismic build parameters "
-                                    "(n_postings, centroid_fraction, summary_energy, ...)")
+                                    "(n_postings, centroid_fraction, summary_energy, ...; knn: a κ-NN "
+                                    "graph of that many neighbours a document, which searches then use)")
 
     def options(self) -> dict:
         d = self.model_dump(exclude_none=True)
