@@ -139,9 +139,10 @@ class Settings(BaseSettings):
             torch.set_num_threads(self.torch_threads)
         from encoders import device as devices
         devices.set_default(self.device)  # DeviceError (a ValueError) names what the machine has
-        if self.query_int8 and devices.resolve(None).type != "cpu":
+        where = devices.resolve(None)
+        if self.query_int8 and where.type != "cpu":
             raise devices.DeviceError(f"query_int8: int8 (ONNX Runtime) queries run on the CPU, and "
-                                      f"device {self.device!r} is {devices.resolve(None)}")
+                                      f"device {self.device!r} is {where}")
         from .encoder_cache import ENCODERS
         ENCODERS.dense_int8 = self.dense_int8
         ENCODERS.onnx_queries = self.onnx_queries

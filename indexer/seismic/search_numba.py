@@ -95,6 +95,18 @@ def _block_dots(t, b0, nb_, q_terms, q_vals, list_entry_ptr, list_shift, list_di
                     dots[b] += qv * block_levels[(b0 + b) * LEVELS + (key & cmask)]
 
 
+@nb.njit(nogil=True, cache=True, inline="always")
+def _visit(doc, hs, hd, size, k, q_dense, visited, seen, fwd_ptr, fwd_terms, fwd_vals):
+    """Score a document not scored before by this query and offer it to the heap (the lists'
+    blocks and the κ-NN expansion alike); returns the heap's new size."""
+    if visited[doc]:
+        return size
+    visited[doc] = True
+    seen.append(doc)
+    s = score_doc(q_dense, fwd_terms, fwd_vals, fwd_ptr[doc], fwd_ptr[doc + 1])
+    return heap_push(hs, hd, size, k, s, doc)
+
+
 @nb.njit(nogil=True, cache=True)
 def expand(hs, hd, size, k, q_dense, visited, seen, fwd_ptr, fwd_terms, fwd_vals, knn, knn_k,
            knn_expand):
@@ -105,13 +117,8 @@ def expand(hs, hd, size, k, q_dense, visited, seen, fwd_ptr, fwd_terms, fwd_vals
     for r in range(tops.shape[0]):
         base = np.int64(tops[r]) * knn_k
         for j in range(knn_expand):
-            doc = np.int32(knn[base + j])
-            if visited[doc]:
-                continue
-            visited[doc] = True
-            seen.append(doc)
-            s = score_doc(q_dense, fwd_terms, fwd_vals, fwd_ptr[doc], fwd_ptr[doc + 1])
-            size = heap_push(hs, hd, size, k, s, doc)
+            size = _visit(np.int32(knn[base + j]), hs, hd, size, k, q_dense, visited, seen,
+                          fwd_ptr, fwd_terms, fwd_vals)
     return size
 
 
@@ -145,13 +152,8 @@ def search_one(q_terms, q_vals, k, query_cut, heap_factor, q_dense, visited, dot
             if size == k and dots[b] < hf * hs[0]:
                 continue
             for p in range(block_doc_ptr[b0 + b], block_doc_ptr[b0 + b + 1]):
-                doc = block_docs[p]
-                if visited[doc]:
-                    continue
-                visited[doc] = True
-                seen.append(doc)
-                s = score_doc(q_dense, fwd_terms, fwd_vals, fwd_ptr[doc], fwd_ptr[doc + 1])
-                size = heap_push(hs, hd, size, k, s, doc)
+                size = _visit(block_docs[p], hs, hd, size, k, q_dense, visited, seen,
+                              fwd_ptr, fwd_terms, fwd_vals)
     if knn_expand > 0:
         size = expand(hs, hd, size, k, q_dense, visited, seen, fwd_ptr, fwd_terms, fwd_vals, knn,
                       knn_k, knn_expand)

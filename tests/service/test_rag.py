@@ -54,35 +54,42 @@ def test_lone_surrogates_are_a_400_not_a_500(client):
         assert 400 <= r.status_code < 500 and "nicode" in r.json()["detail"], (url, r.text)
 
 
+def _serve_with(data_dir, corpus, texts, query, **settings):
+    """A fresh app with these settings over ``corpus``: (embeddings of ``texts`` through
+    /v1/embeddings, the search's results, the models /readyz lists)."""
+    import numpy as np
+    from fastapi.testclient import TestClient
+
+    from service.app import create_app
+    from service.settings import Settings
+    with TestClient(create_app(Settings(data_dir=data_dir, _env_file=None, **settings))) as c:
+        assert c.post("/collections", json={"name": "d"}).status_code == 201
+        assert c.put("/collections/d/documents", json={"documents": corpus}).status_code == 200
+        r = c.post("/v1/embeddings", json={"input": texts})
+        assert r.status_code == 200, r.text
+        emb = np.array([d["embedding"] for d in r.json()["data"]])
+        r = c.post("/collections/d/search", json=query)
+        assert r.status_code == 200, r.text
+        return emb, r.json()["results"], c.get("/readyz").json()["models"]
+
+
 def test_dense_int8_setting_indexes_documents_in_int8_and_keeps_queries_exact(tmp_path, corpus):
     """LSR_DENSE_INT8: documents are encoded by the fused int8 ONNX graph (dense scores close to,
     not equal to, float32); queries and /v1/embeddings by the fused float32 graph (equal to
     PyTorch's up to float rounding)."""
     import numpy as np
-    from fastapi.testclient import TestClient
 
-    from service.app import create_app
     from service.encoder_cache import ENCODERS
-    from service.settings import Settings
     texts = ["wind turbines make electricity", "sourdough bread needs a starter"]
     query = {"query": "renewable energy", "mode": "dense", "k": 5}
-
-    def run(sub: str, **settings) -> tuple[np.ndarray, dict[str, float]]:
-        with TestClient(create_app(Settings(data_dir=tmp_path / sub, _env_file=None, **settings))) as c:
-            assert c.post("/collections", json={"name": "d"}).status_code == 201
-            assert c.put("/collections/d/documents", json={"documents": corpus}).status_code == 200
-            r = c.post("/v1/embeddings", json={"input": texts})
-            assert r.status_code == 200, r.text
-            emb = np.array([d["embedding"] for d in r.json()["data"]])
-            hits = c.post("/collections/d/search", json=query).json()["results"]
-            if settings:
-                assert "dense-int8:all-MiniLM-L6-v2" in c.get("/readyz").json()["models"]
-            return emb, {h["id"]: h["score"] for h in hits}
     try:
-        emb_int8, hits_int8 = run("a", dense_int8=True)
+        emb_int8, results, models = _serve_with(tmp_path / "a", corpus, texts, query, dense_int8=True)
     finally:
         ENCODERS.dense_int8 = False  # process-wide: the other tests' apps use float32
-    emb, hits = run("b")
+    assert "dense-int8:all-MiniLM-L6-v2" in models
+    hits_int8 = {h["id"]: h["score"] for h in results}
+    emb, results, _ = _serve_with(tmp_path / "b", corpus, texts, query)
+    hits = {h["id"]: h["score"] for h in results}
     np.testing.assert_allclose(emb_int8, emb, atol=1e-5)  # queries: the fused float32 graph
     # documents: int8, so scores are close, not equal, and near-ties may swap: tolerances only
     # (the exact order depends on the CPU's int8 kernels and on the thread count)
@@ -96,29 +103,18 @@ def test_query_int8_setting_serves_int8_queries_and_is_checked(tmp_path, corpus)
     graph: close to the float32 vectors, not equal; a reranked hybrid search ranks alike; and
     the setting is refused without the ONNX query path."""
     import numpy as np
-    from fastapi.testclient import TestClient
 
-    from service.app import create_app
     from service.encoder_cache import ENCODERS
     from service.settings import Settings
     texts = ["wind turbines make electricity", "sourdough bread needs a starter"]
     query = {"query": "renewable energy from wind", "mode": "hybrid", "k": 5, "rerank": {"kappa": 10}}
-
-    def run(sub: str, **settings) -> tuple[np.ndarray, list[str], list[str]]:
-        with TestClient(create_app(Settings(data_dir=tmp_path / sub, _env_file=None, **settings))) as c:
-            assert c.post("/collections", json={"name": "d"}).status_code == 201
-            assert c.put("/collections/d/documents", json={"documents": corpus}).status_code == 200
-            r = c.post("/v1/embeddings", json={"input": texts})
-            assert r.status_code == 200, r.text
-            emb = np.array([d["embedding"] for d in r.json()["data"]])
-            r = c.post("/collections/d/search", json=query)
-            assert r.status_code == 200, r.text
-            return emb, [h["id"] for h in r.json()["results"]], c.get("/readyz").json()["models"]
     try:
-        emb8, top8, models8 = run("a", query_int8=True)
+        emb8, results, models8 = _serve_with(tmp_path / "a", corpus, texts, query, query_int8=True)
     finally:
         ENCODERS.query_int8 = False  # process-wide: the other tests' apps use float32
-    emb, top, _ = run("b")
+    top8 = [h["id"] for h in results]
+    emb, results, _ = _serve_with(tmp_path / "b", corpus, texts, query)
+    top = [h["id"] for h in results]
     assert "dense-onnx-int8q:all-MiniLM-L6-v2" in models8
     cos = (emb8 * emb).sum(axis=1)
     assert cos.min() > 0.97 and np.abs(emb8 - emb).max() > 1e-5  # int8: close, not equal
