@@ -650,18 +650,20 @@ class Collection:
                     + [(self._buffer, self._buffer.alive)])
 
     def search(self, q_indices, q_values, k: int = DEFAULTS.k, *, field: str | None = None,
-               filter=None, query_cut: int = DEFAULTS.query_cut,
-               heap_factor: float = DEFAULTS.heap_factor,
+               filter=None, query_cut: int | None = None, heap_factor: float | None = None,
                knn_expand: int = DEFAULTS.knn_expand) -> list[Hit]:
         """Top-k documents by dot product with a sparse query, newest versions only, best first.
 
         Segments use their index (approximate for Seismic; query_cut, heap_factor and, for a
-        field built with a κ-NN graph, knn_expand as there), the write buffer is scored
+        field built with a κ-NN graph, knn_expand as there; query_cut / heap_factor None: the
+        field's search defaults, FieldSpec.search_defaults), the write buffer is scored
         exactly. With a filter, k hits come back whenever k matching documents share a term
         with the query (see Segment.search_sparse for the strategy).
         The query and the parameters are checked here, once, for every segment."""
         field = self._field(field, "sparse")
-        params = SearchParams(k, query_cut, heap_factor, knn_expand)
+        cut, hf = self.config.fields[field].search_defaults()
+        params = SearchParams(k, cut if query_cut is None else query_cut,
+                              hf if heap_factor is None else heap_factor, knn_expand)
         query = SparseQuery.make(q_indices, q_values, self.config.fields[field].dim)
         flt = Filter.parse(filter)
         return search_sparse(self._snapshot(), field, query, params, flt, self.config.filter_exact_docs)

@@ -6,8 +6,12 @@ import re
 from dataclasses import asdict, dataclass, field, fields
 
 from .errors import InvalidInputError
+from .query import DEFAULTS
 from .seismic.config import SeismicParams
 from .token_store import TOKEN_DTYPES
+from .validation import check_search_params
+
+SEARCH_DEFAULT_KEYS = ("query_cut", "heap_factor")
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 FIELD_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,31}$")
@@ -54,12 +58,17 @@ class FieldSpec:
     index:  for sparse fields, "seismic" (approximate; values must be non-negative) or "exact"
             (brute force; signed values allowed). Dense fields are always searched exactly.
     params: Seismic build parameters (see SeismicParams) for sealed segments.
+    search: the field's search defaults where they differ from indexer.query.DEFAULTS
+            (query_cut, heap_factor): what a search that names neither uses. An index built
+            for one kind of query (inference-free: a few flat IDF weights) has its own best
+            operating point; the field records it beside the build parameters it goes with.
     """
 
     kind: str
     dim: int
     index: str = "seismic"
     params: dict = field(default_factory=dict)
+    search: dict = field(default_factory=dict)
 
     def __post_init__(self):
         if self.kind not in ("sparse", "dense"):
@@ -72,6 +81,21 @@ class FieldSpec:
             raise InvalidInputError("dense fields take no index params")
         if self.kind == "sparse":
             SeismicParams.from_dict(self.params)  # raises on unknown or invalid parameters
+        if not isinstance(self.search, dict):
+            raise InvalidInputError(f"field search defaults must be a dict, got {type(self.search).__name__}")
+        unknown = sorted(set(self.search) - set(SEARCH_DEFAULT_KEYS))
+        if unknown:
+            raise InvalidInputError(f"unknown field search default(s) {unknown}; known: {list(SEARCH_DEFAULT_KEYS)}")
+        if self.search and self.kind != "sparse":
+            raise InvalidInputError("only sparse fields take search defaults")
+        if self.search:
+            check_search_params(self.search.get("query_cut", DEFAULTS.query_cut),
+                                self.search.get("heap_factor", DEFAULTS.heap_factor))
+
+    def search_defaults(self) -> tuple[int, float]:
+        """(query_cut, heap_factor) of a search that names neither."""
+        return (self.search.get("query_cut", DEFAULTS.query_cut),
+                float(self.search.get("heap_factor", DEFAULTS.heap_factor)))
 
     @property
     def allow_negative(self) -> bool:
@@ -171,6 +195,9 @@ class CollectionConfig:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["fields"] = {n: asdict(s) for n, s in self.fields.items()}
+        for spec in d["fields"].values():  # none recorded: the file reads as before search defaults
+            if not spec["search"]:
+                del spec["search"]
         return d
 
 

@@ -278,6 +278,19 @@ NB_MODULE(LSR_MODULE_NAME, m) {
            "heap_factor"_a, "knn_expand"_a = 0)
       .def("search_batch", &Seismic::search_batch, "q_ptr"_a, "q_terms"_a, "q_vals"_a, "k"_a,
            "query_cut"_a, "heap_factor"_a, "n_threads"_a, "knn_expand"_a = 0);
+  // Document scoring by AVX2 gathers (common.hpp, g_gathers): on by default on Intel CPUs of an
+  // AVX2 build. set_gathers switches it process-wide (A/B benchmarks, the equality test) and
+  // returns whether it was on; it is a no-op returning False where the build has no AVX2.
+  m.def("gathers", [] { return lsr::g_gathers; });
+  m.def("set_gathers", [](bool on) {
+    bool was = lsr::g_gathers;
+#if defined(__AVX2__) && defined(__F16C__)
+    lsr::g_gathers = on;
+#else
+    (void)on;
+#endif
+    return was;
+  }, "on"_a);
   m.def("dense_i8_scores", &dense_i8_scores, "codes"_a, "scales"_a, "queries"_a);
   m.def("splade_max_logits", &splade_max_logits, "states"_a, "packed"_a, "starts"_a, "vocab"_a,
         "n_threads"_a);

@@ -22,6 +22,30 @@ ROLE = {"splade": "sparse", "echo-splade": "sparse", "inference-free": "sparse",
         "bm25": "bm25", "dense": "dense", "multivector": "multivector"}
 QUERY_SIDE = {"inference-free": "tokenizer + IDF (no model)", "bm25": "tokenizer + live IDF (no model)"}
 
+# The sparse field's Seismic build parameters and search defaults by the kind of its encoder,
+# where they differ from indexer's (SeismicParams, indexer.query.DEFAULTS); a collection records
+# them at creation (FieldSpec.params / .search), and index.seismic in the create request
+# overrides the build parameters. Inference-free queries are the query's own ~19 tokens, all of
+# similar IDF weight, against documents of ~116 expanded terms: the lists are long and a query
+# visits most of them. Chosen on SciFact *train* queries against exact search, 100,000 passages
+# (BENCHMARKS.md, "Inference-free operating point"): lists capped at 1.5 x 800 postings, a
+# κ-NN graph of 10, 14 lists a query, heap_factor 1.0 keep recall@10 0.999 and recall@100 0.98
+# at ~0.55x the Seismic time of the SPLADE defaults (16 lists, heap_factor 0.8, 3,500). The cap
+# is per list: a collection far past 100k passages should raise n_postings with it.
+FIELD_PROFILES = {
+    "inference-free": {"params": {"n_postings": 800, "knn": 10},
+                       "search": {"query_cut": 14, "heap_factor": 1.0}},
+}
+
+
+def sparse_field(kind: str, dim: int, seismic: dict) -> dict:
+    """The sparse field's spec for an encoder of this kind (seismic: the client's build params)."""
+    profile = FIELD_PROFILES.get(kind, {})
+    spec = {"kind": "sparse", "dim": dim, "params": {**profile.get("params", {}), **seismic}}
+    if profile.get("search"):
+        spec["search"] = dict(profile["search"])
+    return spec
+
 
 def sparse_query(encoder, text: str, coll, batcher) -> tuple[np.ndarray, np.ndarray]:
     """(int32 term ids, float32 weights) of a query for the collection's sparse field."""

@@ -251,11 +251,13 @@ class SearchPipeline:
         ids, vals = query
         if len(ids) == 0:
             return []
-        # BM25 visits every query term (a few, all informative); SPLADE the default cut
-        # (indexer/query.py: measured against exact search)
-        cut = len(ids) if field == "bm25" else min(DEFAULTS.query_cut, len(ids))
-        return coll.search(ids, vals, k=k, field=field, filter=flt, query_cut=cut,
-                           heap_factor=DEFAULTS.heap_factor)
+        # BM25 visits every query term (a few, all informative); a sparse field its own search
+        # defaults (FieldSpec.search_defaults: indexer/query.py's, measured against exact
+        # search, unless its encoder's kind recorded others, service/models.py FIELD_PROFILES)
+        if field == "bm25":
+            return coll.search(ids, vals, k=k, field=field, filter=flt, query_cut=len(ids),
+                               heap_factor=DEFAULTS.heap_factor)
+        return coll.search(ids, vals, k=k, field=field, filter=flt)
 
     def _retrieve(self, coll, field, query, depth, flt, hits) -> list[tuple[str, float]]:
         found = self._search_field(coll, field, query, depth, flt)

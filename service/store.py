@@ -39,7 +39,7 @@ from indexer.collection_config import OPTIONS, CollectionConfig, check_document_
 from indexer.errors import CorruptionError, LockedError, ReadOnlyError
 from indexer.seismic.config import SeismicParams
 
-from . import lexical, raw_vectors
+from . import lexical, models, raw_vectors
 from .aliases import Aliases
 from .encoder_cache import ENCODERS, EncoderCache
 from .errors import BadRequest, Conflict, Damaged, NotFound
@@ -190,9 +190,10 @@ class Store:
             raise BadRequest(f"index.seismic: {exc}") from None
         fields, names = {}, {}
         if sparse:
-            fields["sparse"] = {"kind": "sparse", "dim": self.encoders.sparse(sparse).dim, "params": seismic}
+            kind = self.encoders.spec(sparse).kind
+            fields["sparse"] = models.sparse_field(kind, self.encoders.sparse(sparse).dim, seismic)
             # the kind too: a model whose kind changed later cannot fill or search it (check_sparse_kind)
-            names["sparse"], names[SPARSE_KIND] = sparse, self.encoders.spec(sparse).kind
+            names["sparse"], names[SPARSE_KIND] = sparse, kind
         if bm25:
             fields["bm25"] = {"kind": "sparse", "dim": lexical.DIM, "params": seismic}
             names["bm25"] = BM25_ENCODER

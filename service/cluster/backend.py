@@ -115,7 +115,7 @@ class ShardedCollection:
         return out
 
     def search(self, q_indices, q_values, k: int = DEFAULTS.k, *, field: str | None = None, filter=None,
-               query_cut: int = DEFAULTS.query_cut, heap_factor: float = DEFAULTS.heap_factor) -> list[Hit]:
+               query_cut: int | None = None, heap_factor: float | None = None) -> list[Hit]:
         field = field or self.config.sparse_fields[0]
         q_ids = np.asarray(q_indices, dtype=np.int32)
         q_vals = np.asarray(q_values, dtype=np.float32)

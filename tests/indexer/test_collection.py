@@ -502,3 +502,35 @@ def test_a_field_built_with_a_knn_graph_searches_with_it(tmp_path):
     assert sum(with_graph) > sum(without)  # and at query_cut 2 it finds some the lists missed
     with pytest.raises(InvalidInputError, match="knn_expand"):
         coll.search(qi, qv, k=10, knn_expand=-1)
+
+
+def test_a_field_searches_at_its_recorded_search_defaults(tmp_path):
+    """A sparse field's "search" defaults (FieldSpec.search) are what a search naming no
+    query_cut / heap_factor uses, after a reopen too; explicit values still win; bad defaults
+    are refused when the collection is created."""
+    rng = np.random.default_rng(5)
+    spec = {"kind": "sparse", "dim": DIM, "params": {"n_postings": 40},
+            "search": {"query_cut": 2, "heap_factor": 1.0}}
+    coll = Collection.create(tmp_path, "s", {"sparse": spec}, maintenance=False, exact_segment_docs=10)
+    m = random_docs(rng, 500, DIM, nnz=20)
+    coll.upsert([f"d{i}" for i in range(500)], m)
+    coll.flush()
+    assert coll.config.fields["sparse"].search_defaults() == (2, 1.0)
+    differs = 0
+    for _ in range(20):
+        qi, qv, _ = q_of(rng, nnz=12)
+        default = [(h.id, h.score) for h in coll.search(qi, qv, k=10)]
+        assert default == [(h.id, h.score) for h in coll.search(qi, qv, k=10, query_cut=2, heap_factor=1.0)]
+        thorough = [(h.id, h.score) for h in coll.search(qi, qv, k=10, query_cut=12, heap_factor=0.5)]
+        differs += default != thorough
+    assert differs > 0  # two lists of twelve: the defaults really were applied
+    coll.close()
+    with Collection.open(tmp_path, "s", maintenance=False) as again:
+        assert again.config.fields["sparse"].search == {"query_cut": 2, "heap_factor": 1.0}
+    for bad, words in [({"query_cut": 0}, "query_cut"), ({"heap_factor": 1.5}, "heap_factor"),
+                       ({"ef": 3}, "unknown field search default")]:
+        with pytest.raises(InvalidInputError, match=words):
+            Collection.create(tmp_path, "bad", {"sparse": {**spec, "search": bad}})
+    with pytest.raises(InvalidInputError, match="only sparse fields"):
+        Collection.create(tmp_path, "bad", {"d": {"kind": "dense", "dim": 4, "search": {"query_cut": 3}}})
+    assert "bad" not in Collection.list(tmp_path)

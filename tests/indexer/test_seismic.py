@@ -42,6 +42,46 @@ def test_native_and_numba_kernels_return_identical_results(synthetic):
         np.testing.assert_array_equal(na[1], nb[1])
 
 
+@pytest.mark.parametrize("dim,forward_dtype", [(300, "float16"), (300, "float32"),
+                                                (70_000, "float16"), (70_000, "float32")])
+def test_gathered_and_scalar_document_scoring_give_the_same_floats(dim, forward_dtype):
+    # score_doc gathers query weights with AVX2 on Intel CPUs and loads them one by one
+    # elsewhere (native/common.hpp); both keep the same 8 lanes, so every build and CPU returns
+    # the Numba reference's floats. u16 and u32 term ids, f16 and f32 values, lengths that
+    # leave every tail length of 0-7.
+    module = native_module()
+    if module is None or not hasattr(module, "set_gathers"):
+        pytest.skip("no native module")
+    was = module.set_gathers(True)
+    try:
+        if not module.gathers():
+            pytest.skip("this build has no AVX2 gathers")
+        rng = np.random.default_rng(dim)
+        n = 400
+        lengths = rng.integers(1, 60, n)
+        rows = np.repeat(np.arange(n), lengths)
+        cols = np.concatenate([rng.choice(dim, size=m, replace=False) for m in lengths])
+        docs = sp.csr_matrix((rng.random(len(rows)).astype(np.float32) + 0.01, (rows, cols)),
+                             shape=(n, dim))
+        idx = SeismicIndex.build(docs, n_postings=100, forward_dtype=forward_dtype)
+        assert idx.arrays["fwd_terms"].dtype == (np.uint16 if dim <= 65536 else np.uint32)
+        for seed in range(20):
+            r = np.random.default_rng(seed)
+            qi = np.sort(r.choice(np.unique(cols), size=12, replace=False)).astype(np.int32)
+            qv = r.random(12).astype(np.float32) + 0.1
+            got = {}
+            for on in (True, False):
+                module.set_gathers(on)
+                got[on] = idx.search(qi, qv, k=10, query_cut=8, heap_factor=0.8, backend="native")
+            ref = idx.search(qi, qv, k=10, query_cut=8, heap_factor=0.8, backend="numba")
+            for ids, scores in got.values():
+                np.testing.assert_array_equal(ids, ref[0])
+                np.testing.assert_array_equal(scores, ref[1])
+            assert len(ref[0]) > 0  # documents were scored
+    finally:
+        module.set_gathers(was)
+
+
 # derandomize: the same examples on every run and machine (no unseeded CI flakes);
 # database=None: no .hypothesis/ state carried from one run to the next.
 @settings(max_examples=25, deadline=None, derandomize=True, database=None)

@@ -17,6 +17,7 @@ from encoders import device as devices
 from encoders import registry
 from encoders.batching import length_sorted_batches
 from encoders.models import models_dir as default_models_dir
+from indexer.query import DEFAULTS
 from service import lexical, models
 from service.app import create_app
 from service.encoder_cache import EncoderCache
@@ -166,6 +167,30 @@ def test_inference_free_queries_are_tokens_weighted_by_live_idf(client):
     q_ids, q_w = models.sparse_query(enc, query, coll, batcher=None)  # no batcher: no model runs
     after = dict(zip(q_ids.tolist(), q_w.tolist()))
     assert after[wind] < expected["wind"] - 0.1
+
+
+def test_inference_free_fields_record_their_operating_point(client):
+    """An inference-free sparse field is built and searched at its own operating point
+    (service/models.py FIELD_PROFILES), recorded in the collection's config: it survives a
+    reopen, a client's index.seismic overrides the build parameters, other kinds get none."""
+    store = client.app.state.store
+    spec = store.get("c-splade-tiny-inference-free").config.fields["sparse"]
+    profile = models.FIELD_PROFILES["inference-free"]
+    assert spec.params == profile["params"] and spec.params["knn"] > 0
+    assert spec.search_defaults() == (profile["search"]["query_cut"], profile["search"]["heap_factor"])
+    splade = store.get("c-splade-tiny").config.fields["sparse"]
+    assert splade.params == {} and splade.search_defaults() == (DEFAULTS.query_cut, DEFAULTS.heap_factor)
+    saved = json.loads((store.data_dir / "c-splade-tiny-inference-free" / "collection.json").read_text())
+    assert saved["config"]["fields"]["sparse"]["search"] == profile["search"]
+    assert "search" not in saved["config"]["fields"]["bm25"]  # a file without them reads as before
+    r = client.post("/collections", json={"name": "if-own", "sparse_encoder": "splade-tiny-inference-free",
+                                          "dense_encoder": None, "index": {"seismic": {"n_postings": 500}}})
+    assert r.status_code == 201, r.text
+    own = store.get("if-own").config.fields["sparse"]
+    assert own.params == {**profile["params"], "n_postings": 500}
+    assert own.search == profile["search"]
+    assert store.get("if-own").config.fields["bm25"].params == {"n_postings": 500}
+    assert client.delete("/collections/if-own").status_code in (200, 204)
 
 
 def test_inference_free_with_idf_file_uses_the_file(client, models_dir):
