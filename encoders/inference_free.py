@@ -108,11 +108,13 @@ class InferenceFreeEncoder:
             # one text (a query): encode(), which skips encode_batch's thread pool
             encoded = ([fast.encode(texts[0], add_special_tokens=False)] if len(texts) == 1
                        else fast.encode_batch(texts, add_special_tokens=False))
-            rows = [[i for i, m in zip(e.ids, e.attention_mask) if m][:limit] for e in encoded]
+            rows = [(e.ids if 0 not in e.attention_mask  # unpadded, as a lone query is
+                     else [i for i, m in zip(e.ids, e.attention_mask) if m])[:limit] for e in encoded]
         else:
             rows = token_ids(self.tokenizer, texts, add_special_tokens=False, truncation=True,
                              max_length=self.tokenizer.model_max_length)
-        return [np.unique(np.asarray(row, dtype=np.int32)) for row in rows]
+        # sorted(set()) beats np.unique on a query's ~20 ids (3 vs 4 µs); same sorted distinct ids
+        return [np.array(sorted(set(row)), dtype=np.int32) for row in rows]
 
     def query_weights(self, texts: list[str]) -> list[tuple[np.ndarray, np.ndarray]]:
         """(int32 term ids, float32 IDF weights) per query from the IDF table, terms of IDF 0
