@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from encoders.ascii_wordpiece import AsciiWordPiece
 from encoders.base import check_texts, csr_from_rows, decode_row, progress
 from encoders.batching import token_ids
 from encoders.models import DEFAULT_SPLADE, load_tokenizer
@@ -74,6 +75,7 @@ class InferenceFreeEncoder:
                  doc_model: str | None = DEFAULT_SPLADE, progress: bool | None = None, **splade_kwargs: Any):
         self.tokenizer = load_tokenizer(tokenizer)
         self.dim = len(self.tokenizer)
+        self._ascii = AsciiWordPiece.of(self.tokenizer)  # a lone ASCII query's fast path, or None
         self.progress = progress
         self.idf = IdfTable.load(idf, self.tokenizer) if isinstance(idf, (str, Path)) else idf
         self.doc_encoder = None
@@ -100,6 +102,10 @@ class InferenceFreeEncoder:
         collection's live document frequencies instead)."""
         texts = check_texts(texts)
         fast = getattr(self.tokenizer, "_tokenizer", None)  # the Rust tokenizer of a fast one
+        if len(texts) == 1 and self._ascii is not None:
+            row = self._ascii.ids(texts[0])  # a lone query in plain Python (None: not ASCII)
+            if row is not None:
+                return [np.array(sorted(set(row[:self.tokenizer.model_max_length])), dtype=np.int32)]
         if fast is not None:
             # straight to the Rust tokenizer: the same ids, without transformers' per-call
             # overhead (a few hundred microseconds, most of a model-free query's time)
