@@ -303,6 +303,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--requests", type=int, default=2000, help="per mode (--load httpx)")
     ap.add_argument("--seconds", type=int, default=20, help="per mode (--load wrk)")
+    ap.add_argument("--rounds", type=int, default=1, help="the modes take turns this many times; each mode's "
+                    "row is its median-QPS round, and the ratios to bm25 are printed per round")
     ap.add_argument("--load", choices=["httpx", "wrk"], default="httpx")
     ap.add_argument("--concurrency", type=int, default=32)
     ap.add_argument("--workers", type=int, default=1, help="server processes (with --beir)")
@@ -317,6 +319,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path)
     ap.add_argument("--write", action="store_true", help="rewrite the 'service-load' section of BENCHMARKS.md")
     args = ap.parse_args(argv)
+    if args.rounds < 1:
+        ap.error("--rounds must be at least 1")
     if args.load == "wrk" and shutil.which("wrk") is None:
         ap.error("wrk is not installed: apt-get install wrk (make bench-service does)")
     if args.bm25_only:
@@ -331,22 +335,37 @@ def main(argv: list[str] | None = None) -> int:
             queries = [json.loads(line)["text"] for line in open(args.beir / "queries.jsonl")]
         port = free_port()
         proc = start_server(data, port, demo=args.beir is None, workers=args.workers)
-        rows, lone = [], {}
+        rows, lone, rounds = [], {}, []
         try:
             url = f"http://127.0.0.1:{port}/collections/{name}/search"
-            for mode in args.modes:
-                lone[mode] = lone_client(url, mode, queries)
-                if args.load == "wrk":
-                    alone = wrk_load(url, mode, 5, 1, queries, Path(tmp))
-                    lone[mode].update(p50_ms=alone["p50_ms"], p99_ms=alone["p99_ms"])
-                    rows.append(wrk_load(url, mode, args.seconds, args.concurrency, queries, Path(tmp)))
-                else:
-                    asyncio.run(load(url, mode, min(32, args.requests), args.concurrency, queries))  # warm-up
-                    rows.append(asyncio.run(load(url, mode, args.requests, args.concurrency, queries)))
-                r = rows[-1]
-                print(f"{mode:7s} {r['requests']:7d} req {r['qps']:8.1f} QPS  p50 {r['p50_ms']:7.1f} ms  "
-                      f"p99 {r['p99_ms']:7.1f} ms  errors {r['errors']}  lone p50 {lone[mode]['p50_ms']:.2f} ms "
-                      f"{ {k: round(v, 2) for k, v in lone[mode]['stages_ms'].items()} }", flush=True)
+            # --rounds: the modes take turns, so that a drift of the machine (another job, a
+            # frequency change) falls on all of them alike; ratios are taken within a round
+            for rnd in range(args.rounds):
+                got = {}
+                for mode in args.modes:
+                    one = lone_client(url, mode, queries)
+                    if args.load == "wrk":
+                        alone = wrk_load(url, mode, 5, 1, queries, Path(tmp))
+                        one.update(p50_ms=alone["p50_ms"], p99_ms=alone["p99_ms"])
+                        row = wrk_load(url, mode, args.seconds, args.concurrency, queries, Path(tmp))
+                    else:
+                        asyncio.run(load(url, mode, min(32, args.requests), args.concurrency, queries))  # warm-up
+                        row = asyncio.run(load(url, mode, args.requests, args.concurrency, queries))
+                    got[mode] = (one, row)
+                    print(f"{mode:7s} {row['requests']:7d} req {row['qps']:8.1f} QPS  p50 {row['p50_ms']:7.1f} ms  "
+                          f"p99 {row['p99_ms']:7.1f} ms  errors {row['errors']}  lone p50 {one['p50_ms']:.2f} ms "
+                          f"{ {k: round(v, 2) for k, v in one['stages_ms'].items()} }", flush=True)
+                rounds.append(got)
+            for mode in args.modes:  # the round of the median QPS stands for the mode
+                runs = sorted((got[mode] for got in rounds), key=lambda g: g[1]["qps"])
+                lone[mode], row = runs[len(runs) // 2]
+                rows.append(row)
+            if args.rounds > 1 and "bm25" in args.modes:
+                for mode in (m for m in args.modes if m != "bm25"):
+                    p50 = [g[mode][0]["p50_ms"] / g["bm25"][0]["p50_ms"] for g in rounds]
+                    qps = [g[mode][1]["qps"] / g["bm25"][1]["qps"] for g in rounds]
+                    print(f"{mode} / bm25 by round: lone p50 {[round(x, 3) for x in p50]} (median "
+                          f"{np.median(p50):.3f}), QPS {[round(x, 3) for x in qps]} (median {np.median(qps):.3f})")
             memory, pss = rss_mib(proc.pid), rss_mib(proc.pid, "Pss")
         finally:
             proc.terminate()
@@ -361,6 +380,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{ {p: round(m) for p, m in pss.items()} }; load average {load_avg:.2f}")
     if args.json:
         args.json.write_text(json.dumps({"rows": rows, "lone": lone, "rest_overhead_ms": overhead,
+                                         "rounds": [{m: {"lone": g[m][0], "load": g[m][1]} for m in g}
+                                                    for g in rounds],
                                          "http_floor_ms": floor, "pss_mib": pss,
                                          "rss_mib": memory, "load": load_avg}, indent=2) + "\n")
     if args.write:
