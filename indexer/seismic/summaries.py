@@ -162,12 +162,23 @@ def encode_list(terms, blocks, codes, s, bb, dim, summary_dir, d0, entry_key, k0
 def quantize_block(vals):
     """(levels, codes): the block's LEVELS dequantisation levels, ascending, and the code of
     every value, with levels[codes] >= vals elementwise (see the module docstring)."""
-    n = vals.shape[0]
     levels = np.zeros(LEVELS, dtype=np.float32)
-    codes = np.zeros(n, dtype=np.uint8)
+    codes = np.zeros(vals.shape[0], dtype=np.uint8)
+    _quantize_into(vals, np.empty(vals.shape[0], dtype=np.float32), levels, codes)
+    return levels, codes
+
+
+@nb.njit(nogil=True, cache=True, inline="always")
+def _quantize_into(vals, scratch, levels, codes):
+    """quantize_block into caller-owned arrays (levels[:LEVELS], codes[:n], scratch[:n]):
+    the build quantises millions of blocks and allocates nothing per block."""
+    n = vals.shape[0]
     if n == 0:
-        return levels, codes
-    srt = np.sort(vals)
+        levels[:] = 0.0
+        return
+    srt = scratch[:n]
+    srt[:] = vals
+    srt.sort()
     for k in range(LEVELS):
         # level k: the largest value of the k-th of LEVELS groups of equal count, nudged up
         levels[k] = np.float32(srt[((k + 1) * n + LEVELS - 1) // LEVELS - 1] * _NUDGE)
@@ -176,7 +187,6 @@ def quantize_block(vals):
         while levels[q] < vals[i]:
             q += 1
         codes[i] = q
-    return levels, codes
 
 
 @nb.njit(nogil=True, parallel=True, cache=True)
@@ -354,7 +364,12 @@ def fill_summaries(list_block_ptr, block_doc_ptr, block_docs, fwd_ptr, fwd_terms
                    dim, thr, ties, list_entry_ptr):
     """Pass 2: quantised summaries in the packed per-list layout (no second sort: the cut
     found by pass 1 is applied as a threshold). Returns (block_levels, list_shift, list_dir_ptr,
-    summary_dir, list_key_ptr, entry_key)."""
+    summary_dir, list_key_ptr, entry_key).
+
+    Per chunk of lists, every scratch array is allocated once (dim-sized): millions of blocks
+    allocate nothing of their own, and a list's entries are put in (term, block) order by a
+    counting sort on the term (blocks are visited in order, so it is stable) instead of a
+    merge sort. Same arrays as before, bit for bit (tests/indexer/test_seismic.py)."""
     n_lists = list_block_ptr.shape[0] - 1
     n_blocks = block_doc_ptr.shape[0] - 1
     block_levels = np.zeros(n_blocks * LEVELS, dtype=np.float32)
@@ -365,6 +380,13 @@ def fill_summaries(list_block_ptr, block_doc_ptr, block_docs, fwd_ptr, fwd_terms
     for ch in nb.prange(n_chunks):
         maxv = np.zeros(dim, dtype=np.float32)
         touched = np.empty(dim, dtype=np.int32)
+        kv = np.empty(dim, dtype=np.float32)  # a block's kept values ...
+        kt = np.empty(dim, dtype=np.int32)  # ... their terms
+        kc = np.empty(dim, dtype=np.uint8)  # ... their codes
+        qs = np.empty(dim, dtype=np.float32)  # quantisation's sort buffer
+        lv = np.empty(LEVELS, dtype=np.float32)
+        start = np.zeros(dim, dtype=np.int64)  # counting sort: entries a term, then its offset
+        seen = np.empty(dim, dtype=np.int32)  # the list's distinct summary terms
         for t in range(ch * _CHUNK, min(n_lists, (ch + 1) * _CHUNK)):
             e0, e1 = list_entry_ptr[t], list_entry_ptr[t + 1]
             if e1 == e0:
@@ -373,12 +395,11 @@ def fill_summaries(list_block_ptr, block_doc_ptr, block_docs, fwd_ptr, fwd_terms
             tri_b = np.empty(e1 - e0, dtype=np.uint8)
             tri_v = np.empty(e1 - e0, dtype=np.uint8)
             o = 0
+            n_seen = 0
             b0 = list_block_ptr[t]
             for b in range(b0, list_block_ptr[t + 1]):
                 n_t = _block_union(block_docs[block_doc_ptr[b]:block_doc_ptr[b + 1]],
                                    fwd_ptr, fwd_terms, fwd_vals, maxv, touched)
-                kt = np.empty(n_t, dtype=np.int32)
-                kv = np.empty(n_t, dtype=np.float32)
                 n_k = 0
                 ties_left = ties[b]
                 for i in range(n_t):
@@ -391,15 +412,38 @@ def fill_summaries(list_block_ptr, block_doc_ptr, block_docs, fwd_ptr, fwd_terms
                         kt[n_k] = term
                         kv[n_k] = v
                         n_k += 1
-                lv, codes = quantize_block(kv[:n_k])
+                _quantize_into(kv[:n_k], qs, lv, kc)
                 block_levels[b * LEVELS:(b + 1) * LEVELS] = lv
                 for i in range(n_k):
-                    tri_t[o] = kt[i]
+                    term = kt[i]
+                    tri_t[o] = term
                     tri_b[o] = b - b0
-                    tri_v[o] = codes[i]
+                    tri_v[o] = kc[i]
                     o += 1
-            order = np.argsort(tri_t, kind="mergesort")  # stable: blocks ascending per term
-            encode_list(tri_t[order], tri_b[order], tri_v[order], np.int64(shift[t]),
+                    if start[term] == 0:
+                        seen[n_seen] = term
+                        n_seen += 1
+                    start[term] += 1
+            terms = seen[:n_seen]
+            terms.sort()
+            pos = 0
+            for j in range(n_seen):  # counts -> first slot of each term
+                c = start[terms[j]]
+                start[terms[j]] = pos
+                pos += c
+            srt_t = np.empty(e1 - e0, dtype=np.int32)
+            srt_b = np.empty(e1 - e0, dtype=np.uint8)
+            srt_v = np.empty(e1 - e0, dtype=np.uint8)
+            for i in range(e1 - e0):
+                term = tri_t[i]
+                p = start[term]
+                srt_t[p] = term
+                srt_b[p] = tri_b[i]
+                srt_v[p] = tri_v[i]
+                start[term] = p + 1
+            for j in range(n_seen):
+                start[terms[j]] = 0
+            encode_list(srt_t, srt_b, srt_v, np.int64(shift[t]),
                         block_bits(list_block_ptr[t + 1] - b0), dim, summary_dir, dir_ptr[t],
                         entry_key, key_ptr[t])
     return block_levels, shift, dir_ptr, summary_dir, key_ptr, entry_key
