@@ -516,6 +516,8 @@ def main(argv=None) -> None:
                     help="timed passes per grid point, best kept (default 3, 1 with --quick)")
     ap.add_argument("--skip-crossover", action="store_true",
                     help="reuse the last exact/Seismic crossover measurement")
+    ap.add_argument("--no-knn", action="store_true",
+                    help="leave out the κ-NN arm (its graph is the slowest part of a 1M run)")
     ap.add_argument("--pyseismic-knn", action="store_true",
                     help="also time pyseismic-lsr with its own κ-NN graph (KNN, KNN_EXPAND)")
     ap.add_argument("--tune-knn", action="store_true",
@@ -534,7 +536,8 @@ def main(argv=None) -> None:
         names = ["synthetic-100k"] + (["scifact"] if SCIFACT_NPZ.exists() else [])
     n_queries = args.queries or (300 if args.quick else 1000)
     repeats = args.repeats or (1 if args.quick else 3)
-    results = [bench(n, n_queries, repeats, pyseismic_knn=args.pyseismic_knn) for n in names]
+    results = [bench(n, n_queries, repeats, knn=0 if args.no_knn else KNN, pyseismic_knn=args.pyseismic_knn)
+               for n in names]
     if args.quick:
         print(summarise(results))
         return
