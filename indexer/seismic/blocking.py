@@ -56,28 +56,37 @@ def _cluster_list(docs, n_centroids, min_size, seed, fwd_ptr, fwd_terms, fwd_val
         pos[i], pos[j] = pos[j], pos[i]
     centroids = docs[pos[:n_centroids]]
 
-    # inverted index of the centroids: (term -> centroid, value), grouped by term
+    # inverted index of the centroids: (term -> centroid, value), grouped by term with the
+    # centroids ascending inside a term (what a stable sort by term gives), by a counting sort:
+    # head[t] is term t's first slot and count[t] its entries. (A merge sort of these entries
+    # was half of the blocking time on SciFact: 256 centroids of ~285 terms a list.)
     nnz = 0
     for c in range(n_centroids):
-        nnz += fwd_ptr[centroids[c] + 1] - fwd_ptr[centroids[c]]
-    tri_t = np.empty(nnz, dtype=np.int32)
-    tri_c = np.empty(nnz, dtype=np.int32)
-    tri_v = np.empty(nnz, dtype=np.float32)
+        d = centroids[c]
+        nnz += fwd_ptr[d + 1] - fwd_ptr[d]
+        for p in range(fwd_ptr[d], fwd_ptr[d + 1]):
+            count[fwd_terms[p]] += 1
     o = 0
     for c in range(n_centroids):
         d = centroids[c]
         for p in range(fwd_ptr[d], fwd_ptr[d + 1]):
-            tri_t[o] = fwd_terms[p]
-            tri_c[o] = c
-            tri_v[o] = fwd_vals[p]
-            o += 1
-    order = np.argsort(tri_t, kind="mergesort")
-    tri_t, tri_c, tri_v = tri_t[order], tri_c[order], tri_v[order]
-    for i in range(nnz):
-        t = tri_t[i]
-        if head[t] < 0:
-            head[t] = i
-        count[t] += 1
+            t = fwd_terms[p]
+            if head[t] < 0:
+                head[t] = o
+                o += count[t]
+    tri_c = np.empty(nnz, dtype=np.int32)
+    tri_v = np.empty(nnz, dtype=np.float32)
+    for c in range(n_centroids - 1, -1, -1):  # backwards, so each term's slots fill from its end
+        d = centroids[c]
+        for p in range(fwd_ptr[d], fwd_ptr[d + 1]):
+            t = fwd_terms[p]
+            count[t] -= 1
+            tri_c[head[t] + count[t]] = c
+            tri_v[head[t] + count[t]] = fwd_vals[p]
+    for c in range(n_centroids):  # the counts again (the fill used them up)
+        d = centroids[c]
+        for p in range(fwd_ptr[d], fwd_ptr[d + 1]):
+            count[fwd_terms[p]] += 1
 
     scores = np.zeros(n_centroids, dtype=np.float32)
     assign = np.empty(m, dtype=np.int32)
@@ -112,9 +121,11 @@ def _cluster_list(docs, n_centroids, min_size, seed, fwd_ptr, fwd_terms, fwd_val
                 break
             for c in range(n_centroids):
                 removed[c] = sizes[c] <= min_size
-    for i in range(nnz):
-        head[tri_t[i]] = -1
-        count[tri_t[i]] = 0
+    for c in range(n_centroids):
+        d = centroids[c]
+        for p in range(fwd_ptr[d], fwd_ptr[d + 1]):
+            head[fwd_terms[p]] = -1
+            count[fwd_terms[p]] = 0
 
     # blocks ordered by centroid, documents by id inside a block (docs arrive sorted)
     order = np.argsort(assign, kind="mergesort")

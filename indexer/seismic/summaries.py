@@ -168,6 +168,39 @@ def quantize_block(vals):
     return levels, codes
 
 
+@nb.njit(nogil=True, cache=True)
+def _select(a, lo, hi, r):
+    """Quickselect: reorder a[lo:hi] so that a[r] holds the value of rank r (lo <= r < hi),
+    nothing larger left of it, nothing smaller right of it. Median-of-three pivots."""
+    while hi - lo > 16:
+        mid = (lo + hi) >> 1
+        x, y, z = a[lo], a[mid], a[hi - 1]
+        pivot = max(min(x, y), min(max(x, y), z))
+        i, j = lo, hi - 1
+        while i <= j:
+            while a[i] < pivot:
+                i += 1
+            while a[j] > pivot:
+                j -= 1
+            if i <= j:
+                a[i], a[j] = a[j], a[i]
+                i += 1
+                j -= 1
+        if r <= j:
+            hi = j + 1
+        elif r >= i:
+            lo = i
+        else:  # j < r < i: a[r] == pivot, in place
+            return
+    for i in range(lo + 1, hi):  # a short range: insertion sort
+        v = a[i]
+        j = i - 1
+        while j >= lo and a[j] > v:
+            a[j + 1] = a[j]
+            j -= 1
+        a[j + 1] = v
+
+
 @nb.njit(nogil=True, cache=True, inline="always")
 def _quantize_into(vals, scratch, levels, codes):
     """quantize_block into caller-owned arrays (levels[:LEVELS], codes[:n], scratch[:n]):
@@ -178,14 +211,21 @@ def _quantize_into(vals, scratch, levels, codes):
         return
     srt = scratch[:n]
     srt[:] = vals
-    srt.sort()
+    lo = 0
     for k in range(LEVELS):
-        # level k: the largest value of the k-th of LEVELS groups of equal count, nudged up
-        levels[k] = np.float32(srt[((k + 1) * n + LEVELS - 1) // LEVELS - 1] * _NUDGE)
-    for i in range(n):
+        # level k: the largest value of the k-th of LEVELS groups of equal count, nudged up.
+        # Order statistics by selection, not a sort (a sort was 40 % of the summaries' build):
+        # after selecting rank r, every rank above it lies right of r.
+        r = ((k + 1) * n + LEVELS - 1) // LEVELS - 1
+        if r >= lo:
+            _select(srt, lo, n, r)
+            lo = r + 1
+        levels[k] = np.float32(srt[r] * _NUDGE)
+    for i in range(n):  # the smallest k with levels[k] >= v: levels ascend, the last >= every v
+        v = vals[i]
         q = 0
-        while levels[q] < vals[i]:
-            q += 1
+        for k in range(LEVELS - 1):  # counted, not searched: no branch to mispredict
+            q += levels[k] < v
         codes[i] = q
 
 
@@ -261,16 +301,17 @@ def decode_layout2(list_entry_ptr, list_block_ptr, list_shift, list_dir_ptr, sum
 @nb.njit(nogil=True, cache=True)
 def _block_union(block_docs, fwd_ptr, fwd_terms, fwd_vals, maxv, touched):
     """Per-term maxima of a block into maxv; touched[:n] lists the terms in first-seen order."""
+    # Branch-free: whether a term is new and whether a value is larger are coin flips that
+    # the CPU mispredicts; a store that the next one may overwrite and a max() cost less
+    # (the union was most of the build: 3.2x faster on SciFact, same result).
     n_t = 0
     for d in block_docs:
         for p in range(fwd_ptr[d], fwd_ptr[d + 1]):
             t = fwd_terms[p]
-            v = fwd_vals[p]
-            if maxv[t] == 0.0:
-                touched[n_t] = t
-                n_t += 1
-            if v > maxv[t]:
-                maxv[t] = v
+            old = maxv[t]
+            touched[n_t] = t
+            n_t += old == 0.0
+            maxv[t] = max(old, fwd_vals[p])
     return n_t
 
 
@@ -402,16 +443,17 @@ def fill_summaries(list_block_ptr, block_doc_ptr, block_docs, fwd_ptr, fwd_terms
                                    fwd_ptr, fwd_terms, fwd_vals, maxv, touched)
                 n_k = 0
                 ties_left = ties[b]
-                for i in range(n_t):
+                cut = thr[b]
+                for i in range(n_t):  # branch-free, as the union: most terms are not kept
                     term = touched[i]
                     v = maxv[term]
                     maxv[term] = 0.0
-                    if v > thr[b] or (v == thr[b] and ties_left > 0):
-                        if v == thr[b] and thr[b] > 0:
-                            ties_left -= 1
-                        kt[n_k] = term
-                        kv[n_k] = v
-                        n_k += 1
+                    tie = v == cut
+                    keep = (v > cut) | (tie & (ties_left > 0))
+                    ties_left -= keep & tie & (cut > 0)
+                    kt[n_k] = term
+                    kv[n_k] = v
+                    n_k += keep
                 _quantize_into(kv[:n_k], qs, lv, kc)
                 block_levels[b * LEVELS:(b + 1) * LEVELS] = lv
                 for i in range(n_k):

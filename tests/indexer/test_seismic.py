@@ -196,6 +196,20 @@ def test_summary_quantisation_never_lowers_a_value():
     assert np.all(levels >= 2.0) and codes.tolist() == [0, 0]
 
 
+@settings(max_examples=200, deadline=None, derandomize=True, database=None)
+@given(n=st.integers(1, 400), distinct=st.integers(1, 400), seed=st.integers(0, 10_000))
+def test_summary_levels_are_exact_order_statistics(n, distinct, seed):
+    # the levels come from a quickselect (summaries._select), not a sort: they must be the
+    # sorted values at the equal-count ranks, with many ties and every length up to long blocks
+    rng = np.random.default_rng(seed)
+    vals = rng.choice(rng.random(distinct).astype(np.float32) + 0.01, size=n)
+    levels, codes = quantize_block(vals)
+    srt = np.sort(vals)
+    ranks = [((k + 1) * n + LEVELS - 1) // LEVELS - 1 for k in range(LEVELS)]
+    np.testing.assert_array_equal(levels, (srt[ranks] * np.float32(1.0 + 2.0 ** -20)).astype(np.float32))
+    np.testing.assert_array_equal(codes, np.searchsorted(levels, vals, side="left"))
+
+
 def test_summary_energy_keeps_a_fraction_of_the_mass(synthetic):
     docs, _ = synthetic
     full = SeismicIndex.build(docs, n_postings=200, summary_energy=1.0)
