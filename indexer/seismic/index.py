@@ -100,15 +100,16 @@ class SeismicIndex:
         }
         idx = cls(arrays, n_docs, dim, dataclasses.replace(p, knn=0))
         if p.knn:
-            idx = idx.with_knn_graph(p.knn, p.knn_query_cut, p.knn_heap_factor)
+            idx = idx.with_knn_graph(p.knn, p.knn_query_cut, p.knn_heap_factor, source=p.knn_source)
         idx.build_seconds = time.perf_counter() - t0
         return idx
 
     def with_knn_graph(self, knn: int, query_cut: int | None = None, heap_factor: float | None = None,
-                       n_threads: int | None = None) -> "SeismicIndex":
-        """This index plus a κ-NN graph of knn neighbours a document (knn.py), found by searching
-        this index with every document; the other arrays are shared, not copied."""
+                       n_threads: int | None = None, source: str | None = None) -> "SeismicIndex":
+        """This index plus a κ-NN graph of knn neighbours a document (knn.py; source "blocks" or
+        "search", default the index's knn_source); the other arrays are shared, not copied."""
         p = dataclasses.replace(self.params, knn=knn,
+                                knn_source=self.params.knn_source if source is None else source,
                                 knn_query_cut=self.params.knn_query_cut if query_cut is None else query_cut,
                                 knn_heap_factor=self.params.knn_heap_factor if heap_factor is None else heap_factor)
         base = SeismicIndex({n: a for n, a in self.arrays.items() if n != knn_graph.ARRAY},
@@ -116,7 +117,7 @@ class SeismicIndex:
         arrays = dict(base.arrays)
         if knn:
             arrays[knn_graph.ARRAY] = knn_graph.build_graph(base, knn, p.knn_query_cut, p.knn_heap_factor,
-                                                            n_threads)
+                                                            n_threads, source=p.knn_source)
         return SeismicIndex(arrays, self.n_docs, self.dim, p)
 
     # ---------------------------------------------------------------- info
@@ -231,8 +232,9 @@ class SeismicIndex:
             raise IndexFormatError(f"{path} lacks index arrays {sorted(missing)}", path=path,
                                    check="missing file")
         knn_graph.check_graph(path, arrays, int(manifest["n_docs"]))
-        return cls(arrays, manifest["n_docs"], manifest["dim"],
-                   SeismicParams.from_dict(manifest["params"]))
+        params = dict(manifest["params"])
+        params.setdefault("knn_source", "search")  # written before block-mate graphs: searched
+        return cls(arrays, manifest["n_docs"], manifest["dim"], SeismicParams.from_dict(params))
 
 
 def _convert_old_summaries(path, arrays: dict, layout: int, dim: int) -> None:

@@ -12,17 +12,29 @@ is visited already, so its own id is skipped by the expansion without a sentinel
 """
 from __future__ import annotations
 
+import numba as nb
 import numpy as np
 import scipy.sparse as sp
 
 from ..storage import IndexFormatError
+from .blocking import top_terms
 
 ARRAY = "knn_neighbors"
+SOURCES = ("blocks", "search")
 
 
 def build_graph(index, k: int, query_cut: int, heap_factor: float,
-                n_threads: int | None = None, batch: int = 8192) -> np.ndarray:
-    """Every document's k approximate nearest neighbours (itself excluded), u32 [n_docs * k]."""
+                n_threads: int | None = None, batch: int = 8192, source: str = "search",
+                lists: int = 3) -> np.ndarray:
+    """Every document's k approximate nearest neighbours (itself excluded), u32 [n_docs * k].
+
+    source "search": the index searched with each document (query_cut, heap_factor).
+    source "blocks": the best k of the document's block-mates in the lists of its `lists`
+    largest terms, scored exactly (block_graph)."""
+    if source == "blocks":
+        return block_graph(index, k, lists)
+    if source != "search":
+        raise ValueError(f"unknown κ-NN graph source {source!r}; known: {SOURCES}")
     a = index.arrays
     n = index.n_docs
     out = np.empty((n, k), dtype=np.uint32)
@@ -47,6 +59,96 @@ def build_graph(index, k: int, query_cut: int, heap_factor: float,
         nb = np.take_along_axis(ids, first, axis=1)
         out[lo + live] = np.where(np.take_along_axis(keep, first, axis=1), nb, d)
     return out.reshape(-1)
+
+
+def block_graph(index, k: int, lists: int) -> np.ndarray:
+    """κ-NN graph from block-mates: a document's candidates are the other members of its
+    blocks in the posting lists of its `lists` largest terms (Seismic clustered each list by
+    similarity, so they share its strongest terms), scored exactly by inner product.
+
+    The search graph finds each document's neighbours by searching the index with it, which
+    scores whole blocks of several lists at a cost that grows with the collection (744 CPU s
+    at synthetic-1m, 3.5x the index build). Block-mates are a fixed, small candidate set, and
+    the loop is block-major (a block's members are read once per pass, not once per document
+    that has them): 6.5 against 12.8 CPU s at synthetic-100k, where the expansion reached the
+    same recall@10 with either graph (0.9557 / 0.9563 at query_cut 3, equal at 5 and 8)."""
+    a = index.arrays
+    vals = np.asarray(a["fwd_vals"], dtype=np.float32)
+    tops, _ = top_terms(a["fwd_ptr"], a["fwd_terms"], vals, lists)
+    pos = _member_blocks(a["list_block_ptr"], a["block_doc_ptr"], a["block_docs"], tops)
+    return _block_mates(a["list_block_ptr"], a["block_doc_ptr"], a["block_docs"], pos,
+                        a["fwd_ptr"], a["fwd_terms"], vals, index.dim, k).reshape(-1)
+
+
+@nb.njit(nogil=True, parallel=True, cache=True)
+def _member_blocks(list_block_ptr, block_doc_ptr, block_docs, tops):
+    """pos[d, j]: the block of document d in the list of its j-th largest term (-1: pruned)."""
+    n, n_top = tops.shape
+    pos = np.full((n, n_top), -1, dtype=np.int64)
+    for t in nb.prange(list_block_ptr.shape[0] - 1):  # a (d, j) is written by list tops[d, j] only
+        for b in range(list_block_ptr[t], list_block_ptr[t + 1]):
+            for i in range(block_doc_ptr[b], block_doc_ptr[b + 1]):
+                d = block_docs[i]
+                for j in range(n_top):
+                    if tops[d, j] == t:
+                        pos[d, j] = b
+    return pos
+
+
+@nb.njit(nogil=True, parallel=True, cache=True)
+def _block_mates(list_block_ptr, block_doc_ptr, block_docs, pos, fwd_ptr, fwd_terms, fwd_vals, dim, k):
+    """The graph of block_graph: one pass per top term j, in which every document takes the
+    candidates of its j-th block; so each document has one writer a pass, whatever the thread.
+    Kept: the best k by (score desc, id asc); padded with the document's own id."""
+    n, n_top = pos.shape
+    ids = np.empty((n, k), dtype=np.int64)
+    sc = np.full((n, k), -np.inf, dtype=np.float32)
+    for d in range(n):
+        ids[d, :] = d
+    n_lists = list_block_ptr.shape[0] - 1
+    n_chunks = (n_lists + 63) // 64
+    for j in range(n_top):
+        for ch in nb.prange(n_chunks):
+            q = np.zeros(dim, dtype=np.float32)
+            for t in range(ch * 64, min(n_lists, (ch + 1) * 64)):
+                for b in range(list_block_ptr[t], list_block_ptr[t + 1]):
+                    m0, m1 = block_doc_ptr[b], block_doc_ptr[b + 1]
+                    for i in range(m0, m1):
+                        d = block_docs[i]
+                        if pos[d, j] != b:
+                            continue
+                        for p in range(fwd_ptr[d], fwd_ptr[d + 1]):
+                            q[fwd_terms[p]] = fwd_vals[p]
+                        for i2 in range(m0, m1):
+                            e = block_docs[i2]
+                            if e == d:
+                                continue
+                            s = np.float32(0.0)
+                            for p in range(fwd_ptr[e], fwd_ptr[e + 1]):
+                                s += q[fwd_terms[p]] * fwd_vals[p]
+                            w = 0  # the worst kept: lowest score, then highest id
+                            present = False
+                            for c in range(k):
+                                present |= ids[d, c] == e
+                                if sc[d, c] < sc[d, w] or (sc[d, c] == sc[d, w] and ids[d, c] > ids[d, w]):
+                                    w = c
+                            if not present and (s > sc[d, w] or (s == sc[d, w] and e < ids[d, w])):
+                                sc[d, w] = s
+                                ids[d, w] = e
+                        for p in range(fwd_ptr[d], fwd_ptr[d + 1]):
+                            q[fwd_terms[p]] = 0.0
+    out = np.empty((n, k), dtype=np.uint32)
+    for d in nb.prange(n):
+        order = np.arange(k)
+        for x in range(1, k):  # insertion sort of k slots: score desc, id asc
+            y = x
+            while y > 0 and (sc[d, order[y]] > sc[d, order[y - 1]] or
+                             (sc[d, order[y]] == sc[d, order[y - 1]] and ids[d, order[y]] < ids[d, order[y - 1]])):
+                order[y], order[y - 1] = order[y - 1], order[y]
+                y -= 1
+        for c in range(k):
+            out[d, c] = ids[d, order[c]] if sc[d, order[c]] > -np.inf else d
+    return out
 
 
 def stored_k(arrays: dict, n_docs: int) -> int:

@@ -54,7 +54,8 @@ def test_expansion_never_lowers_a_score_or_recall(synthetic, graph_index, n_thre
 def test_neighbours_are_near_and_never_the_document_itself(synthetic):
     docs, _ = synthetic
     docs = docs[:500]
-    idx = SeismicIndex.build(docs, knn=5, knn_query_cut=100, knn_heap_factor=1.0, **EXACT_PARAMS)
+    idx = SeismicIndex.build(docs, knn=5, knn_source="search", knn_query_cut=100, knn_heap_factor=1.0,
+                             **EXACT_PARAMS)
     g = idx.arrays[ARRAY].reshape(-1, 5)
     assert idx.knn == 5 and g.dtype == np.uint32
     dense = docs.toarray()
@@ -114,13 +115,56 @@ def test_an_index_saved_before_graphs_loads_and_ignores_expansion(synthetic, tmp
         np.testing.assert_array_equal(a[1], b[1])
 
 
-def test_a_graph_added_later_is_the_graph_a_build_makes(synthetic):
+@pytest.mark.parametrize("source", ["blocks", "search"])
+def test_a_graph_added_later_is_the_graph_a_build_makes(synthetic, source):
     docs, _ = synthetic
     plain = SeismicIndex.build(docs[:600], n_postings=200)
-    built = SeismicIndex.build(docs[:600], n_postings=200, knn=6)
-    added = plain.with_knn_graph(6)
+    built = SeismicIndex.build(docs[:600], n_postings=200, knn=6, knn_source=source)
+    added = plain.with_knn_graph(6, source=source)
     np.testing.assert_array_equal(added.arrays[ARRAY], built.arrays[ARRAY])
     assert added.params == built.params and ARRAY not in plain.arrays
+    assert built.params.knn_source == source
+
+
+def test_block_mate_neighbours_are_scored_block_mates_best_first(synthetic):
+    """knn_source "blocks": each neighbour shares a block with the document in the list of one
+    of its three largest terms, the neighbours are the best such by exact inner product (ties
+    by id), the document itself only pads, and the graph is the same on every build."""
+    from indexer.seismic.blocking import top_terms
+    docs, _ = synthetic
+    docs = docs[:800]
+    idx = SeismicIndex.build(docs, n_postings=150, knn=6)
+    assert idx.params.knn_source == "blocks"
+    g = idx.arrays[ARRAY].reshape(-1, 6).astype(np.int64)
+    np.testing.assert_array_equal(g, SeismicIndex.build(docs, n_postings=150, knn=6).arrays[ARRAY].reshape(-1, 6))
+    a = idx.arrays
+    dense = np.zeros((idx.n_docs, idx.dim), np.float32)
+    for d in range(idx.n_docs):
+        lo, hi = a["fwd_ptr"][d], a["fwd_ptr"][d + 1]
+        dense[d, a["fwd_terms"][lo:hi]] = np.asarray(a["fwd_vals"][lo:hi], np.float32)
+    tops, _ = top_terms(a["fwd_ptr"], a["fwd_terms"], np.asarray(a["fwd_vals"], np.float32), 3)
+    mates = [set() for _ in range(idx.n_docs)]
+    lbp, bdp, bd = a["list_block_ptr"], a["block_doc_ptr"], a["block_docs"]
+    for d in range(idx.n_docs):
+        for t in tops[d]:
+            if t < 0:
+                continue
+            for b in range(lbp[t], lbp[t + 1]):
+                members = bd[bdp[b]:bdp[b + 1]]
+                if d in members:
+                    mates[d].update(int(e) for e in members if e != d)
+    padded = 0
+    for d in range(idx.n_docs):
+        found = [int(e) for e in g[d] if e != d]
+        padded += len(found) < 6
+        assert set(found) <= mates[d]
+        scores = dense[found] @ dense[d]
+        assert np.all(np.diff(scores) <= 0)  # best first
+        rest = sorted(mates[d] - set(found))
+        if rest and len(found) == 6:  # nothing left out scores above the last kept
+            assert (dense[rest] @ dense[d]).max() <= scores[-1] + 1e-6
+        assert len(found) == min(6, len(mates[d]))
+    assert padded < idx.n_docs // 2  # most documents have six block-mates
 
 
 def test_a_damaged_graph_is_refused(synthetic, graph_index, tmp_path):
@@ -145,7 +189,8 @@ def test_bad_expansion_widths_are_refused(graph_index, bad):
         graph_index.search(np.array([1], np.int32), np.array([1.0], np.float32), knn_expand=bad)
 
 
-@pytest.mark.parametrize("params", [{"knn": -1}, {"knn_query_cut": 0}, {"knn_heap_factor": 0.0}])
+@pytest.mark.parametrize("params", [{"knn": -1}, {"knn_query_cut": 0}, {"knn_heap_factor": 0.0},
+                                    {"knn_source": "exact"}])
 def test_bad_graph_parameters_are_refused(params):
     with pytest.raises(InvalidInputError):
         SeismicIndex.build(random_csr(20, 30, 0.2, 0), **params)
