@@ -136,6 +136,7 @@ inline float reduce8(const float* l) {
 // switches it for A/B measurements and for the test that both paths give the same floats.
 inline bool detect_gathers() {
 #if defined(__AVX2__) && defined(__F16C__) && (defined(__GNUC__) || defined(__clang__))
+  __builtin_cpu_init();  // this runs as a static initialiser, possibly before libgcc's own
   return __builtin_cpu_is("intel");
 #else
   return false;
