@@ -1,7 +1,8 @@
 """κ-NN graph of a Seismic index (Bruch, Nardini, Rulli, Venturini, CIKM 2024).
 
-Each document stores the ids of κ approximate nearest neighbours by inner product, found by
-searching the index itself with the document as the query. A search may then score, exactly
+Each document stores the ids of κ approximate nearest neighbours by inner product: by default
+its best block-mates (block_graph), or the index's own top hits for the document as the query
+(source "search"). A search may then score, exactly
 from the forward index, the stored neighbours of its top hits after the inverted-index phase:
 documents near a true top hit that the visited blocks missed are recovered, so a small
 query_cut reaches a given recall (search_numba.expand / seismic.hpp expand).
