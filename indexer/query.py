@@ -11,9 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import InvalidInputError
 from .scoring import dense_query
-from .validation import as_query, check_k, check_search_params
+from .validation import as_query, check_k, check_knn_expand, check_search_params
 
 
 @dataclass(frozen=True)
@@ -38,10 +37,7 @@ class SearchParams:
         cut, heap = check_search_params(self.query_cut, self.heap_factor)
         object.__setattr__(self, "query_cut", cut)
         object.__setattr__(self, "heap_factor", heap)
-        kx = self.knn_expand
-        if isinstance(kx, bool) or not isinstance(kx, (int, np.integer)) or kx < 0:
-            raise InvalidInputError(f"knn_expand must be a non-negative integer, got {kx!r}")
-        object.__setattr__(self, "knn_expand", int(kx))
+        object.__setattr__(self, "knn_expand", check_knn_expand(self.knn_expand))
 
 
 DEFAULTS = SearchParams()

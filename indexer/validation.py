@@ -120,6 +120,13 @@ def check_k(k) -> int:
     return int(k)
 
 
+def check_knn_expand(knn_expand) -> int:
+    """The κ-NN neighbours scored per top hit: a non-negative integer."""
+    if isinstance(knn_expand, bool) or not isinstance(knn_expand, (int, np.integer)) or knn_expand < 0:
+        raise InvalidInputError(f"knn_expand must be a non-negative integer, got {knn_expand!r}")
+    return int(knn_expand)
+
+
 def check_search_params(query_cut, heap_factor) -> tuple[int, float]:
     if isinstance(query_cut, bool) or not isinstance(query_cut, (int, np.integer)) or query_cut <= 0:
         raise InvalidInputError(f"query_cut must be a positive integer, got {query_cut!r}")

@@ -6,12 +6,11 @@ import time
 
 import numpy as np
 
-from ..errors import InvalidInputError
 from ..exact import default_threads
 from ..native import native_module, resolve_backend
 from ..query import DEFAULTS
 from ..storage import load_arrays, save_arrays
-from ..validation import (as_document_csr, as_query, as_query_csr, check_k, check_search_params,
+from ..validation import (as_document_csr, as_query, as_query_csr, check_k, check_knn_expand, check_search_params,
                           native_ready)
 from . import knn as knn_graph
 from . import search_numba
@@ -161,9 +160,7 @@ class SeismicIndex:
                      for n in _KERNEL_ARRAYS) + (graph, np.int64(self.knn))
 
     def _knn_expand(self, knn_expand) -> int:
-        if isinstance(knn_expand, bool) or not isinstance(knn_expand, (int, np.integer)) or knn_expand < 0:
-            raise InvalidInputError(f"knn_expand must be a non-negative integer, got {knn_expand!r}")
-        return min(int(knn_expand), self.knn)
+        return min(check_knn_expand(knn_expand), self.knn)
 
     def search(self, q_indices, q_values, k: int = DEFAULTS.k, query_cut: int = DEFAULTS.query_cut,
                heap_factor: float = DEFAULTS.heap_factor, backend: str = "auto",
