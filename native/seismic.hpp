@@ -31,8 +31,10 @@ struct SeismicArrays {
   const int32_t* block_docs;
   const float* block_levels;  // kLevels dequantisation levels a block, ascending
   // transposed 2-bit summaries, packed per list (indexer/seismic/summaries.py, summary layout
-  // 3): entries sorted by (term, block), a u16 directory over term >> list_shift (two words a
-  // bucket in a list of >= 65536 entries), fields (((low << bb) | block) << kCodeBits) | code
+  // 4): entries sorted by (term, block), a u16 directory over term >> (list_shift & 0x1F) (two
+  // words a bucket in a list of >= 65536 entries); plain lists: fields
+  // (((low << bb) | block) << kCodeBits) | code; grouped lists (list_shift & 0x80): byte-aligned
+  // buckets of records, a term's low part then its entries (see grouped_dots)
   const int64_t* list_entry_ptr;
   const uint8_t* list_shift;
   const int64_t* list_dir_ptr;
@@ -184,12 +186,22 @@ class SeismicKernel {
     return wide ? (int64_t(dir[2 * h]) | (int64_t(dir[2 * h + 1]) << 16)) : int64_t(dir[h]);
   }
 
+  // Shift byte of list t: the bucket shift in the low bits, kGrouped for a grouped list.
+  static constexpr uint8_t kGrouped = 0x80, kShiftMask = 0x1F;
+
+  // Whether list t's directory takes two words a bucket (summaries.list_wide: plain lists by
+  // entries, grouped lists by key bytes, the unit of their directory).
+  bool wide_dir(int64_t t, int64_t e) const {
+    if (a_.list_shift[t] & kGrouped) return a_.list_key_ptr[t + 1] - a_.list_key_ptr[t] >= kWide;
+    return e >= kWide;
+  }
+
   // Directory words of list t for every query term.
   void prefetch_summary_dir(int64_t t, const int32_t* q_terms, int64_t nq) const {
     int64_t e = a_.list_entry_ptr[t + 1] - a_.list_entry_ptr[t];
     if (e == 0) return;
-    const int s = a_.list_shift[t];
-    const int64_t words = e < kWide ? 1 : 2;
+    const int s = a_.list_shift[t] & kShiftMask;
+    const int64_t words = wide_dir(t, e) ? 2 : 1;
     const uint16_t* dir = a_.summary_dir + a_.list_dir_ptr[t];
     for (int64_t j = 0; j < nq; ++j) prefetch_read(dir + words * (q_terms[j] >> s));
   }
@@ -198,9 +210,11 @@ class SeismicKernel {
   void prefetch_summary_buckets(int64_t t, const int32_t* q_terms, int64_t nq) const {
     int64_t e = a_.list_entry_ptr[t + 1] - a_.list_entry_ptr[t];
     if (e == 0) return;
-    const int s = a_.list_shift[t];
-    const int64_t w = s + block_bits(a_.list_block_ptr[t + 1] - a_.list_block_ptr[t]) + kCodeBits;
-    const bool wide = e >= kWide;
+    const bool grouped = a_.list_shift[t] & kGrouped;
+    const int s = a_.list_shift[t] & kShiftMask;
+    // a plain list's directory counts entries of w bits, a grouped list's counts bytes
+    const int64_t w = grouped ? 8 : s + block_bits(a_.list_block_ptr[t + 1] - a_.list_block_ptr[t]) + kCodeBits;
+    const bool wide = wide_dir(t, e);
     const uint16_t* dir = a_.summary_dir + a_.list_dir_ptr[t];
     const uint8_t* keys = a_.entry_key + a_.list_key_ptr[t];
     for (int64_t j = 0; j < nq; ++j) prefetch_read(keys + ((dir_at(dir, q_terms[j] >> s, wide) * w) >> 3));
@@ -212,9 +226,73 @@ class SeismicKernel {
                   int64_t nq, float* dots) const {
     std::fill(dots, dots + nb, 0.0f);
     int64_t e = a_.list_entry_ptr[t + 1] - a_.list_entry_ptr[t];
-    if (e > 0) {
-      if (e < kWide) block_dots_list<false>(t, b0, nb, q_terms, q_vals, nq, dots);
-      else block_dots_list<true>(t, b0, nb, q_terms, q_vals, nq, dots);
+    if (e == 0) return;
+    const bool wide = wide_dir(t, e);
+    if (a_.list_shift[t] & kGrouped) {
+      if (wide) grouped_dots<true>(t, b0, nb, q_terms, q_vals, nq, dots);
+      else grouped_dots<false>(t, b0, nb, q_terms, q_vals, nq, dots);
+    } else {
+      if (wide) block_dots_list<true>(t, b0, nb, q_terms, q_vals, nq, dots);
+      else block_dots_list<false>(t, b0, nb, q_terms, q_vals, nq, dots);
+    }
+  }
+
+  // 8 bytes from bit offset `bit` of a list's keys, shifted down to it (entry_key has 8 bytes
+  // of padding, so the load never leaves the array).
+  static uint64_t bits_at(const uint8_t* keys, int64_t bit) {
+    uint64_t x;
+    std::memcpy(&x, keys + (bit >> 3), 8);
+    return x >> (bit & 7);
+  }
+
+  // block_dots over a grouped list (summaries.encode_grouped, search_numba._grouped_dots):
+  // per query term, the records of its bucket are scanned (a record's low part and first entry
+  // read as one field) until its own, whose entries are added, or a larger low part.
+  template <bool kWideDir>
+  void grouped_dots(int64_t t, int64_t b0, int64_t nb, const int32_t* q_terms,
+                    const float* q_vals, int64_t nq, float* dots) const {
+    const float* levels = a_.block_levels + b0 * kLevels;
+    const int s = a_.list_shift[t] & kShiftMask, ew = block_bits(nb) + kCodeBits + 1, hw = s + ew;
+    const uint64_t hmask = (uint64_t(1) << hw) - 1, emask = (uint64_t(1) << ew) - 1;
+    const uint32_t lmask = (uint32_t(1) << s) - 1, cmask = (uint32_t(1) << kCodeBits) - 1;
+    uint64_t more = 0;
+    for (int b = 0; b + ew <= 56; b += ew) more |= uint64_t(1) << b;
+    const uint16_t* dir = a_.summary_dir + a_.list_dir_ptr[t];
+    const uint8_t* keys = a_.entry_key + a_.list_key_ptr[t];
+    for (int64_t j = 0; j < nq; ++j) {
+      uint32_t qt = (uint32_t)q_terms[j], lo = qt & lmask;
+      int64_t h = qt >> s;
+      float qv = q_vals[j];
+      int64_t pos = 8 * dir_at(dir, h, kWideDir), end = 8 * dir_at(dir, h + 1, kWideDir);
+      while (pos + hw <= end) {  // the zero padding of a bucket's last byte is never a record
+        uint64_t f = bits_at(keys, pos) & hmask;
+        uint32_t klo = uint32_t(f) & lmask, ent = uint32_t(f >> s);
+        if (klo > lo) break;
+        pos += hw;
+        if (klo == lo) {
+          for (;;) {
+            uint32_t b = ent >> (kCodeBits + 1);
+            dots[b] += qv * levels[b * kLevels + ((ent >> 1) & cmask)];
+            if (!(ent & 1)) break;
+            ent = uint32_t(bits_at(keys, pos) & emask);
+            pos += ew;
+          }
+          break;
+        }
+        if (ent & 1) pos = skip_entries(keys, pos, ew, more);  // another term's: skip them
+      }
+    }
+  }
+
+  // Bit offset just past a run of grouped entries starting at `pos` whose last has more = 0:
+  // the more bits of up to 64 / ew entries are tested at once (`more` has a one at the more
+  // bit of every whole entry in 56 bits), not one entry after the other.
+  static int64_t skip_entries(const uint8_t* keys, int64_t pos, int ew, uint64_t more) {
+    const int64_t window = (56 / ew) * ew;
+    for (;;) {
+      uint64_t last = ~bits_at(keys, pos) & more;
+      if (last) return pos + __builtin_ctzll(last) + ew;
+      pos += window;
     }
   }
 
@@ -222,7 +300,7 @@ class SeismicKernel {
   void block_dots_list(int64_t t, int64_t b0, int64_t nb, const int32_t* q_terms,
                        const float* q_vals, int64_t nq, float* dots) const {
     const float* levels = a_.block_levels + b0 * kLevels;
-    const int s = a_.list_shift[t], bb = block_bits(nb), w = s + bb + kCodeBits;
+    const int s = a_.list_shift[t] & kShiftMask, bb = block_bits(nb), w = s + bb + kCodeBits;
     const uint64_t kmask = (uint64_t(1) << w) - 1;
     const uint32_t lmask = (uint32_t(1) << s) - 1, bmask = (uint32_t(1) << bb) - 1,
                    cmask = (uint32_t(1) << kCodeBits) - 1;

@@ -6,6 +6,8 @@ from dataclasses import asdict, dataclass, fields
 
 from ..errors import InvalidInputError
 
+SUMMARY_GROUPS = ("auto", "never", "always")  # summary_groups; the kernels take the index
+
 
 @dataclass(frozen=True)
 class SeismicParams:
@@ -25,6 +27,9 @@ class SeismicParams:
                         in the summaries); lists long enough to reach it get larger blocks.
     summary_energy:     α: a block summary keeps its largest per-term maxima until they hold
                         this fraction of the summary's L1 mass (1.0 keeps every term).
+    summary_groups:     how a list's summary entries are stored (summaries.py, layout 4):
+                        "auto" (default) grouped by term where that takes fewer bytes, "never",
+                        "always". Storage only: the same entries, the same results.
     forward_dtype:      "float16" or "float32" values in the forward index.
     seed:               seed of the centroid sampling; builds are deterministic.
     knn:                κ: neighbours stored per document in a κ-NN graph (Bruch et al., CIKM
@@ -48,6 +53,7 @@ class SeismicParams:
     doc_cut: int = 15
     max_blocks_per_list: int = 256
     summary_energy: float = 0.4
+    summary_groups: str = "auto"
     forward_dtype: str = "float16"
     seed: int = 42
     knn: int = 0
@@ -89,6 +95,8 @@ class SeismicParams:
             raise InvalidInputError(f"knn_query_cut must be positive, got {self.knn_query_cut}")
         if not 0 < self.knn_heap_factor <= 1:
             raise InvalidInputError(f"knn_heap_factor must be in (0, 1], got {self.knn_heap_factor}")
+        if self.summary_groups not in SUMMARY_GROUPS:
+            raise InvalidInputError(f"summary_groups must be one of {SUMMARY_GROUPS}, got {self.summary_groups!r}")
         if self.forward_dtype not in ("float16", "float32"):
             raise InvalidInputError(f"forward_dtype must be 'float16' or 'float32', got {self.forward_dtype!r}")
 

@@ -15,9 +15,10 @@ from ..validation import (as_document_csr, as_query, as_query_csr, check_k, chec
 from . import knn as knn_graph
 from . import search_numba
 from .blocking import block_lists, compact_block_sizes, top_terms
-from .config import SeismicParams
+from .config import SUMMARY_GROUPS, SeismicParams
 from .pruning import prune_postings
-from .summaries import SUMMARY_LAYOUT, count_summaries, decode_layout2, encode_entries, fill_summaries
+from .summaries import (SUMMARY_LAYOUT, count_summaries, decode_layout2, encode_entries, fill_summaries,
+                        layout_ptrs)
 
 # Arrays that make up an index, in the order the Numba kernel takes them.
 _KERNEL_ARRAYS = ("fwd_ptr", "fwd_terms", "fwd_vals", "list_block_ptr", "block_doc_ptr",
@@ -82,13 +83,15 @@ class SeismicIndex:
         del cut_t, cut_v, list_docs
         list_block_ptr, block_doc_ptr = compact_block_sizes(list_ptr, n_blocks, sizes)
         del list_ptr, n_blocks, sizes
-        thr, ties, n_entries = count_summaries(list_block_ptr, block_doc_ptr, block_docs, fwd_ptr,
-                                               fwd_terms, build_vals, dim, p.summary_energy)
+        thr, ties, n_entries, list_shift, n_dir, n_bytes = count_summaries(
+            list_block_ptr, block_doc_ptr, block_docs, fwd_ptr, fwd_terms, build_vals, dim,
+            p.summary_energy, SUMMARY_GROUPS.index(p.summary_groups))
         list_entry_ptr = np.concatenate(([0], np.cumsum(n_entries))).astype(np.int64)
-        (block_levels, list_shift, list_dir_ptr, summary_dir, list_key_ptr,
-         entry_key) = fill_summaries(list_block_ptr, block_doc_ptr, block_docs, fwd_ptr, fwd_terms,
-                                     build_vals, dim, thr, ties, list_entry_ptr)
-        del build_vals, thr, ties
+        list_dir_ptr, list_key_ptr = layout_ptrs(n_dir, n_bytes)
+        block_levels, summary_dir, entry_key = fill_summaries(
+            list_block_ptr, block_doc_ptr, block_docs, fwd_ptr, fwd_terms, build_vals, dim, thr, ties,
+            list_entry_ptr, list_shift, list_dir_ptr, list_key_ptr)
+        del build_vals, thr, ties, n_dir, n_bytes
 
         arrays = {
             "fwd_ptr": fwd_ptr, "fwd_terms": fwd_terms, "fwd_vals": stored_vals,
@@ -218,7 +221,7 @@ class SeismicIndex:
         layout = manifest.get("summary_layout", 1)
         if layout in (1, 2):
             _convert_old_summaries(path, arrays, layout, int(manifest["dim"]))
-        elif layout != SUMMARY_LAYOUT:
+        elif layout not in (3, SUMMARY_LAYOUT):  # layout 3 is layout 4 without grouped lists
             from ..storage import IndexFormatError
             raise IndexFormatError(f"{path} has Seismic summary layout {layout!r}; this version of "
                                    f"lsr-search reads layouts 1 to {SUMMARY_LAYOUT}. Rebuild the index "
@@ -235,7 +238,7 @@ class SeismicIndex:
 
 
 def _convert_old_summaries(path, arrays: dict, layout: int, dim: int) -> None:
-    """Summary layouts 1 and 2 (u8 codes with a per-block scale) -> layout 3, in memory (the
+    """Summary layouts 1 and 2 (u8 codes with a per-block scale) -> layout 4, in memory (the
     rest stays mapped). The codes are re-quantised from their dequantised values, which are
     upper bounds, so every bound is kept."""
     from ..storage import IndexFormatError

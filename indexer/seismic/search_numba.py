@@ -8,7 +8,8 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from .summaries import CODE_BITS, LEVELS, block_bits, dir_words, read_dir, read_key
+from .summaries import (CODE_BITS, GROUPED, LEVELS, SHIFT_MASK, block_bits, list_wide, read_bits, read_dir,
+                        read_key)
 
 
 @nb.njit(nogil=True, cache=True, inline="always")
@@ -71,15 +72,20 @@ def _block_dots(t, b0, nb_, q_terms, q_vals, list_entry_ptr, list_shift, list_di
     dots[:nb_] = 0.0
     e = list_entry_ptr[t + 1] - list_entry_ptr[t]
     if e > 0:
-        s = np.int64(list_shift[t])
+        sb = np.int64(list_shift[t])
+        s = sb & SHIFT_MASK
         bb = block_bits(nb_)
-        w = s + bb + CODE_BITS
         lmask = (1 << s) - 1
         bmask = (1 << bb) - 1
         cmask = (1 << CODE_BITS) - 1
-        wide = dir_words(e) == 2
         d0 = list_dir_ptr[t]
         k0 = list_key_ptr[t]
+        wide = list_wide(sb, e, list_key_ptr[t + 1] - k0)
+        if sb & GROUPED:
+            _grouped_dots(b0, s, bb, q_terms, q_vals, summary_dir, d0, wide, entry_key, k0,
+                          block_levels, dots)
+            return
+        w = s + bb + CODE_BITS
         for j in range(q_terms.shape[0]):
             qt = np.int64(q_terms[j])
             h = qt >> s
@@ -93,6 +99,42 @@ def _block_dots(t, b0, nb_, q_terms, q_vals, list_entry_ptr, list_shift, list_di
                 if klo == lo:
                     b = (key >> CODE_BITS) & bmask
                     dots[b] += qv * block_levels[(b0 + b) * LEVELS + (key & cmask)]
+
+
+@nb.njit(nogil=True, cache=True, inline="always")
+def _grouped_dots(b0, s, bb, q_terms, q_vals, summary_dir, d0, wide, entry_key, k0, block_levels, dots):
+    """_block_dots over a grouped list (summaries.encode_grouped): per query term, the records
+    of its bucket are scanned (a record's low part and first entry read as one field) until
+    its own, whose entries are added, or a larger low part."""
+    ew = bb + CODE_BITS + 1
+    hw = s + ew
+    lmask = (1 << s) - 1
+    for j in range(q_terms.shape[0]):
+        qt = np.int64(q_terms[j])
+        h = qt >> s
+        lo = qt & lmask
+        qv = q_vals[j]
+        pos = 8 * read_dir(summary_dir, d0, h, wide)
+        end = 8 * read_dir(summary_dir, d0, h + 1, wide)
+        while pos + hw <= end:  # the zero padding of a bucket's last byte is never a record
+            f = read_bits(entry_key, k0, pos, hw)
+            klo = f & lmask
+            if klo > lo:
+                break
+            ent = f >> s
+            pos += hw
+            if klo == lo:
+                while True:
+                    b = ent >> (CODE_BITS + 1)
+                    dots[b] += qv * block_levels[(b0 + b) * LEVELS + ((ent >> 1) & ((1 << CODE_BITS) - 1))]
+                    if (ent & 1) == 0:
+                        break
+                    ent = read_bits(entry_key, k0, pos, ew)
+                    pos += ew
+                break
+            while ent & 1:  # another term's entries: skip them
+                ent = read_bits(entry_key, k0, pos, ew)
+                pos += ew
 
 
 @nb.njit(nogil=True, cache=True, inline="always")

@@ -33,6 +33,24 @@ entries:
                                                     bits, packed little-endian (read with
                                                     8-byte loads)
     block_levels[b * LEVELS + code]                 the dequantised value of a code in block b
+Summary layout 4 adds grouped lists (flag GROUPED in list_shift[t], s in its low 5 bits): a
+list whose blocks share many summary terms (real collections: SciFact's lists hold each of
+their terms in 2.8 blocks on average, synthetic-100k's in 1.3) stores each term's low part once,
+followed by its entries:
+    summary_dir, from list_dir_ptr[t]               BYTE offset (relative to the list) of
+                                                    bucket h's first record, h = 0 .. nbk, one
+                                                    word a bucket when the list's keys take
+                                                    < 65536 bytes, else two
+    entry_key, from byte list_key_ptr[t]            per bucket (starting on a byte boundary),
+                                                    records sorted by low part: low (s bits),
+                                                    then for each of the term's blocks
+                                                    ((block << CODE_BITS | code) << 1) | more,
+                                                    more = 1 when another entry of the term
+                                                    follows (bb + CODE_BITS + 1 bits)
+The planner (plan_list) takes, per list, whichever of the two encodings has fewer bytes
+("auto"), so layout 4 is never larger than layout 3, and a layout-3 index is a layout-4 index
+with no grouped list (it loads unchanged). Both encodings hold the same entries, so searches
+return the same results with either.
 A lookup of query term q reads two directory words and scans its bucket (at most _MAX_FILL
 entries on average) until the low part passes q's; the C++ kernel prefetches the directory
 words and buckets of the next lists while it scores documents. Measured on synthetic-100k
@@ -48,9 +66,16 @@ import numba as nb
 import numpy as np
 
 _CHUNK = 64
-SUMMARY_LAYOUT = 3
+SUMMARY_LAYOUT = 4
+GROUPED = 0x80  # list_shift flag: the list's entries are grouped by term (layout 4)
+SHIFT_MASK = 0x1F
 _MAX_SHIFT = 16
 _MAX_FILL = 16
+# Grouped records are scanned one after the other (a record's length is in its entries), so a
+# grouped list keeps fewer records a bucket than a plain one has entries. SciFact, one core,
+# query_cut 10 / heap_factor 0.9, against every list plain: at most 8 a bucket on average,
+# summaries -14 % and queries +8 %; 4: -10 % and +1 %; 2: -4 % and -2 %.
+_GROUP_FILL = 4
 CODE_BITS = 2
 LEVELS = 1 << CODE_BITS
 _WIDE = 65536  # lists with at least this many entries use two directory words a bucket
@@ -89,24 +114,83 @@ def list_shift(n_entries, dim):
 
 
 @nb.njit(nogil=True, cache=True)
-def plan_layout(list_entry_ptr, list_block_ptr, dim):
-    """(list_shift, list_dir_ptr, list_key_ptr) of the packed layout, from entry counts alone."""
+def plan_list(terms, mult, n_terms, n_entries, n_blocks, dim, grouping, bucket_bits):
+    """(list_shift byte, directory words, key bytes) of one list of n_entries summary entries
+    over the n_terms distinct terms terms[:n_terms] (any order), term t holding mult[t] of them.
+    grouping: 0 auto, 1 never, 2 always (config.SUMMARY_GROUPS). bucket_bits: dim int64 of scratch."""
+    bb = block_bits(n_blocks)
+    s = list_shift(n_entries, dim)
+    p_dir = (((dim - 1) >> s) + 2) * dir_words(n_entries)
+    p_bytes = (n_entries * (s + bb + CODE_BITS) + 7) // 8
+    if grouping == 1 or n_entries == 0:
+        return np.uint8(s), p_dir, p_bytes
+    # grouped: the shift by an estimate (half a byte of padding a non-empty bucket), then the
+    # exact bytes for that shift
+    ew = bb + CODE_BITS + 1
+    g, best = 0, -1
+    for c in range(_MAX_SHIFT + 1):
+        n_buckets = ((dim - 1) >> c) + 1
+        if c > 0 and n_terms > _GROUP_FILL * n_buckets:
+            continue
+        bits = n_entries * ew + n_terms * c + 4 * min(n_buckets, n_terms)
+        cost = (n_buckets + 1) * 16 * (1 if bits < 8 * _WIDE else 2) + bits
+        if best < 0 or cost < best:
+            g, best = c, cost
+    n_buckets = ((dim - 1) >> g) + 1
+    bucket_bits[:n_buckets] = 0
+    for i in range(n_terms):
+        t = terms[i]
+        bucket_bits[t >> g] += g + mult[t] * ew
+    g_bytes = 0
+    for h in range(n_buckets):
+        g_bytes += (bucket_bits[h] + 7) >> 3
+    g_dir = (n_buckets + 1) * (1 if g_bytes < _WIDE else 2)
+    if grouping == 2 or 2 * g_dir + g_bytes < 2 * p_dir + p_bytes:
+        return np.uint8(GROUPED | g), g_dir, g_bytes
+    return np.uint8(s), p_dir, p_bytes
+
+
+@nb.njit(nogil=True, cache=True)
+def plan_sorted(list_entry_ptr, list_block_ptr, entry_term, dim, grouping):
+    """plan_list for every list of entries sorted by (term, block) within each list:
+    (list_shift, n_dir, n_bytes)."""
     n_lists = list_entry_ptr.shape[0] - 1
     shift = np.zeros(n_lists, dtype=np.uint8)
-    dir_ptr = np.zeros(n_lists + 1, dtype=np.int64)
-    key_ptr = np.zeros(n_lists + 1, dtype=np.int64)
+    n_dir = np.zeros(n_lists, dtype=np.int64)
+    n_bytes = np.zeros(n_lists, dtype=np.int64)
+    mult = np.zeros(dim, dtype=np.int64)
+    seen = np.empty(dim, dtype=np.int64)
+    scratch = np.empty(dim, dtype=np.int64)
     for t in range(n_lists):
-        e = list_entry_ptr[t + 1] - list_entry_ptr[t]
-        n_dir, n_bytes = 0, 0
-        if e > 0:
-            s = list_shift(e, dim)
-            shift[t] = s
-            n_dir = (((dim - 1) >> s) + 2) * dir_words(e)
-            w = s + block_bits(list_block_ptr[t + 1] - list_block_ptr[t]) + CODE_BITS
-            n_bytes = (e * w + 7) // 8
-        dir_ptr[t + 1] = dir_ptr[t] + n_dir
-        key_ptr[t + 1] = key_ptr[t] + n_bytes
-    return shift, dir_ptr, key_ptr
+        e0, e1 = list_entry_ptr[t], list_entry_ptr[t + 1]
+        n_seen = 0
+        for i in range(e0, e1):
+            term = np.int64(entry_term[i])
+            if mult[term] == 0:
+                seen[n_seen] = term
+                n_seen += 1
+            mult[term] += 1
+        shift[t], n_dir[t], n_bytes[t] = plan_list(seen, mult, n_seen, e1 - e0,
+                                                   list_block_ptr[t + 1] - list_block_ptr[t], dim,
+                                                   grouping, scratch)
+        for i in range(n_seen):
+            mult[seen[i]] = 0
+    return shift, n_dir, n_bytes
+
+
+def layout_ptrs(n_dir, n_bytes):
+    """(list_dir_ptr, list_key_ptr) from every list's directory words and key bytes."""
+    return (np.concatenate(([0], np.cumsum(n_dir))).astype(np.int64),
+            np.concatenate(([0], np.cumsum(n_bytes))).astype(np.int64))
+
+
+@nb.njit(nogil=True, cache=True, inline="always")
+def list_wide(shift, n_entries, n_bytes):
+    """Whether a list's directory takes two words a bucket (plain lists: by entries, grouped
+    lists: by key bytes, the unit of their directory)."""
+    if shift & GROUPED:
+        return n_bytes >= _WIDE
+    return n_entries >= _WIDE
 
 
 @nb.njit(nogil=True, cache=True, inline="always")
@@ -121,7 +205,12 @@ def read_dir(summary_dir, d0, h, wide):
 def read_key(keys, base, i, w):
     """Field i (w <= 32 bits) of the packed keys starting at byte `base` (an 8-byte
     little-endian load, as the C++ kernel does)."""
-    bit = i * w
+    return read_bits(keys, base, i * w, w)
+
+
+@nb.njit(nogil=True, cache=True, inline="always")
+def read_bits(keys, base, bit, w):
+    """The w (<= 32) bits at bit offset `bit` of the packed bytes starting at byte `base`."""
     p = base + (bit >> 3)
     x = np.uint64(0)
     for j in range(8):
@@ -156,6 +245,53 @@ def encode_list(terms, blocks, codes, s, bb, dim, summary_dir, d0, entry_key, k0
             entry_key[p] |= np.uint8(v & 255)
             v >>= 8
             p += 1
+
+
+@nb.njit(nogil=True, cache=True, inline="always")
+def _put_bits(entry_key, k0, bit, v):
+    """Or v into the zero-initialised packed bytes from byte k0, at bit offset `bit`."""
+    p = k0 + (bit >> 3)
+    v = v << (bit & 7)
+    while v:
+        entry_key[p] |= np.uint8(v & 255)
+        v >>= 8
+        p += 1
+
+
+@nb.njit(nogil=True, cache=True)
+def encode_grouped(terms, blocks, codes, g, bb, dim, summary_dir, d0, entry_key, k0, n_bytes):
+    """Directory (byte offsets) and records of one grouped list whose entries are sorted by
+    (term, block); returns the bytes written (n_bytes, as planned)."""
+    n_buckets = ((dim - 1) >> g) + 1
+    wide = n_bytes >= _WIDE
+    ew = bb + CODE_BITS + 1
+    gmask = (1 << g) - 1
+    e = terms.shape[0]
+    j = 0
+    byte = 0
+    for h in range(n_buckets + 1):
+        if wide:
+            summary_dir[d0 + 2 * h] = byte & 0xFFFF
+            summary_dir[d0 + 2 * h + 1] = byte >> 16
+        else:
+            summary_dir[d0 + h] = byte
+        if h == n_buckets:
+            break
+        bit = byte * 8
+        while j < e and (np.int64(terms[j]) >> g) == h:
+            t = terms[j]
+            _put_bits(entry_key, k0, bit, np.int64(t) & gmask)
+            bit += g
+            while True:
+                more = np.int64(j + 1 < e and terms[j + 1] == t)
+                _put_bits(entry_key, k0, bit,
+                          (((np.int64(blocks[j]) << CODE_BITS) | np.int64(codes[j])) << 1) | more)
+                bit += ew
+                j += 1
+                if not more:
+                    break
+        byte = (bit + 7) >> 3
+    return byte
 
 
 @nb.njit(nogil=True, cache=True)
@@ -229,15 +365,35 @@ def _quantize_into(vals, scratch, levels, codes):
         codes[i] = q
 
 
-@nb.njit(nogil=True, parallel=True, cache=True)
-def encode_entries(list_entry_ptr, list_block_ptr, entry_term, entry_block, entry_val, dim):
+def encode_entries(list_entry_ptr, list_block_ptr, entry_term, entry_block, entry_val, dim, grouping=0):
     """Entries sorted by (term, block) within each list, with float values (upper bounds) ->
-    the arrays of summary layout 3: (block_levels, list_shift, list_dir_ptr, summary_dir,
+    the arrays of summary layout 4: (block_levels, list_shift, list_dir_ptr, summary_dir,
     list_key_ptr, entry_key). Used to convert older layouts on load."""
+    shift, n_dir, n_bytes = plan_sorted(list_entry_ptr, list_block_ptr, entry_term, dim, grouping)
+    dir_ptr, key_ptr = layout_ptrs(n_dir, n_bytes)
+    return _encode_entries(list_entry_ptr, list_block_ptr, entry_term, entry_block, entry_val, dim,
+                           shift, dir_ptr, key_ptr)
+
+
+@nb.njit(nogil=True, cache=True)
+def encode_any(terms, blocks, codes, shift, n_blocks, dim, summary_dir, d0, entry_key, k0, n_bytes):
+    """One list's entries, sorted by (term, block), in the encoding its shift byte names."""
+    bb = block_bits(n_blocks)
+    if shift & GROUPED:
+        written = encode_grouped(terms, blocks, codes, np.int64(shift & SHIFT_MASK), bb, dim,
+                                 summary_dir, d0, entry_key, k0, n_bytes)
+        if written != n_bytes:
+            raise ValueError("grouped summary list: bytes written differ from the plan")
+    else:
+        encode_list(terms, blocks, codes, np.int64(shift), bb, dim, summary_dir, d0, entry_key, k0)
+
+
+@nb.njit(nogil=True, parallel=True, cache=True)
+def _encode_entries(list_entry_ptr, list_block_ptr, entry_term, entry_block, entry_val, dim,
+                    shift, dir_ptr, key_ptr):
     n_lists = list_entry_ptr.shape[0] - 1
     n_blocks = list_block_ptr[-1]
     block_levels = np.zeros(n_blocks * LEVELS, dtype=np.float32)
-    shift, dir_ptr, key_ptr = plan_layout(list_entry_ptr, list_block_ptr, dim)
     summary_dir = np.zeros(dir_ptr[-1], dtype=np.uint16)
     entry_key = np.zeros(key_ptr[-1] + KEY_PAD, dtype=np.uint8)
     for t in nb.prange(n_lists):
@@ -264,8 +420,8 @@ def encode_entries(list_entry_ptr, list_block_ptr, entry_term, entry_block, entr
             block_levels[(b0 + j) * LEVELS:(b0 + j + 1) * LEVELS] = lv
             for m in range(members.shape[0]):
                 codes[members[m] - e0] = c[m]
-        encode_list(entry_term[e0:e1], entry_block[e0:e1], codes, np.int64(shift[t]),
-                    block_bits(nb_), dim, summary_dir, dir_ptr[t], entry_key, key_ptr[t])
+        encode_any(entry_term[e0:e1], entry_block[e0:e1], codes, shift[t], nb_, dim, summary_dir,
+                   dir_ptr[t], entry_key, key_ptr[t], key_ptr[t + 1] - key_ptr[t])
     return block_levels, shift, dir_ptr, summary_dir, key_ptr, entry_key
 
 
@@ -375,37 +531,65 @@ def _energy_cut(maxv, touched, n_t, alpha, vals):
     return thr, above + kept_b, ties
 
 
+@nb.njit(nogil=True, cache=True, inline="always")
+def _keep(v, cut, ties_left):
+    """(kept, ties_left after): the energy cut's rule for one value, as both passes apply it
+    (branch-free: most terms are not kept, and which ones is a coin flip to the CPU)."""
+    tie = v == cut
+    keep = (v > cut) | (tie & (ties_left > 0))
+    return keep, ties_left - (keep & tie & (cut > 0))
+
+
 @nb.njit(nogil=True, parallel=True, cache=True)
 def count_summaries(list_block_ptr, block_doc_ptr, block_docs, fwd_ptr, fwd_terms, fwd_vals,
-                    dim, alpha):
-    """Pass 1: energy cut of every block (threshold, ties) and summary entries per list."""
+                    dim, alpha, grouping):
+    """Pass 1: energy cut of every block (threshold, ties), summary entries per list and each
+    list's encoding (plan_list: list_shift byte, directory words, key bytes)."""
     n_lists = list_block_ptr.shape[0] - 1
     n_blocks = block_doc_ptr.shape[0] - 1
     thr = np.zeros(n_blocks, dtype=np.float32)
     ties = np.zeros(n_blocks, dtype=np.int64)
     n_entries = np.zeros(n_lists, dtype=np.int64)
+    shift = np.zeros(n_lists, dtype=np.uint8)
+    n_dir = np.zeros(n_lists, dtype=np.int64)
+    n_bytes = np.zeros(n_lists, dtype=np.int64)
     n_chunks = (n_lists + _CHUNK - 1) // _CHUNK
     for ch in nb.prange(n_chunks):
         maxv = np.zeros(dim, dtype=np.float32)
         touched = np.empty(dim, dtype=np.int32)
         vals = np.empty(dim, dtype=np.float32)
+        mult = np.zeros(dim, dtype=np.int64)  # a list's entries a term ...
+        seen = np.empty(dim, dtype=np.int64)  # ... and its distinct terms
+        scratch = np.empty(dim, dtype=np.int64)
         for t in range(ch * _CHUNK, min(n_lists, (ch + 1) * _CHUNK)):
+            n_seen = 0
             for b in range(list_block_ptr[t], list_block_ptr[t + 1]):
                 n_t = _block_union(block_docs[block_doc_ptr[b]:block_doc_ptr[b + 1]],
                                    fwd_ptr, fwd_terms, fwd_vals, maxv, touched)
                 thr[b], kept, ties[b] = _energy_cut(maxv, touched, n_t, alpha, vals)
                 n_entries[t] += kept
+                cut, ties_left = thr[b], ties[b]
                 for i in range(n_t):
-                    maxv[touched[i]] = 0.0
-    return thr, ties, n_entries
+                    term = touched[i]
+                    keep, ties_left = _keep(maxv[term], cut, ties_left)
+                    maxv[term] = 0.0
+                    seen[n_seen] = term
+                    n_seen += keep & (mult[term] == 0)
+                    mult[term] += keep
+            shift[t], n_dir[t], n_bytes[t] = plan_list(seen, mult, n_seen, n_entries[t],
+                                                       list_block_ptr[t + 1] - list_block_ptr[t],
+                                                       dim, grouping, scratch)
+            for i in range(n_seen):
+                mult[seen[i]] = 0
+    return thr, ties, n_entries, shift, n_dir, n_bytes
 
 
 @nb.njit(nogil=True, parallel=True, cache=True)
 def fill_summaries(list_block_ptr, block_doc_ptr, block_docs, fwd_ptr, fwd_terms, fwd_vals,
-                   dim, thr, ties, list_entry_ptr):
-    """Pass 2: quantised summaries in the packed per-list layout (no second sort: the cut
-    found by pass 1 is applied as a threshold). Returns (block_levels, list_shift, list_dir_ptr,
-    summary_dir, list_key_ptr, entry_key).
+                   dim, thr, ties, list_entry_ptr, shift, dir_ptr, key_ptr):
+    """Pass 2: quantised summaries in the packed per-list layout that pass 1 planned (no
+    second sort: the cut found by pass 1 is applied as a threshold). Returns (block_levels,
+    summary_dir, entry_key).
 
     Per chunk of lists, every scratch array is allocated once (dim-sized): millions of blocks
     allocate nothing of their own, and a list's entries are put in (term, block) order by a
@@ -415,7 +599,6 @@ def fill_summaries(list_block_ptr, block_doc_ptr, block_docs, fwd_ptr, fwd_terms
     n_lists = list_block_ptr.shape[0] - 1
     n_blocks = block_doc_ptr.shape[0] - 1
     block_levels = np.zeros(n_blocks * LEVELS, dtype=np.float32)
-    shift, dir_ptr, key_ptr = plan_layout(list_entry_ptr, list_block_ptr, dim)
     summary_dir = np.zeros(dir_ptr[-1], dtype=np.uint16)
     entry_key = np.zeros(key_ptr[-1] + KEY_PAD, dtype=np.uint8)
     n_chunks = (n_lists + _CHUNK - 1) // _CHUNK
@@ -449,9 +632,7 @@ def fill_summaries(list_block_ptr, block_doc_ptr, block_docs, fwd_ptr, fwd_terms
                     term = touched[i]
                     v = maxv[term]
                     maxv[term] = 0.0
-                    tie = v == cut
-                    keep = (v > cut) | (tie & (ties_left > 0))
-                    ties_left -= keep & tie & (cut > 0)
+                    keep, ties_left = _keep(v, cut, ties_left)
                     kt[n_k] = term
                     kv[n_k] = v
                     n_k += keep
@@ -486,7 +667,6 @@ def fill_summaries(list_block_ptr, block_doc_ptr, block_docs, fwd_ptr, fwd_terms
                 start[term] = p + 1
             for j in range(n_seen):
                 start[terms[j]] = 0
-            encode_list(srt_t, srt_b, srt_v, np.int64(shift[t]),
-                        block_bits(list_block_ptr[t + 1] - b0), dim, summary_dir, dir_ptr[t],
-                        entry_key, key_ptr[t])
-    return block_levels, shift, dir_ptr, summary_dir, key_ptr, entry_key
+            encode_any(srt_t, srt_b, srt_v, shift[t], list_block_ptr[t + 1] - b0, dim, summary_dir,
+                       dir_ptr[t], entry_key, key_ptr[t], key_ptr[t + 1] - key_ptr[t])
+    return block_levels, summary_dir, entry_key

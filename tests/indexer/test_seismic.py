@@ -10,7 +10,8 @@ from hypothesis import given, settings, strategies as st
 
 from indexer import ExactIndex, SeismicIndex
 from indexer.native import native_module
-from indexer.seismic.summaries import CODE_BITS, LEVELS, SUMMARY_LAYOUT, block_bits, dir_words, quantize_block
+from indexer.seismic.summaries import (CODE_BITS, GROUPED, LEVELS, SUMMARY_LAYOUT, block_bits, dir_words,
+                                       quantize_block)
 from indexer.storage import save_arrays
 
 from .conftest import random_csr
@@ -249,21 +250,47 @@ def test_native_kernel_keeps_its_forward_index_prefetches():
     assert all(n > 0 for n in funcs.values()), funcs
 
 
+def _field(bits, pos, w):
+    """The w-bit little-endian field at bit `pos` of an unpacked bit array."""
+    return int(bits[pos:pos + w].astype(np.int64).dot(1 << np.arange(w))) if w else 0
+
+
 def unpack_summaries(idx):
-    """Per list: (term ids, local block ids, codes) decoded from the packed layout (3)."""
+    """Per list: (term ids, local block ids, codes) decoded from the packed layout (4), plain
+    and grouped lists alike; written apart from the kernels, from the format's description."""
     a, out = idx.arrays, []
     keys = np.asarray(a["entry_key"])
     for t in range(idx.dim):
         e0, e1 = a["list_entry_ptr"][t], a["list_entry_ptr"][t + 1]
-        s = int(a["list_shift"][t])
+        grouped, s = bool(a["list_shift"][t] & GROUPED), int(a["list_shift"][t] & 0x1F)
         bb = block_bits(a["list_block_ptr"][t + 1] - a["list_block_ptr"][t])
-        w, k0 = s + bb + CODE_BITS, a["list_key_ptr"][t]
-        bits = np.unpackbits(keys[k0:a["list_key_ptr"][t + 1]], bitorder="little")
-        fields = np.array([int(bits[i * w:(i + 1) * w][::-1].dot(1 << np.arange(w)[::-1]))
-                           for i in range(e1 - e0)], np.int64)
+        k0, k1 = a["list_key_ptr"][t], a["list_key_ptr"][t + 1]
+        bits = np.unpackbits(keys[k0:k1], bitorder="little")
         d = np.asarray(a["summary_dir"][a["list_dir_ptr"][t]:a["list_dir_ptr"][t + 1]], np.int64)
-        if e1 > e0 and dir_words(e1 - e0) == 2:
+        if e1 > e0 and (k1 - k0 >= 65536 if grouped else dir_words(e1 - e0) == 2):
             d = d[0::2] | (d[1::2] << 16)
+        if grouped:
+            terms, blocks, codes = [], [], []
+            ew = bb + CODE_BITS + 1
+            for h in range(len(d) - 1):
+                pos, end = 8 * d[h], 8 * d[h + 1]
+                while pos + s + ew <= end:
+                    low = _field(bits, pos, s)
+                    pos += s
+                    while True:
+                        ent = _field(bits, pos, ew)
+                        pos += ew
+                        terms.append((h << s) | low)
+                        blocks.append(ent >> (CODE_BITS + 1))
+                        codes.append((ent >> 1) & ((1 << CODE_BITS) - 1))
+                        if not ent & 1:
+                            break
+                assert end - pos < 8 and not bits[pos:end].any()  # only zero padding is left
+            assert len(terms) == e1 - e0
+            out.append((np.array(terms, np.int64), np.array(blocks, np.int64), np.array(codes, np.int64)))
+            continue
+        w = s + bb + CODE_BITS
+        fields = np.array([_field(bits, i * w, w) for i in range(e1 - e0)], np.int64)
         bucket = np.repeat(np.arange(max(0, len(d) - 1)), np.diff(d)) if len(d) else np.zeros(0, int)
         terms = (bucket << s) | (fields >> (bb + CODE_BITS))
         out.append((terms, (fields >> CODE_BITS) & ((1 << bb) - 1), fields & ((1 << CODE_BITS) - 1)))
@@ -409,16 +436,22 @@ def test_a_damaged_old_layout_is_reported_as_damage(synthetic, tmp_path):
         SeismicIndex.load(tmp_path / "v1b")
 
 
-def test_a_list_with_a_wide_directory_is_searched_exactly():
-    # a list of >= 65536 summary entries takes two u16 directory words a bucket
+@pytest.mark.parametrize("groups", ["never", "always"])
+def test_a_list_with_a_wide_directory_is_searched_exactly(groups):
+    # a plain list of >= 65536 summary entries, or a grouped list of >= 65536 key bytes, takes
+    # two u16 directory words a bucket
     rng = np.random.default_rng(5)
     n, dim = 1200, 2000
     rows = np.repeat(np.arange(n), 100)
     cols = np.concatenate([np.r_[0, rng.choice(np.arange(1, dim), 99, replace=False)] for _ in range(n)])
     docs = sp.csr_matrix((rng.random(rows.size).astype(np.float32) + 0.01, (rows, cols)), shape=(n, dim))
-    idx = SeismicIndex.build(docs, centroid_fraction=0.3, min_cluster_size=1, **EXACT_PARAMS)
+    idx = SeismicIndex.build(docs, centroid_fraction=0.3, min_cluster_size=1, summary_groups=groups,
+                             **EXACT_PARAMS)
     e = np.diff(idx.arrays["list_entry_ptr"])
-    assert e[0] >= 65536 and dir_words(int(e[0])) == 2
+    if groups == "never":
+        assert e[0] >= 65536 and dir_words(int(e[0])) == 2
+    else:
+        assert idx.arrays["list_shift"][0] & GROUPED and np.diff(idx.arrays["list_key_ptr"])[0] >= 65536
     wide = idx.arrays["summary_dir"][idx.arrays["list_dir_ptr"][0]:idx.arrays["list_dir_ptr"][1]]
     assert wide[1::2].max() >= 1  # high halves in use
     ex = ExactIndex.build(docs)
@@ -439,7 +472,58 @@ def test_the_summary_layout_is_recorded_in_the_manifest(synthetic, tmp_path):
     docs, _ = synthetic
     SeismicIndex.build(docs[:200], n_postings=100).save(tmp_path / "s")
     manifest = json.loads((tmp_path / "s" / "manifest.json").read_text())
-    assert manifest["summary_layout"] == SUMMARY_LAYOUT == 3
+    assert manifest["summary_layout"] == SUMMARY_LAYOUT == 4
+
+
+def test_grouped_and_plain_summary_lists_hold_the_same_entries_and_answer_alike(synthetic):
+    # summary_groups is storage only: "never" (every list plain), "always" (every list grouped
+    # by term) and "auto" (the smaller of the two a list) decode to the same entries, have the
+    # same levels and return the same floats from both kernels; "auto" is never larger
+    docs, queries = synthetic
+    built = {g: SeismicIndex.build(docs, n_postings=1000, summary_groups=g) for g in ("never", "always", "auto")}
+    grouped = {g: int(np.count_nonzero(i.arrays["list_shift"] & GROUPED)) for g, i in built.items()}
+    lists = np.count_nonzero(np.diff(built["never"].arrays["list_entry_ptr"]))
+    assert grouped["never"] == 0 and grouped["always"] == lists and 0 < grouped["auto"] < lists
+    size = {g: i.space_usage()["summaries_bytes"] for g, i in built.items()}
+    assert size["auto"] <= min(size["never"], size["always"])
+    ref = unpack_summaries(built["never"])
+    for g in ("always", "auto"):
+        np.testing.assert_array_equal(built[g].arrays["block_levels"], built["never"].arrays["block_levels"])
+        for (t0, b0, c0), (t1, b1, c1) in zip(ref, unpack_summaries(built[g])):
+            np.testing.assert_array_equal(t0, t1)
+            np.testing.assert_array_equal(b0, b1)
+            np.testing.assert_array_equal(c0, c1)
+    for qc, hf in [(3, 0.5), (10, 0.8)]:
+        want = built["never"].search_batch(queries, k=10, query_cut=qc, heap_factor=hf, backend="numba")
+        for g in ("always", "auto"):
+            for backend in ("native", "numba"):
+                got = built[g].search_batch(queries, k=10, query_cut=qc, heap_factor=hf, backend=backend)
+                np.testing.assert_array_equal(got[0], want[0])
+                np.testing.assert_array_equal(got[1], want[1])
+
+
+def test_an_index_in_summary_layout_3_loads_unchanged_and_answers_alike(synthetic, tmp_path):
+    # layout 3 is layout 4 without grouped lists: its arrays are read as they are
+    docs, queries = synthetic
+    idx = SeismicIndex.build(docs, n_postings=300, summary_groups="never")
+    params = idx.params.to_dict()
+    del params["summary_groups"]  # written before the parameter existed
+    save_arrays(tmp_path / "v3", "seismic", idx.arrays, {"n_docs": idx.n_docs, "dim": idx.dim,
+                                                         "params": params, "summary_layout": 3})
+    loaded = SeismicIndex.load(tmp_path / "v3")
+    for name, arr in idx.arrays.items():
+        np.testing.assert_array_equal(np.asarray(loaded.arrays[name]), arr)
+    for backend in ("native", "numba"):
+        got = loaded.search_batch(queries, k=10, query_cut=10, heap_factor=0.8, backend=backend)
+        want = idx.search_batch(queries, k=10, query_cut=10, heap_factor=0.8, backend=backend)
+        np.testing.assert_array_equal(got[0], want[0])
+        np.testing.assert_array_equal(got[1], want[1])
+
+
+def test_an_unknown_summary_grouping_is_refused():
+    from indexer.errors import InvalidInputError
+    with pytest.raises(InvalidInputError, match="summary_groups"):
+        SeismicIndex.build(sp.csr_matrix(np.ones((3, 4), np.float32)), summary_groups="sometimes")
 
 
 def test_an_unknown_summary_layout_is_refused_with_a_clear_error(synthetic, tmp_path):
