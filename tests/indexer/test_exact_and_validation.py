@@ -175,3 +175,18 @@ def test_global_pruning_keeps_the_largest_postings_per_budget():
             want = np.sort(col_docs[order])
         np.testing.assert_array_equal(kept[ptr[t]:ptr[t + 1]], np.sort(want))
     assert csc.nnz == docs.nnz  # the input is read, not changed
+
+
+def test_large_arrays_read_into_memory_equal_what_was_saved(tmp_path):
+    # load(mmap=False) reads arrays of 4 MiB and more into mappings advised for huge pages
+    # (storage._load_resident); the values, dtypes and shapes must be those saved
+    from indexer.storage import load_arrays, save_arrays
+    rng = np.random.default_rng(0)
+    arrays = {"i64": np.arange(700_000, dtype=np.int64), "f16": rng.random((3, 900_000)).astype(np.float16),
+              "u8": rng.integers(0, 256, 5_000_000, dtype=np.uint8), "small": np.arange(5, dtype=np.uint16)}
+    save_arrays(tmp_path / "a", "test", arrays, {})
+    got, _ = load_arrays(tmp_path / "a", "test", mmap=False)
+    assert set(got) == set(arrays)
+    for name, want in arrays.items():
+        assert got[name].dtype == want.dtype and got[name].shape == want.shape
+        np.testing.assert_array_equal(got[name], want)
