@@ -109,9 +109,9 @@ struct SeismicBase {
                             int, int, int32_t*, float*) = 0;
 };
 
-template <class TermT, class ValT>
+template <class TermT, class ValT, class DocT>
 struct SeismicImpl : SeismicBase {
-  explicit SeismicImpl(const lsr::SeismicArrays<TermT, ValT>& a) : k(a) {}
+  explicit SeismicImpl(const lsr::SeismicArrays<TermT, ValT, DocT>& a) : k(a) {}
   int search(const int32_t* t, const float* v, int64_t n, int kk, int qc, float hf, int kx,
              int32_t* ids, float* sc) override {
     return k.search(t, v, n, kk, qc, hf, kx, ids, sc);
@@ -120,13 +120,13 @@ struct SeismicImpl : SeismicBase {
                     float hf, int kx, int th, int32_t* ids, float* sc) override {
     k.search_batch(p, t, v, nq, kk, qc, hf, kx, th, ids, sc);
   }
-  lsr::SeismicKernel<TermT, ValT> k;
+  lsr::SeismicKernel<TermT, ValT, DocT> k;
 };
 
-template <class TermT, class ValT>
+template <class TermT, class ValT, class DocT>
 SeismicBase* make_seismic(nb::dict a, int64_t n_docs, int64_t dim, int64_t max_blocks) {
   auto g = [&](const char* name) { return nb::cast<Arr>(a[name]); };
-  lsr::SeismicArrays<TermT, ValT> s;
+  lsr::SeismicArrays<TermT, ValT, DocT> s;
   s.n_docs = n_docs;
   s.dim = dim;
   s.max_blocks_per_list = max_blocks;
@@ -138,7 +138,7 @@ SeismicBase* make_seismic(nb::dict a, int64_t n_docs, int64_t dim, int64_t max_b
     s.fwd_vals = ptr<float>(g("fwd_vals"), "fwd_vals");
   s.list_block_ptr = ptr<int64_t>(g("list_block_ptr"), "list_block_ptr");
   s.block_doc_ptr = ptr<int64_t>(g("block_doc_ptr"), "block_doc_ptr");
-  s.block_docs = ptr<int32_t>(g("block_docs"), "block_docs");
+  s.block_docs = ptr<DocT>(g("block_docs"), "block_docs");
   s.block_levels = ptr<float>(g("block_levels"), "block_levels");
   s.list_entry_ptr = ptr<int64_t>(g("list_entry_ptr"), "list_entry_ptr");
   s.list_shift = ptr<uint8_t>(g("list_shift"), "list_shift");
@@ -151,7 +151,15 @@ SeismicBase* make_seismic(nb::dict a, int64_t n_docs, int64_t dim, int64_t max_b
     s.knn = ptr<uint32_t>(knn, "knn_neighbors");
     s.knn_k = n_docs > 0 ? (int64_t)knn.shape(0) / n_docs : 0;
   }
-  return new SeismicImpl<TermT, ValT>(s);
+  return new SeismicImpl<TermT, ValT, DocT>(s);
+}
+
+// Posting lists of an index of at most 65,536 documents hold u16 ids (index.py), others i32.
+template <class TermT, class ValT>
+SeismicBase* make_seismic(nb::dict a, int64_t n_docs, int64_t dim, int64_t max_blocks) {
+  if (nb::cast<Arr>(a["block_docs"]).dtype() == nb::dtype<uint16_t>())
+    return make_seismic<TermT, ValT, uint16_t>(a, n_docs, dim, max_blocks);
+  return make_seismic<TermT, ValT, int32_t>(a, n_docs, dim, max_blocks);
 }
 
 // Owns the kernel and keeps the numpy arrays it points into alive (they may be memory-mapped).

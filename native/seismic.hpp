@@ -18,7 +18,7 @@ inline int block_bits(int64_t nb) {
   return bb;
 }
 
-template <class TermT, class ValT>
+template <class TermT, class ValT, class DocT = int32_t>
 struct SeismicArrays {
   int64_t n_docs = 0, dim = 0;
   // forward index
@@ -28,7 +28,7 @@ struct SeismicArrays {
   // posting lists split into blocks
   const int64_t* list_block_ptr;
   const int64_t* block_doc_ptr;
-  const int32_t* block_docs;
+  const DocT* block_docs;  // u16 in an index of at most 65,536 documents, else i32
   const float* block_levels;  // kLevels dequantisation levels a block, ascending
   // transposed 2-bit summaries, packed per list (indexer/seismic/summaries.py, summary layout
   // 4): entries sorted by (term, block), a u16 directory over term >> (list_shift & 0x1F) (two
@@ -58,10 +58,10 @@ struct SeismicScratch {
   std::vector<int32_t> tops;
 };
 
-template <class TermT, class ValT>
+template <class TermT, class ValT, class DocT = int32_t>
 class SeismicKernel {
  public:
-  explicit SeismicKernel(const SeismicArrays<TermT, ValT>& a) : a_(a) {}
+  explicit SeismicKernel(const SeismicArrays<TermT, ValT, DocT>& a) : a_(a) {}
 
   // q_terms ascending and unique, q_vals finite. Returns the number of hits written (<= k).
   // knn_expand: stored neighbours of each top hit scored after the inverted-index phase (0: none).
@@ -121,8 +121,8 @@ class SeismicKernel {
       for (int64_t i = 0; i < nb; ++i) {
         int32_t b = order[i];
         if (heap.full() && s.dots[b] < heap_factor * heap.threshold()) continue;
-        const int32_t* d = a_.block_docs + a_.block_doc_ptr[b0 + b];
-        const int32_t* d_end = a_.block_docs + a_.block_doc_ptr[b0 + b + 1];
+        const DocT* d = a_.block_docs + a_.block_doc_ptr[b0 + b];
+        const DocT* d_end = a_.block_docs + a_.block_doc_ptr[b0 + b + 1];
         // Scoring is bound by forward-index cache misses (perf: the first load of a document's
         // terms is the hottest instruction): request every cache line of every unseen document
         // of the block before scoring the first one, as Seismic does, so the misses overlap.
@@ -130,9 +130,9 @@ class SeismicKernel {
         // (and 1.12-1.21x on SciFact, whose 6 MB forward index mostly misses L2 too)
         // and 1.3-1.5x at 300k than prefetching only each document's first line
         // (prefetch_read: a plain __builtin_prefetch loop here is deleted by GCC, common.hpp).
-        for (const int32_t* p = d; p < d_end; ++p)
+        for (const DocT* p = d; p < d_end; ++p)
           if (!s.visited.test(*p)) prefetch_doc(*p);
-        for (const int32_t* p = d; p < d_end; ++p) {
+        for (const DocT* p = d; p < d_end; ++p) {
           int32_t doc = *p;
           if (s.visited.test_and_set(doc)) continue;
           int64_t f0 = a_.fwd_ptr[doc];
@@ -325,7 +325,7 @@ class SeismicKernel {
     }
   }
 
-  SeismicArrays<TermT, ValT> a_;
+  SeismicArrays<TermT, ValT, DocT> a_;
   ScratchPool<SeismicScratch> pool_;
 };
 

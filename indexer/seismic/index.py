@@ -20,6 +20,7 @@ from .pruning import prune_postings
 from .summaries import (SUMMARY_LAYOUT, count_summaries, decode_layout2, encode_entries, fill_summaries,
                         layout_ptrs)
 
+_U16_DOCS = 65536  # posting lists of an index of at most this many documents hold u16 ids
 # Arrays that make up an index, in the order the Numba kernel takes them.
 _KERNEL_ARRAYS = ("fwd_ptr", "fwd_terms", "fwd_vals", "list_block_ptr", "block_doc_ptr",
                   "block_docs", "block_levels", "list_entry_ptr", "list_shift",
@@ -93,6 +94,8 @@ class SeismicIndex:
             list_entry_ptr, list_shift, list_dir_ptr, list_key_ptr)
         del build_vals, thr, ties, n_dir, n_bytes
 
+        if n_docs <= _U16_DOCS:  # half the posting bytes of a small index (SciFact: 5.9 -> 3.0 MB)
+            block_docs = block_docs.astype(np.uint16)
         arrays = {
             "fwd_ptr": fwd_ptr, "fwd_terms": fwd_terms, "fwd_vals": stored_vals,
             "list_block_ptr": list_block_ptr, "block_doc_ptr": block_doc_ptr,

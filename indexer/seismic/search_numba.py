@@ -194,7 +194,7 @@ def search_one(q_terms, q_vals, k, query_cut, heap_factor, q_dense, visited, dot
             if size == k and dots[b] < hf * hs[0]:
                 continue
             for p in range(block_doc_ptr[b0 + b], block_doc_ptr[b0 + b + 1]):
-                size = _visit(block_docs[p], hs, hd, size, k, q_dense, visited, seen,
+                size = _visit(np.int32(block_docs[p]), hs, hd, size, k, q_dense, visited, seen,
                               fwd_ptr, fwd_terms, fwd_vals)
     if knn_expand > 0:
         size = expand(hs, hd, size, k, q_dense, visited, seen, fwd_ptr, fwd_terms, fwd_vals, knn,
