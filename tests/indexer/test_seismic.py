@@ -520,6 +520,21 @@ def test_an_index_in_summary_layout_3_loads_unchanged_and_answers_alike(syntheti
         np.testing.assert_array_equal(got[1], want[1])
 
 
+def test_small_indexes_hold_u16_postings_and_answer_as_with_i32(synthetic):
+    # an index of at most 65,536 documents stores its posting lists' ids as u16; the kernels
+    # read either width (indexes saved before keep i32) and return the same floats
+    docs, queries = synthetic
+    idx = SeismicIndex.build(docs, n_postings=300)
+    assert idx.arrays["block_docs"].dtype == np.uint16
+    wide = SeismicIndex({**idx.arrays, "block_docs": idx.arrays["block_docs"].astype(np.int32)},
+                        idx.n_docs, idx.dim, idx.params)
+    for backend in ("native", "numba"):
+        a = idx.search_batch(queries, k=10, query_cut=8, heap_factor=0.8, backend=backend)
+        b = wide.search_batch(queries, k=10, query_cut=8, heap_factor=0.8, backend=backend)
+        np.testing.assert_array_equal(a[0], b[0])
+        np.testing.assert_array_equal(a[1], b[1])
+
+
 def test_an_unknown_summary_grouping_is_refused():
     from indexer.errors import InvalidInputError
     with pytest.raises(InvalidInputError, match="summary_groups"):
