@@ -97,35 +97,37 @@ def _member_blocks(list_block_ptr, block_doc_ptr, block_docs, tops):
 
 
 @nb.njit(nogil=True, cache=True, inline="always")
-def _worst(sc, ids, d, k):
-    """The slot of document d's worst kept neighbour: lowest score, then highest id."""
+def _worst(sc, ids, j, d, k):
+    """The slot of document d's worst kept neighbour of pass j: lowest score, then highest id."""
     w = 0
     for c in range(1, k):
-        if sc[d, c] < sc[d, w] or (sc[d, c] == sc[d, w] and ids[d, c] > ids[d, w]):
+        if sc[j, d, c] < sc[j, d, w] or (sc[j, d, c] == sc[j, d, w] and ids[j, d, c] > ids[j, d, w]):
             w = c
     return w
 
 
 @nb.njit(nogil=True, parallel=True, cache=True)
 def _block_mates(list_block_ptr, block_doc_ptr, block_docs, pos, fwd_ptr, fwd_terms, fwd_vals, dim, k):
-    """The graph of block_graph: one pass per top term j, in which every document takes the
-    candidates of its j-th block; so each document has one writer a pass, whatever the thread.
-    Kept: the best k by (score desc, id asc); padded with the document's own id.
+    """The graph of block_graph. Documents take the candidates of their j-th block into slots of
+    their own for each j (a document's blocks are in different lists, which different threads
+    may visit at once: each (j, document) has one writer); the k best of a document's slots,
+    by (score desc, id asc) and each id once, are its neighbours, padded with its own id.
 
-    A block's members are scored term at a time: the block's own inverted index (its members'
-    entries sorted by term) is built once a pass, and each document that takes the block's
-    candidates walks only the entries of its own terms, so a pair that shares few terms costs
-    little. Cluster sizes are skewed (synthetic-1m: median 9 members, 1 % over 224, up to
-    1,288), so most of the 463M pairs are in large blocks, where a document at a time read
-    every member's whole row for each document: 93 against 81.5 CPU s at synthetic-1m, the same
-    recall after expansion on its query sample 1 (0.944 / 0.980 / 0.997 at query_cut 3 / 5 /
-    8). A candidate is compared with the worst kept neighbour first; only one that beats it is
-    looked for among the kept."""
+    Block-major, every block once: the block's own inverted index (its members' entries sorted
+    by term) is built, and each document that takes the block's candidates walks only the
+    entries of its own terms, so a pair that shares few terms costs little. Cluster sizes are
+    skewed (synthetic-1m: median 9 members, 1 % over 224, up to 1,288), so most of the 463M
+    pairs are in large blocks, where a document at a time read every member's whole row for
+    each document: 93 CPU s at synthetic-1m, 81.5 with a block's index built once a pass, 53
+    built once (the same recall after expansion on its query sample 1: 0.944 / 0.980 / 0.997
+    at query_cut 3 / 5 / 8). A candidate is compared with the worst kept one first; only one
+    that beats it is looked for among the kept."""
     n, n_top = pos.shape
-    ids = np.empty((n, k), dtype=np.int64)
-    sc = np.full((n, k), -np.inf, dtype=np.float32)
-    for d in range(n):
-        ids[d, :] = d
+    ids = np.empty((n_top, n, k), dtype=np.int32)
+    sc = np.full((n_top, n, k), -np.inf, dtype=np.float32)
+    for j in range(n_top):
+        for d in range(n):
+            ids[j, d, :] = d
     n_lists = list_block_ptr.shape[0] - 1
     n_blocks = block_doc_ptr.shape[0] - 1
     most_docs, most_entries = 0, 0
@@ -137,82 +139,94 @@ def _block_mates(list_block_ptr, block_doc_ptr, block_docs, pos, fwd_ptr, fwd_te
             e += fwd_ptr[block_docs[i] + 1] - fwd_ptr[block_docs[i]]
         most_entries = max(most_entries, e)
     n_chunks = (n_lists + 63) // 64
-    for j in range(n_top):
-        for ch in nb.prange(n_chunks):
-            cnt = np.zeros(dim, dtype=np.int64)  # a block's entries a term, then fill pointers
-            first = np.empty(dim, dtype=np.int64)  # where a term's entries start
-            seen = np.empty(dim, dtype=np.int64)
-            member = np.empty(most_entries, dtype=np.int32)  # the block's inverted index
-            value = np.empty(most_entries, dtype=np.float32)
-            acc = np.zeros(most_docs, dtype=np.float32)
-            for t in range(ch * 64, min(n_lists, (ch + 1) * 64)):
-                for b in range(list_block_ptr[t], list_block_ptr[t + 1]):
-                    m0, m1 = block_doc_ptr[b], block_doc_ptr[b + 1]
-                    owners = 0
-                    for i in range(m0, m1):
+    for ch in nb.prange(n_chunks):
+        cnt = np.zeros(dim, dtype=np.int64)  # a block's entries a term, then fill pointers
+        first = np.empty(dim, dtype=np.int64)  # where a term's entries start
+        seen = np.empty(dim, dtype=np.int64)
+        member = np.empty(most_entries, dtype=np.int32)  # the block's inverted index
+        value = np.empty(most_entries, dtype=np.float32)
+        acc = np.zeros(most_docs, dtype=np.float32)
+        for t in range(ch * 64, min(n_lists, (ch + 1) * 64)):
+            for b in range(list_block_ptr[t], list_block_ptr[t + 1]):
+                m0, m1 = block_doc_ptr[b], block_doc_ptr[b + 1]
+                owners = 0
+                for i in range(m0, m1):
+                    for j in range(n_top):
                         owners += pos[block_docs[i], j] == b
-                    if owners == 0:
+                if owners == 0:
+                    continue
+                n_seen = 0
+                for i in range(m0, m1):  # count the entries of each term
+                    e = block_docs[i]
+                    for p in range(fwd_ptr[e], fwd_ptr[e + 1]):
+                        term = fwd_terms[p]
+                        seen[n_seen] = term
+                        n_seen += cnt[term] == 0
+                        cnt[term] += 1
+                off = 0
+                for x in range(n_seen):  # counts -> where each term's entries start
+                    term = seen[x]
+                    c = cnt[term]
+                    first[term] = off
+                    cnt[term] = off
+                    off += c
+                for i in range(m0, m1):  # members in block order within a term
+                    e = block_docs[i]
+                    for p in range(fwd_ptr[e], fwd_ptr[e + 1]):
+                        term = fwd_terms[p]
+                        member[cnt[term]] = i - m0
+                        value[cnt[term]] = fwd_vals[p]
+                        cnt[term] += 1
+                for i in range(m0, m1):  # cnt[term] now ends term's entries
+                    d = block_docs[i]
+                    jd = -1  # the pass whose block this is for d (its blocks are in distinct lists)
+                    for j in range(n_top):
+                        if pos[d, j] == b:
+                            jd = j
+                    if jd < 0:
                         continue
-                    n_seen = 0
-                    for i in range(m0, m1):  # count the entries of each term
-                        e = block_docs[i]
-                        for p in range(fwd_ptr[e], fwd_ptr[e + 1]):
-                            term = fwd_terms[p]
-                            seen[n_seen] = term
-                            n_seen += cnt[term] == 0
-                            cnt[term] += 1
-                    off = 0
-                    for x in range(n_seen):  # counts -> where each term's entries start
-                        term = seen[x]
-                        c = cnt[term]
-                        first[term] = off
-                        cnt[term] = off
-                        off += c
-                    for i in range(m0, m1):  # members in block order within a term
-                        e = block_docs[i]
-                        for p in range(fwd_ptr[e], fwd_ptr[e + 1]):
-                            term = fwd_terms[p]
-                            member[cnt[term]] = i - m0
-                            value[cnt[term]] = fwd_vals[p]
-                            cnt[term] += 1
-                    for i in range(m0, m1):  # cnt[term] now ends term's entries
-                        d = block_docs[i]
-                        if pos[d, j] != b:
+                    acc[:m1 - m0] = 0.0
+                    for p in range(fwd_ptr[d], fwd_ptr[d + 1]):
+                        term = fwd_terms[p]
+                        v = fwd_vals[p]
+                        for q in range(first[term], cnt[term]):
+                            acc[member[q]] += v * value[q]
+                    w = _worst(sc, ids, jd, d, k)
+                    for i2 in range(m0, m1):
+                        e = block_docs[i2]
+                        if e == d:
                             continue
-                        acc[:m1 - m0] = 0.0
-                        for p in range(fwd_ptr[d], fwd_ptr[d + 1]):
-                            term = fwd_terms[p]
-                            v = fwd_vals[p]
-                            for q in range(first[term], cnt[term]):
-                                acc[member[q]] += v * value[q]
-                        w = _worst(sc, ids, d, k)
-                        for i2 in range(m0, m1):
-                            e = block_docs[i2]
-                            if e == d:
-                                continue
-                            s = acc[i2 - m0]
-                            if not (s > sc[d, w] or (s == sc[d, w] and e < ids[d, w])):
-                                continue
-                            present = False
-                            for c in range(k):
-                                present |= ids[d, c] == e
-                            if not present:
-                                sc[d, w] = s
-                                ids[d, w] = e
-                                w = _worst(sc, ids, d, k)
-                    for x in range(n_seen):
-                        cnt[seen[x]] = 0
+                        s = acc[i2 - m0]
+                        if not (s > sc[jd, d, w] or (s == sc[jd, d, w] and e < ids[jd, d, w])):
+                            continue
+                        present = False
+                        for c in range(k):
+                            present |= ids[jd, d, c] == e
+                        if not present:
+                            sc[jd, d, w] = s
+                            ids[jd, d, w] = e
+                            w = _worst(sc, ids, jd, d, k)
+                for x in range(n_seen):
+                    cnt[seen[x]] = 0
     out = np.empty((n, k), dtype=np.uint32)
     for d in nb.prange(n):
-        order = np.arange(k)
-        for x in range(1, k):  # insertion sort of k slots: score desc, id asc
-            y = x
-            while y > 0 and (sc[d, order[y]] > sc[d, order[y - 1]] or
-                             (sc[d, order[y]] == sc[d, order[y - 1]] and ids[d, order[y]] < ids[d, order[y - 1]])):
-                order[y], order[y - 1] = order[y - 1], order[y]
-                y -= 1
-        for c in range(k):
-            out[d, c] = ids[d, order[c]] if sc[d, order[c]] > -np.inf else d
+        cs = sc[:, d, :].ravel()
+        ci = ids[:, d, :].ravel()
+        order = np.argsort(ci, kind="mergesort")  # by id, then by score desc: stable sorts
+        order = order[np.argsort(-cs[order], kind="mergesort")]
+        c = 0
+        for x in range(order.shape[0]):
+            if c == k or cs[order[x]] == -np.inf:
+                break
+            e = ci[order[x]]
+            dup = False
+            for y in range(c):
+                dup |= out[d, y] == e
+            if not dup:
+                out[d, c] = e
+                c += 1
+        for y in range(c, k):
+            out[d, y] = d
     return out
 
 
