@@ -146,13 +146,15 @@ _HUGE_MIN = 4 << 20  # arrays from this size up are read into memory that may us
 
 def _load_resident(fp: Path) -> np.ndarray:
     """An .npy file read into memory. A large array goes into an anonymous mapping advised for
-    transparent huge pages (Linux's default THP mode, "madvise", gives them only to mappings
-    that ask): an index's forward index and summaries are read at random, and with 4 KiB pages
-    nearly every document scored at synthetic-1m missed the TLB (queries 1-10 % faster with
-    2 MiB pages, one core, same process). Elsewhere, or when the kernel declines, these are
-    ordinary pages."""
+    transparent huge pages (THP in "madvise" mode, a common default and this machine's, gives
+    them only to mappings that ask): an index's forward index and summaries are read at
+    random, and a 1 GB index in 4 KiB pages overflows the TLB many times (synthetic-1m queries
+    1-10 % faster with 2 MiB pages, one core, same process). Elsewhere, or when the kernel
+    declines, these are ordinary pages."""
     with open(fp, "rb") as f:
         version = np.lib.format.read_magic(f)
+        if version not in ((1, 0), (2, 0)):
+            return np.load(fp, allow_pickle=False)
         read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
                        else np.lib.format.read_array_header_2_0)
         shape, fortran, dtype = read_header(f)
