@@ -218,6 +218,18 @@ def read_bits(keys, base, bit, w):
     return np.int64((x >> np.uint64(bit & 7)) & np.uint64((1 << w) - 1))
 
 
+@nb.njit(nogil=True, cache=True, inline="always")
+def _put_bits(entry_key, k0, bit, v):
+    """Or v into the zero-initialised packed bytes from byte k0, at bit offset `bit` (fields do
+    not overlap, so or-ing them in is writing them)."""
+    p = k0 + (bit >> 3)
+    v = v << (bit & 7)
+    while v:
+        entry_key[p] |= np.uint8(v & 255)
+        v >>= 8
+        p += 1
+
+
 @nb.njit(nogil=True, cache=True)
 def encode_list(terms, blocks, codes, s, bb, dim, summary_dir, d0, entry_key, k0):
     """Directory and packed keys of one list whose entries are sorted by (term, block)."""
@@ -238,24 +250,7 @@ def encode_list(terms, blocks, codes, s, bb, dim, summary_dir, d0, entry_key, k0
     for i in range(e):
         key = ((((np.int64(terms[i]) & lmask) << bb) | np.int64(blocks[i])) << CODE_BITS) \
             | np.int64(codes[i])
-        bit = i * w
-        p = k0 + (bit >> 3)
-        v = key << (bit & 7)
-        while v:  # bytes are zero-initialised and fields do not overlap: or them in
-            entry_key[p] |= np.uint8(v & 255)
-            v >>= 8
-            p += 1
-
-
-@nb.njit(nogil=True, cache=True, inline="always")
-def _put_bits(entry_key, k0, bit, v):
-    """Or v into the zero-initialised packed bytes from byte k0, at bit offset `bit`."""
-    p = k0 + (bit >> 3)
-    v = v << (bit & 7)
-    while v:
-        entry_key[p] |= np.uint8(v & 255)
-        v >>= 8
-        p += 1
+        _put_bits(entry_key, k0, i * w, key)
 
 
 @nb.njit(nogil=True, cache=True)
