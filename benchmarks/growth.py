@@ -89,7 +89,6 @@ def derive(src_dir: Path, dst_dir: Path, copies: int, batch: int = 20_000, seed:
 def sparse_recall(data_dir: Path, queries: list[str]) -> dict:
     """Recall@10 and @100 of the SPLADE list as the service searches it (k=100, the default
     query_cut and heap_factor) against an exact scan of the same vectors."""
-    import scipy.sparse as sp
 
     from encoders.splade import SpladeEncoder
     from indexer import Collection
@@ -105,9 +104,7 @@ def sparse_recall(data_dir: Path, queries: list[str]) -> dict:
             for c, alive in coll._snapshot():  # exact: every live row's dot product
                 if not alive.any():
                     continue
-                ptr, terms, vals = c.forward("sparse")
-                m = sp.csr_matrix((np.asarray(vals, np.float32), np.asarray(terms, np.int32), ptr),
-                                  shape=(len(ptr) - 1, coll.config.fields["sparse"].dim))
+                m = c.sparse_rows("sparse", np.arange(len(alive)))  # rows in the segment's numbering
                 scores = (m @ row.T).toarray().ravel()[: len(alive)]
                 scores[~alive] = -np.inf
                 top = np.argsort(-scores)[:100]

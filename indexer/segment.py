@@ -178,7 +178,8 @@ class Segment:
 
     # ------------------------------------------------------------- rows
     def forward(self, field: str):
-        """(ptr int64, terms, vals float32) of a sparse field, from the index's own arrays."""
+        """(ptr int64, terms, vals float32) of a sparse field, from the index's own arrays, in
+        the index's numbering: row r is at `self.positions(field, r)`."""
         if field not in self._forward:
             idx = self.indexes[field]
             if isinstance(idx, SeismicIndex):
@@ -190,13 +191,28 @@ class Segment:
             self._forward[field] = fwd
         return self._forward[field]
 
+    def positions(self, field: str, rows):
+        """Rows -> where the field's index holds them (a Seismic index may reorder documents)."""
+        idx = self.indexes[field]
+        return idx.positions(rows) if isinstance(idx, SeismicIndex) else rows
+
+    def _rows(self, field: str, positions):
+        idx = self.indexes[field]
+        return idx.input_rows(positions) if isinstance(idx, SeismicIndex) else positions
+
     def terms(self, field: str):
-        """(ptr, terms) of a sparse field without touching its values."""
+        """(ptr, terms) of a sparse field without touching its values (index numbering)."""
         idx = self.indexes[field]
         if isinstance(idx, SeismicIndex):
             return idx.arrays["fwd_ptr"], idx.arrays["fwd_terms"]
         ptr, terms, _ = self.forward(field)
         return ptr, terms
+
+    def live_terms(self, field: str) -> np.ndarray:
+        """Every term occurrence of the field in the live rows."""
+        ptr, terms = self.terms(field)
+        alive = self.alive[self._rows(field, np.arange(self.n_rows))]  # in the index's numbering
+        return np.asarray(terms)[np.repeat(alive, np.diff(ptr))]
 
     def dense(self, field: str) -> np.ndarray:
         return self._dense[field].vectors
@@ -215,13 +231,15 @@ class Segment:
 
     def row_terms(self, field: str, row: int) -> np.ndarray:
         ptr, terms = self.terms(field)
-        return np.asarray(terms[ptr[row]:ptr[row + 1]], dtype=np.int64)
+        p = self.positions(field, row)
+        return np.asarray(terms[ptr[p]:ptr[p + 1]], dtype=np.int64)
 
     def vector(self, field: str, row: int):
         if self.kinds[field] == "dense":
             return np.array(self._dense[field].vectors[row])
         ptr, terms, vals = self.forward(field)
-        a, b = ptr[row], ptr[row + 1]
+        p = self.positions(field, row)
+        a, b = ptr[p], ptr[p + 1]
         return sp.csr_matrix((np.array(vals[a:b], np.float32), np.array(terms[a:b], np.int32),
                               [0, b - a]), shape=(1, self.indexes[field].dim))
 
@@ -229,7 +247,7 @@ class Segment:
         ptr, terms, vals = self.forward(field)
         m = sp.csr_matrix((vals, np.asarray(terms, dtype=np.int32), ptr),
                           shape=(self.n_rows, self.indexes[field].dim))
-        return m[rows]
+        return m[self.positions(field, np.asarray(rows, dtype=np.int64))]
 
     def token_rows(self, rows) -> TokenRows | None:
         """The rows' stored token vectors (None: this segment has none)."""
@@ -276,8 +294,9 @@ class Segment:
         k = params.k
         if allowed is not None and n_allowed <= exact_limit:
             ptr, terms, vals = self.forward(field)
-            rows, scores = score_rows(ptr, terms, vals, np.flatnonzero(allowed), query.dense)
-            return top_k(rows, scores, k)
+            pos, scores = score_rows(ptr, terms, vals, self.positions(field, np.flatnonzero(allowed)),
+                                     query.dense)
+            return top_k(self._rows(field, pos), scores, k)
         idx = self.indexes[field]
         want = k if allowed is None else min(self.n_rows, math.ceil(k * self.n_rows / max(n_allowed, 1) * 1.5) + 8)
         while True:

@@ -40,9 +40,7 @@ class LiveTermStats:
         self._n_docs += int(seg.alive.sum())
         self._total_length += int(seg.lengths[seg.alive].sum())
         for f, dim in self._dims.items():
-            ptr, terms = seg.terms(f)
-            live_nnz = np.repeat(seg.alive, np.diff(ptr))
-            self._df[f] += np.bincount(np.asarray(terms)[live_nnz], minlength=dim)
+            self._df[f] += np.bincount(seg.live_terms(f), minlength=dim)
 
     def add(self, op) -> None:
         """The rows of an applied upsert (wal.UpsertOp) came alive."""

@@ -173,11 +173,20 @@ class Seismic {
     else if (u16) impl_.reset(make_seismic<uint16_t, float>(arrays, n_docs, dim, max_blocks));
     else if (f16) impl_.reset(make_seismic<uint32_t, lsr::Half>(arrays, n_docs, dim, max_blocks));
     else impl_.reset(make_seismic<uint32_t, float>(arrays, n_docs, dim, max_blocks));
+    if (arrays.contains("doc_ids")) {
+      Arr ids = nb::cast<Arr>(arrays["doc_ids"]);
+      if ((int64_t)ids.shape(0) != n_docs)
+        throw std::invalid_argument("doc_ids has " + std::to_string(ids.shape(0)) + " entries for " +
+                                    std::to_string(n_docs) + " documents");
+      doc_ids_ = ptr<uint32_t>(ids, "doc_ids");
+    }
   }
 
   nb::object search(Arr q_terms, Arr q_vals, int k, int query_cut, float heap_factor, int knn_expand) {
     return run_one(q_terms, q_vals, dim_, k, [&](auto t, auto v, int64_t n, auto ids, auto sc) {
-      return impl_->search(t, v, n, k, query_cut, heap_factor, knn_expand, ids, sc);
+      int hits = impl_->search(t, v, n, k, query_cut, heap_factor, knn_expand, ids, sc);
+      to_input_rows(ids, hits);
+      return hits;
     });
   }
 
@@ -185,13 +194,23 @@ class Seismic {
                          float heap_factor, int n_threads, int knn_expand) {
     return run_batch(q_ptr, q_terms, q_vals, k, [&](auto p, auto t, auto v, int64_t nq, auto ids, auto sc) {
       impl_->search_batch(p, t, v, nq, k, query_cut, heap_factor, knn_expand, n_threads, ids, sc);
+      to_input_rows(ids, nq * k);
     });
   }
 
  private:
+  // Reordered indexes (doc_order "top_term") number documents internally; results are input
+  // rows. Padding (-1) stays.
+  void to_input_rows(int32_t* ids, int64_t n) const {
+    if (!doc_ids_) return;
+    for (int64_t i = 0; i < n; ++i)
+      if (ids[i] >= 0) ids[i] = (int32_t)doc_ids_[ids[i]];
+  }
+
   nb::dict keep_;
   int64_t dim_;
   std::unique_ptr<SeismicBase> impl_;
+  const uint32_t* doc_ids_ = nullptr;  // checked on load: a permutation of the documents
 };
 
 class Exact {

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, fields
 from ..errors import InvalidInputError
 
 SUMMARY_GROUPS = ("auto", "never", "always")  # summary_groups; the kernels take the index
+DOC_ORDERS = ("top_term", "input")  # doc_order (ordering.py)
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,10 @@ class SeismicParams:
                         "auto" (default) grouped by term where that takes fewer bytes, "never",
                         "always". Storage only: the same entries, the same results.
     forward_dtype:      "float16" or "float32" values in the forward index.
+    doc_order:          how documents are numbered inside the index (ordering.py): "top_term"
+                        (default) groups them by their largest term, so that block members sit
+                        together in the forward index; "input" keeps the input order. Results
+                        are always input row numbers.
     seed:               seed of the centroid sampling; builds are deterministic.
     knn:                κ: neighbours stored per document in a κ-NN graph (Bruch et al., CIKM
                         2024), which a search with knn_expand > 0 uses to score the neighbours
@@ -55,6 +60,7 @@ class SeismicParams:
     summary_energy: float = 0.4
     summary_groups: str = "auto"
     forward_dtype: str = "float16"
+    doc_order: str = "top_term"
     seed: int = 42
     knn: int = 0
     knn_source: str = "blocks"
@@ -97,6 +103,8 @@ class SeismicParams:
             raise InvalidInputError(f"knn_heap_factor must be in (0, 1], got {self.knn_heap_factor}")
         if self.summary_groups not in SUMMARY_GROUPS:
             raise InvalidInputError(f"summary_groups must be one of {SUMMARY_GROUPS}, got {self.summary_groups!r}")
+        if self.doc_order not in DOC_ORDERS:
+            raise InvalidInputError(f"doc_order must be one of {DOC_ORDERS}, got {self.doc_order!r}")
         if self.forward_dtype not in ("float16", "float32"):
             raise InvalidInputError(f"forward_dtype must be 'float16' or 'float32', got {self.forward_dtype!r}")
 

@@ -15,11 +15,13 @@ from ..validation import (as_document_csr, as_query, as_query_csr, check_k, chec
 from . import knn as knn_graph
 from . import search_numba
 from .blocking import block_lists, compact_block_sizes, top_terms
+from .ordering import inverse, permute_rows, top_term_order, transpose
 from .config import SUMMARY_GROUPS, SeismicParams
 from .pruning import prune_postings
 from .summaries import (SUMMARY_LAYOUT, count_summaries, decode_layout2, encode_entries, fill_summaries,
                         layout_ptrs)
 
+DOC_IDS = "doc_ids"  # internal number -> input row, u32 (indexes built with doc_order "top_term")
 _U16_DOCS = 65536  # posting lists of an index of at most this many documents hold u16 ids
 # Arrays that make up an index, in the order the Numba kernel takes them.
 _KERNEL_ARRAYS = ("fwd_ptr", "fwd_terms", "fwd_vals", "list_block_ptr", "block_doc_ptr",
@@ -51,6 +53,8 @@ class SeismicIndex:
         nblocks = np.diff(arrays["list_block_ptr"])
         self.max_blocks_per_list = int(nblocks.max()) if nblocks.size else 0
         self.knn = knn_graph.stored_k(arrays, self.n_docs)
+        self.doc_ids = arrays.get(DOC_IDS)  # None: internal numbers are input rows
+        self._doc_pos = None
         self._kernel = None
         self._f32_values = None
 
@@ -66,16 +70,21 @@ class SeismicIndex:
         # where they fit), f32 copies of its values and one structure per step, each freed as
         # soon as the next step has what it needs.
         term_dtype = np.uint16 if dim <= 65536 else np.uint32
-        fwd_ptr = docs.indptr.astype(np.int64)
-        fwd_terms = docs.indices.astype(term_dtype)
-        # Build-time structures use the f32 values; summaries are maxima of the stored values
-        # so they bound the scores the kernel computes from the (possibly f16) forward index.
-        stored_vals = docs.data.astype(p.forward_dtype)
-        build_vals = stored_vals if stored_vals.dtype == np.float32 else stored_vals.astype(np.float32)
-        csc = docs.tocsc()
-        del docs  # (a copy of the input's, if one was made) freed before pruning's temporaries
-        list_ptr, list_docs = prune_postings(csc, p)
-        del csc
+        order = (top_term_order(docs.indptr, docs.indices, docs.data, dim) if p.doc_order == "top_term"
+                 else np.arange(n_docs, dtype=np.int64))
+        fwd_ptr, fwd_terms, build_vals = permute_rows(docs.indptr, docs.indices, docs.data, order, term_dtype)
+        del docs  # (a copy of the input's, if one was made) freed before the posting lists
+        col_ptr, col_docs, col_vals = transpose(fwd_ptr, fwd_terms, build_vals, dim)
+        list_ptr, list_docs = prune_postings(col_ptr, col_docs, col_vals, p)
+        del col_ptr, col_docs, col_vals
+        # Build-time structures from here on use the stored values (f16 where it is the forward
+        # dtype, as f32): summaries are maxima of the stored values, so they bound the scores
+        # the kernel computes from the forward index.
+        stored_vals = build_vals.astype(p.forward_dtype)
+        if stored_vals.dtype != np.float32:
+            np.copyto(build_vals, stored_vals)
+        else:
+            build_vals = stored_vals
 
         cut_t, cut_v = top_terms(fwd_ptr, fwd_terms, build_vals, p.doc_cut)
         block_docs, n_blocks, sizes = block_lists(list_ptr, list_docs, fwd_ptr, fwd_terms, build_vals,
@@ -103,6 +112,8 @@ class SeismicIndex:
             "list_entry_ptr": list_entry_ptr, "list_shift": list_shift, "list_dir_ptr": list_dir_ptr,
             "summary_dir": summary_dir, "list_key_ptr": list_key_ptr, "entry_key": entry_key,
         }
+        if p.doc_order == "top_term":
+            arrays[DOC_IDS] = order.astype(np.uint32)
         idx = cls(arrays, n_docs, dim, dataclasses.replace(p, knn=0))
         if p.knn:
             idx = idx.with_knn_graph(p.knn, p.knn_query_cut, p.knn_heap_factor, source=p.knn_source)
@@ -149,10 +160,41 @@ class SeismicIndex:
                 "blocks": int(a["list_block_ptr"][-1]),
                 "summary_entries": int(a["list_entry_ptr"][-1]), "knn": self.knn, **self.space_usage()}
 
+    # ---------------------------------------------------------------- numbering
+    def positions(self, rows):
+        """Input rows -> the index's internal numbers (rows of its forward index arrays)."""
+        if self.doc_ids is None:
+            return rows
+        if self._doc_pos is None:
+            self._doc_pos = inverse(np.asarray(self.doc_ids))
+        return self._doc_pos[rows]
+
+    def input_rows(self, internal):
+        """The index's internal numbers -> input rows (negative padding kept)."""
+        if self.doc_ids is None:
+            return internal
+        internal = np.asarray(internal, dtype=np.int64)
+        return np.where(internal >= 0, np.asarray(self.doc_ids, dtype=np.int64)[np.maximum(internal, 0)], internal)
+
+    def neighbours(self) -> np.ndarray:
+        """The κ-NN graph in input rows, int64 [n_docs, κ]: row r holds document r's
+        neighbours, best first, padded with r itself where it has fewer than κ."""
+        if not self.knn:
+            raise ValueError("this index stores no κ-NN graph (build it with knn > 0)")
+        g = np.asarray(self.arrays[knn_graph.ARRAY]).reshape(self.n_docs, self.knn).astype(np.int64)
+        if self.doc_ids is None:
+            return g
+        ids = np.asarray(self.doc_ids, dtype=np.int64)
+        out = np.empty_like(g)
+        out[ids] = ids[g]
+        return out
+
     # ---------------------------------------------------------------- search
     def _native(self):
         if self._kernel is None:
-            names = _KERNEL_ARRAYS + ((knn_graph.ARRAY,) if self.knn else ())
+            # the kernel maps its results to input rows itself (doc_ids), off the GIL
+            names = (_KERNEL_ARRAYS + ((knn_graph.ARRAY,) if self.knn else ())
+                     + ((DOC_IDS,) if self.doc_ids is not None else ()))
             self._kernel = native_module().SeismicKernel(
                 {n: self.arrays[n] for n in names}, self.n_docs, self.dim, self.max_blocks_per_list)
         return self._kernel
@@ -192,7 +234,7 @@ class SeismicIndex:
         dots = np.empty(max(1, self.max_blocks_per_list), np.float32)
         ids, scores = search_numba.search_one(qi, qv, k, query_cut, np.float32(heap_factor),
                                               q_dense, visited, dots, *self._numba_arrays(), np.int64(kx))
-        return ids.astype(np.int64), scores
+        return self.input_rows(ids.astype(np.int64)), scores
 
     def search_batch(self, queries, k: int = DEFAULTS.k, query_cut: int = DEFAULTS.query_cut,
                      heap_factor: float = DEFAULTS.heap_factor, n_threads: int | None = None,
@@ -210,6 +252,7 @@ class SeismicIndex:
             ids, scores = search_numba.search_batch(
                 ptr, terms, vals, k, query_cut, np.float32(heap_factor), self.dim, self.n_docs,
                 self.max_blocks_per_list, *self._numba_arrays(), np.int64(kx))
+            return self.input_rows(ids), scores
         return ids.astype(np.int64), scores
 
     # ---------------------------------------------------------------- persistence
@@ -237,7 +280,24 @@ class SeismicIndex:
         knn_graph.check_graph(path, arrays, int(manifest["n_docs"]))
         params = dict(manifest["params"])
         params.setdefault("knn_source", "search")  # written before block-mate graphs: searched
+        params.setdefault("doc_order", "input")  # written before documents were reordered
+        _check_doc_ids(path, arrays, int(manifest["n_docs"]), params["doc_order"])
         return cls(arrays, manifest["n_docs"], manifest["dim"], SeismicParams.from_dict(params))
+
+
+def _check_doc_ids(path, arrays: dict, n_docs: int, doc_order: str) -> None:
+    """A reordered index's map must be a permutation of its rows: the kernels return its values."""
+    from ..storage import IndexFormatError
+    ids = arrays.get(DOC_IDS)
+    if ids is None:
+        if doc_order == "top_term":
+            raise IndexFormatError(f"{path} lacks index array {DOC_IDS!r} (its documents are reordered)",
+                                   path=path, check="missing file")
+        return
+    if (ids.dtype != np.uint32 or ids.shape != (n_docs,) or
+            (n_docs and (int(ids.max()) >= n_docs or (inverse(np.asarray(ids)) < 0).any()))):
+        raise IndexFormatError(f"{path} is damaged: its document id map is not a permutation of its "
+                               f"{n_docs} documents", path=path, check="consistency")
 
 
 def _convert_old_summaries(path, arrays: dict, layout: int, dim: int) -> None:

@@ -27,7 +27,8 @@ SOURCES = ("blocks", "search")
 def build_graph(index, k: int, query_cut: int, heap_factor: float,
                 n_threads: int | None = None, batch: int = 8192, source: str = "search",
                 lists: int = 3) -> np.ndarray:
-    """Every document's k approximate nearest neighbours (itself excluded), u32 [n_docs * k].
+    """Every document's k approximate nearest neighbours (itself excluded), u32 [n_docs * k],
+    rows and neighbours in the index's internal numbering.
 
     source "search": the index searched with each document (query_cut, heap_factor).
     source "blocks": the best k of the document's block-mates in the lists of its `lists`
@@ -54,6 +55,8 @@ def build_graph(index, k: int, query_cut: int, heap_factor: float,
             continue
         ids, _ = index.search_batch(rows[live], k=k + 1, query_cut=query_cut, heap_factor=heap_factor,
                                     n_threads=n_threads)
+        # rows here are internal numbers, and so is the graph; results are input rows
+        ids = np.where(ids >= 0, index.positions(np.maximum(ids, 0)), -1)
         d = docs[live][:, None]
         keep = (ids >= 0) & (ids != d)
         first = np.argsort(~keep, axis=1, kind="stable")[:, :k]  # kept hits first, in rank order

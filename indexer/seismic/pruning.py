@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import numba as nb
 import numpy as np
-import scipy.sparse as sp
 
 from .config import SeismicParams
 
@@ -42,23 +41,21 @@ def _count_kept(indptr, keep):
     return counts
 
 
-def prune_postings(csc: sp.csc_matrix, params: SeismicParams) -> tuple[np.ndarray, np.ndarray]:
-    """Return (list_ptr, list_docs): the surviving postings of every term, doc ids ascending.
+def prune_postings(indptr: np.ndarray, docs: np.ndarray, vals: np.ndarray,
+                   params: SeismicParams) -> tuple[np.ndarray, np.ndarray]:
+    """Return (list_ptr, list_docs): the surviving postings of every term, doc ids ascending,
+    from every term's postings (int64 indptr, int32 docs ascending, float32 vals; read only).
 
     Global variant: the threshold is the value of the (n_postings * dim)-th largest posting of
     the collection; every posting >= threshold survives (ties may exceed the budget by the
     number of tied values), then each list is capped at max_fraction * n_postings.
     """
-    # Peak memory of a build is here: the matrix's own arrays are used as they are (no copies
-    # of an already int32 / float32 [nnz]), and only the surviving postings are copied.
-    indptr = csc.indptr.astype(np.int64)
-    docs = csc.indices.astype(np.int32, copy=False)
-    vals = csc.data.astype(np.float32, copy=False)
+    # Peak memory of a build is here: only the surviving postings are copied.
     if params.pruning == "none":
-        return indptr, docs.copy() if docs is csc.indices else docs
+        return indptr, docs
     if params.pruning == "fixed":
         return _cap_lists(indptr, docs, vals, params.n_postings)
-    budget = params.n_postings * csc.shape[1]
+    budget = params.n_postings * (indptr.shape[0] - 1)
     if budget < vals.shape[0]:
         threshold = np.partition(vals, vals.shape[0] - budget)[vals.shape[0] - budget]
         keep = vals >= threshold

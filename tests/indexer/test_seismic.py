@@ -316,6 +316,7 @@ def test_packed_summaries_decode_to_sorted_entries_of_every_list(synthetic):
     # with summary_energy = 1 a block's summary lists exactly the terms of its documents, and
     # its dequantised values are never below their maxima
     a = full.arrays
+    dense = dense[np.asarray(full.doc_ids)]  # rows in the index's numbering, as block_docs holds them
     full_lists = unpack_summaries(full)
     for t, ((terms, blocks, _), values) in enumerate(zip(full_lists, dequantised(full, full_lists))):
         for j in range(nbs[t]):
@@ -550,3 +551,84 @@ def test_an_unknown_summary_layout_is_refused_with_a_clear_error(synthetic, tmp_
                                                           "summary_layout": 9})
     with pytest.raises(IndexFormatError, match="summary layout 9"):
         SeismicIndex.load(tmp_path / "v9")
+
+
+def _largest_term(row):
+    return int(row.indices[np.argmax(row.data)]) if row.nnz else row.shape[1]
+
+
+def test_documents_are_numbered_by_their_largest_term_and_results_are_input_rows(synthetic):
+    docs, queries = synthetic
+    idx = SeismicIndex.build(docs, n_postings=300)
+    a, ids = idx.arrays, np.asarray(idx.doc_ids)
+    assert idx.params.doc_order == "top_term" and ids.dtype == np.uint32
+    np.testing.assert_array_equal(np.sort(ids), np.arange(docs.shape[0]))
+    assert not np.array_equal(ids, np.arange(docs.shape[0]))  # this collection does get reordered
+    keys = [_largest_term(docs[int(r)]) for r in ids]
+    assert all(x <= y for x, y in zip(keys, keys[1:]))
+    for i in range(0, docs.shape[0], 97):  # internal row i holds input row ids[i]
+        lo, hi = a["fwd_ptr"][i], a["fwd_ptr"][i + 1]
+        np.testing.assert_array_equal(a["fwd_terms"][lo:hi], docs[int(ids[i])].indices)
+    plain = SeismicIndex.build(docs, n_postings=300, doc_order="input")
+    assert plain.doc_ids is None and "doc_ids" not in plain.arrays
+    exact, _ = ExactIndex.build(docs).search_batch(queries, k=10)
+    dense_docs = docs.toarray().astype(np.float16).astype(np.float32)
+    for backend in ("native", "numba"):
+        got, sc = idx.search_batch(queries, k=10, query_cut=5, heap_factor=0.8, backend=backend)
+        base, _ = plain.search_batch(queries, k=10, query_cut=5, heap_factor=0.8, backend=backend)
+        # same index up to numbering: recall within a tolerance (blocks differ by tie order)
+        assert abs(recall(got, exact) - recall(base, exact)) <= 0.05
+        for i in range(queries.shape[0]):  # each id is the input row its score belongs to
+            ok = got[i] >= 0
+            true = dense_docs[got[i][ok]] @ queries[i].toarray().ravel()
+            np.testing.assert_allclose(sc[i][ok], true, rtol=1e-4, atol=1e-5)
+        one = [idx.search(queries[i].indices, queries[i].data, k=10, query_cut=5, heap_factor=0.8,
+                          backend=backend)[0] for i in range(queries.shape[0])]
+        for i, ids_i in enumerate(one):
+            np.testing.assert_array_equal(ids_i, got[i][got[i] >= 0])
+
+
+def test_positions_and_input_rows_are_inverse_maps(synthetic):
+    docs, _ = synthetic
+    idx = SeismicIndex.build(docs[:300], n_postings=100)
+    rows = np.arange(300)
+    pos = idx.positions(rows)
+    np.testing.assert_array_equal(idx.input_rows(pos), rows)
+    np.testing.assert_array_equal(np.sort(pos), rows)
+    np.testing.assert_array_equal(idx.input_rows(np.array([-1, pos[7]])), [-1, 7])
+
+
+def test_a_damaged_or_missing_document_map_is_reported_as_damage(synthetic, tmp_path):
+    from indexer.storage import IndexFormatError
+    docs, _ = synthetic
+    idx = SeismicIndex.build(docs[:300], n_postings=100)
+    dup = np.array(idx.doc_ids)
+    dup[1] = dup[0]
+    for name, arrays, match in [("dup", {**idx.arrays, "doc_ids": dup}, "not a permutation"),
+                                ("short", {**idx.arrays, "doc_ids": dup[:-1]}, "not a permutation"),
+                                ("gone", {n: v for n, v in idx.arrays.items() if n != "doc_ids"}, "doc_ids")]:
+        save_arrays(tmp_path / name, "seismic", arrays, {"n_docs": idx.n_docs, "dim": idx.dim,
+                                                         "params": idx.params.to_dict(), "summary_layout": 4})
+        with pytest.raises(IndexFormatError, match=match):
+            SeismicIndex.load(tmp_path / name)
+
+
+def test_an_index_saved_before_documents_were_reordered_loads_in_input_order(synthetic, tmp_path):
+    docs, queries = synthetic
+    idx = SeismicIndex.build(docs, n_postings=300, doc_order="input")
+    params = idx.params.to_dict()
+    del params["doc_order"]  # written before the parameter existed
+    save_arrays(tmp_path / "old", "seismic", idx.arrays, {"n_docs": idx.n_docs, "dim": idx.dim,
+                                                          "params": params, "summary_layout": 4})
+    loaded = SeismicIndex.load(tmp_path / "old")
+    assert loaded.params.doc_order == "input" and loaded.doc_ids is None
+    got = loaded.search_batch(queries, k=10, query_cut=8, heap_factor=0.8)
+    want = idx.search_batch(queries, k=10, query_cut=8, heap_factor=0.8)
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_array_equal(got[1], want[1])
+
+
+def test_an_unknown_document_order_is_refused():
+    from indexer.errors import InvalidInputError
+    with pytest.raises(InvalidInputError, match="doc_order"):
+        SeismicIndex.build(sp.csr_matrix(np.ones((3, 4), np.float32)), doc_order="random")

@@ -56,8 +56,8 @@ def test_neighbours_are_near_and_never_the_document_itself(synthetic):
     docs = docs[:500]
     idx = SeismicIndex.build(docs, knn=5, knn_source="search", knn_query_cut=100, knn_heap_factor=1.0,
                              **EXACT_PARAMS)
-    g = idx.arrays[ARRAY].reshape(-1, 5)
-    assert idx.knn == 5 and g.dtype == np.uint32
+    assert idx.knn == 5 and idx.arrays[ARRAY].dtype == np.uint32
+    g = idx.neighbours()  # input rows (the stored graph is in the index's own numbering)
     dense = docs.toarray()
     sims = dense @ dense.T
     np.fill_diagonal(sims, -np.inf)
