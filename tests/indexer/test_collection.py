@@ -534,3 +534,33 @@ def test_a_field_searches_at_its_recorded_search_defaults(tmp_path):
     with pytest.raises(InvalidInputError, match="only sparse fields"):
         Collection.create(tmp_path, "bad", {"d": {"kind": "dense", "dim": 4, "search": {"query_cut": 3}}})
     assert "bad" not in Collection.list(tmp_path)
+
+
+def test_a_reordering_seismic_segment_reads_back_every_row_as_written(tmp_path):
+    # a Seismic index numbers its documents by their largest term (doc_order "top_term"); the
+    # segment's rows stay in write order: vectors, term statistics, filtered exact scoring
+    # and merges read each row through the index's map
+    from indexer.seismic.index import SeismicIndex
+    rng = np.random.default_rng(12)
+    coll = make(tmp_path, flush_docs=300, exact_segment_docs=10, filter_exact_docs=1000)
+    m = random_docs(rng, 300, DIM, nnz=12)
+    ids = [f"d{i}" for i in range(300)]
+    coll.upsert(ids, m, metadata=[{"i": i} for i in range(300)])
+    coll.flush()
+    (seg,) = coll._segments
+    idx = seg.indexes["sparse"]
+    assert isinstance(idx, SeismicIndex) and idx.doc_ids is not None
+    assert not np.array_equal(np.asarray(idx.doc_ids), np.arange(300))  # reordered
+    for i in range(0, 300, 7):
+        got = coll.get(ids[i]).vectors["sparse"]
+        np.testing.assert_array_equal(got.indices, m[i].indices)
+        np.testing.assert_array_equal(got.data, m[i].data)  # float32 forward index (EXACT_SEISMIC)
+        np.testing.assert_array_equal(seg.row_terms("sparse", i), m[i].indices)
+    rows = np.array([5, 0, 299, 42])
+    np.testing.assert_array_equal(seg.sparse_rows("sparse", rows).indices, m[rows].indices)
+    qi, qv, q = q_of(rng)
+    dense = m.toarray()
+    hits = coll.search(qi, qv, k=5, filter={"i": {"lt": 40}}, **EXACT_SEARCH)  # scored exactly
+    truth = {ids[i]: float(dense[i] @ q) for i in range(40) if dense[i] @ q > 0}
+    assert_topk_up_to_ties([(h.id, h.score) for h in hits], truth, 5)
+    coll.close()
