@@ -174,7 +174,8 @@ class SeismicIndex:
         if self.doc_ids is None:
             return internal
         internal = np.asarray(internal, dtype=np.int64)
-        return np.where(internal >= 0, np.asarray(self.doc_ids, dtype=np.int64)[np.maximum(internal, 0)], internal)
+        # only the looked-up ids are widened (no int64 copy of the whole map per call)
+        return np.where(internal >= 0, self.doc_ids[np.maximum(internal, 0)].astype(np.int64), internal)
 
     def neighbours(self) -> np.ndarray:
         """The κ-NN graph in input rows, int64 [n_docs, κ]: row r holds document r's

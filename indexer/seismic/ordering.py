@@ -4,7 +4,7 @@ Documents are numbered by their largest term (stable: input order within a term)
 documents that share a dominant term — the ones the blocks of that term's list group
 together — sit next to each other in the forward index: a block's members then share cache
 lines and pages instead of being scattered over the whole forward index. On synthetic-1m this
-made queries 15-16 % faster at the same recall (BENCHMARKS.md). The index keeps `doc_ids`
+made queries 15-16 % faster at the same recall on an Intel Xeon (BENCHMARKS.md). The index keeps `doc_ids`
 (internal number -> input row) and maps its results back, so callers never see the internal
 numbering.
 """
