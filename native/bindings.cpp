@@ -3,6 +3,7 @@
 #include <nanobind/nanobind.h>
 #include <nanobind/ndarray.h>
 #include <nanobind/stl/string.h>
+#include <nanobind/stl/vector.h>
 
 #include <cmath>
 #include <stdexcept>
@@ -18,6 +19,8 @@ using namespace nb::literals;
 using Arr = nb::ndarray<nb::numpy, nb::ro, nb::ndim<1>, nb::c_contig, nb::device::cpu>;
 
 namespace {
+
+const char* const kScorerNames[] = {"scalar", "gather", "insert"};  // by lsr::Scorer
 
 template <class T>
 const T* ptr(const Arr& a, const char* name) {
@@ -305,19 +308,30 @@ NB_MODULE(LSR_MODULE_NAME, m) {
            "heap_factor"_a, "knn_expand"_a = 0)
       .def("search_batch", &Seismic::search_batch, "q_ptr"_a, "q_terms"_a, "q_vals"_a, "k"_a,
            "query_cut"_a, "heap_factor"_a, "n_threads"_a, "knn_expand"_a = 0);
-  // Document scoring by AVX2 gathers (common.hpp, g_gathers): on by default on Intel CPUs of an
-  // AVX2 build. set_gathers switches it process-wide (A/B benchmarks, the equality test) and
-  // returns whether it was on; it is a no-op returning False where the build has no AVX2.
-  m.def("gathers", [] { return lsr::g_gathers; });
-  m.def("set_gathers", [](bool on) {
-    bool was = lsr::g_gathers;
+  // How score_doc fills its lanes (common.hpp, Scorer): "gather" by default on Intel CPUs of
+  // an AVX2 build, "insert" on others, "scalar" without AVX2. set_scorer switches it
+  // process-wide (A/B benchmarks, the equality test) and returns the previous mode; a build
+  // without AVX2 refuses the vector modes.
+  m.def("scorers", [] {
 #if defined(__AVX2__) && defined(__F16C__)
-    lsr::g_gathers = on;
+    return std::vector<std::string>{"scalar", "gather", "insert"};
 #else
-    (void)on;
+    return std::vector<std::string>{"scalar"};
 #endif
+  });
+  m.def("scorer", [] { return std::string(kScorerNames[lsr::g_scorer]); });
+  m.def("set_scorer", [](const std::string& name) {
+    std::string was = kScorerNames[lsr::g_scorer];
+    int mode = -1;
+    for (int i = 0; i < 3; ++i)
+      if (name == kScorerNames[i]) mode = i;
+#if !(defined(__AVX2__) && defined(__F16C__))
+    if (mode > 0) mode = -1;
+#endif
+    if (mode < 0) throw std::invalid_argument("unknown or unsupported scorer: " + name);
+    lsr::g_scorer = lsr::Scorer(mode);
     return was;
-  }, "on"_a);
+  }, "name"_a);
   m.def("dense_i8_scores", &dense_i8_scores, "codes"_a, "scales"_a, "queries"_a);
   m.def("splade_max_logits", &splade_max_logits, "states"_a, "packed"_a, "starts"_a, "vocab"_a,
         "n_threads"_a);

@@ -129,20 +129,26 @@ inline float reduce8(const float* l) {
   return ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]));
 }
 
-// Whether score_doc gathers the query weights with AVX2 (vgatherdps). On Intel cores a gather
-// of 8 weights is ~1.6x faster per term than 8 scalar loads (cache-resident forward index,
-// measured on a Xeon with AVX-512); on the AMD cores this project also runs on vgatherdps is
-// microcoded and the scalar loads win. Decided once from the CPU vendor; set_gathers() (bindings)
-// switches it for A/B measurements and for the test that both paths give the same floats.
-inline bool detect_gathers() {
+// How score_doc fills its eight lanes of query weight x document value (all three give the
+// same floats: same lanes, multiply then add, no FMA):
+// - kScalar: one term at a time, eight scalar accumulators (no AVX2 in the build);
+// - kGather: the eight query weights by one AVX2 gather (vgatherdps), the eight values by one
+//   vcvtph2ps. On Intel cores ~1.6x faster per term than scalar (Xeon with AVX-512);
+// - kInsert: the eight weights by scalar loads inserted into one vector, the values and the
+//   products as with kGather. On AMD Zen cores vgatherdps is microcoded (measured 1.01-1.22x
+//   the scalar time), but the scalar path spends one conversion, multiply and add per term.
+// Chosen once from the CPU vendor; set_scorer() (bindings) switches it for A/B measurements
+// and for the test that every mode gives the same floats.
+enum Scorer : int { kScalar = 0, kGather = 1, kInsert = 2 };
+inline Scorer detect_scorer() {
 #if defined(__AVX2__) && defined(__F16C__) && (defined(__GNUC__) || defined(__clang__))
   __builtin_cpu_init();  // this runs as a static initialiser, possibly before libgcc's own
-  return __builtin_cpu_is("intel");
+  return __builtin_cpu_is("intel") ? kGather : kInsert;
 #else
-  return false;
+  return kScalar;
 #endif
 }
-inline bool g_gathers = detect_gathers();
+inline Scorer g_scorer = detect_scorer();
 
 #if defined(__AVX2__) && defined(__F16C__)
 template <class TermT>
@@ -168,11 +174,22 @@ inline float score_doc(const float* q, const TermT* t, const ValT* v, int64_t n)
   alignas(32) float lanes[8];
   int64_t i = 0;
 #if defined(__AVX2__) && defined(__F16C__)
-  if (g_gathers) {
+  if (g_scorer == kGather) {
     __m256 acc = _mm256_setzero_ps();
     for (; i + 8 <= n; i += 8)
       acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_i32gather_ps(q, load_terms8(t + i), 4),
                                              load_vals8(v + i)));
+    _mm256_store_ps(lanes, acc);
+    for (int j = 0; i < n; ++i, ++j) lanes[j] += q[t[i]] * to_float(v[i]);
+    return reduce8(lanes);
+  }
+  if (g_scorer == kInsert) {
+    __m256 acc = _mm256_setzero_ps();
+    for (; i + 8 <= n; i += 8) {
+      __m128 lo = _mm_setr_ps(q[t[i]], q[t[i + 1]], q[t[i + 2]], q[t[i + 3]]);
+      __m128 hi = _mm_setr_ps(q[t[i + 4]], q[t[i + 5]], q[t[i + 6]], q[t[i + 7]]);
+      acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_set_m128(hi, lo), load_vals8(v + i)));
+    }
     _mm256_store_ps(lanes, acc);
     for (int j = 0; i < n; ++i, ++j) lanes[j] += q[t[i]] * to_float(v[i]);
     return reduce8(lanes);

@@ -45,18 +45,20 @@ def test_native_and_numba_kernels_return_identical_results(synthetic):
 
 @pytest.mark.parametrize("dim,forward_dtype", [(300, "float16"), (300, "float32"),
                                                 (70_000, "float16"), (70_000, "float32")])
-def test_gathered_and_scalar_document_scoring_give_the_same_floats(dim, forward_dtype):
-    # score_doc gathers query weights with AVX2 on Intel CPUs and loads them one by one
-    # elsewhere (native/common.hpp); both keep the same 8 lanes, so every build and CPU returns
-    # the Numba reference's floats. u16 and u32 term ids, f16 and f32 values, lengths that
-    # leave every tail length of 0-7.
+def test_every_document_scorer_gives_the_same_floats(dim, forward_dtype):
+    # score_doc fills its eight lanes by AVX2 gathers on Intel CPUs, by scalar loads inserted
+    # into one vector on other AVX2 CPUs, and one term at a time without AVX2
+    # (native/common.hpp); all keep the same lanes, so every build and CPU returns the Numba
+    # reference's floats. u16 and u32 term ids, f16 and f32 values, lengths that leave every
+    # tail length of 0-7.
     module = native_module()
-    if module is None or not hasattr(module, "set_gathers"):
+    if module is None or not hasattr(module, "set_scorer"):
         pytest.skip("no native module")
-    was = module.set_gathers(True)
+    scorers = module.scorers()
+    if len(scorers) < 3:
+        pytest.skip("this build has no AVX2")
+    was = module.scorer()
     try:
-        if not module.gathers():
-            pytest.skip("this build has no AVX2 gathers")
         rng = np.random.default_rng(dim)
         n = 400
         lengths = rng.integers(1, 60, n)
@@ -71,16 +73,27 @@ def test_gathered_and_scalar_document_scoring_give_the_same_floats(dim, forward_
             qi = np.sort(r.choice(np.unique(cols), size=12, replace=False)).astype(np.int32)
             qv = r.random(12).astype(np.float32) + 0.1
             got = {}
-            for on in (True, False):
-                module.set_gathers(on)
-                got[on] = idx.search(qi, qv, k=10, query_cut=8, heap_factor=0.8, backend="native")
+            for name in scorers:
+                module.set_scorer(name)
+                assert module.scorer() == name
+                got[name] = idx.search(qi, qv, k=10, query_cut=8, heap_factor=0.8, backend="native")
             ref = idx.search(qi, qv, k=10, query_cut=8, heap_factor=0.8, backend="numba")
             for ids, scores in got.values():
                 np.testing.assert_array_equal(ids, ref[0])
                 np.testing.assert_array_equal(scores, ref[1])
             assert len(ref[0]) > 0  # documents were scored
     finally:
-        module.set_gathers(was)
+        module.set_scorer(was)
+
+
+def test_an_unknown_scorer_is_refused():
+    module = native_module()
+    if module is None or not hasattr(module, "set_scorer"):
+        pytest.skip("no native module")
+    was = module.scorer()
+    with pytest.raises(ValueError, match="unknown or unsupported scorer: simd"):
+        module.set_scorer("simd")
+    assert module.scorer() == was
 
 
 # derandomize: the same examples on every run and machine (no unseeded CI flakes);
