@@ -282,23 +282,29 @@ class SeismicIndex:
         params = dict(manifest["params"])
         params.setdefault("knn_source", "search")  # written before block-mate graphs: searched
         params.setdefault("doc_order", "input")  # written before documents were reordered
-        _check_doc_ids(path, arrays, int(manifest["n_docs"]), params["doc_order"])
-        return cls(arrays, manifest["n_docs"], manifest["dim"], SeismicParams.from_dict(params))
+        pos = _check_doc_ids(path, arrays, int(manifest["n_docs"]), params["doc_order"])
+        index = cls(arrays, manifest["n_docs"], manifest["dim"], SeismicParams.from_dict(params))
+        index._doc_pos = pos  # the check built positions()'s map already
+        return index
 
 
-def _check_doc_ids(path, arrays: dict, n_docs: int, doc_order: str) -> None:
-    """A reordered index's map must be a permutation of its rows: the kernels return its values."""
+def _check_doc_ids(path, arrays: dict, n_docs: int, doc_order: str):
+    """A reordered index's map must be a permutation of its rows: the kernels return its values.
+    Returns its inverse (input row -> internal number), or None for an index in input order."""
     from ..storage import IndexFormatError
     ids = arrays.get(DOC_IDS)
     if ids is None:
         if doc_order == "top_term":
             raise IndexFormatError(f"{path} lacks index array {DOC_IDS!r} (its documents are reordered)",
                                    path=path, check="missing file")
-        return
-    if (ids.dtype != np.uint32 or ids.shape != (n_docs,) or
-            (n_docs and (int(ids.max()) >= n_docs or (inverse(np.asarray(ids)) < 0).any()))):
+        return None
+    pos = None
+    if ids.dtype == np.uint32 and ids.shape == (n_docs,) and (not n_docs or int(ids.max()) < n_docs):
+        pos = inverse(np.asarray(ids))
+    if pos is None or (pos < 0).any():
         raise IndexFormatError(f"{path} is damaged: its document id map is not a permutation of its "
                                f"{n_docs} documents", path=path, check="consistency")
+    return pos
 
 
 def _convert_old_summaries(path, arrays: dict, layout: int, dim: int) -> None:

@@ -516,22 +516,31 @@ def test_grouped_and_plain_summary_lists_hold_the_same_entries_and_answer_alike(
                 np.testing.assert_array_equal(got[1], want[1])
 
 
+def _saved_without(idx, path, param, layout):
+    """idx saved as a version that predates `param` (absent from its manifest) would have."""
+    params = idx.params.to_dict()
+    del params[param]
+    save_arrays(path, "seismic", idx.arrays, {"n_docs": idx.n_docs, "dim": idx.dim,
+                                             "params": params, "summary_layout": layout})
+    return SeismicIndex.load(path)
+
+
+def _assert_same_answers(a, b, queries, **search):
+    for backend in ("native", "numba"):
+        got = a.search_batch(queries, k=10, backend=backend, **search)
+        want = b.search_batch(queries, k=10, backend=backend, **search)
+        np.testing.assert_array_equal(got[0], want[0])
+        np.testing.assert_array_equal(got[1], want[1])
+
+
 def test_an_index_in_summary_layout_3_loads_unchanged_and_answers_alike(synthetic, tmp_path):
     # layout 3 is layout 4 without grouped lists: its arrays are read as they are
     docs, queries = synthetic
     idx = SeismicIndex.build(docs, n_postings=300, summary_groups="never")
-    params = idx.params.to_dict()
-    del params["summary_groups"]  # written before the parameter existed
-    save_arrays(tmp_path / "v3", "seismic", idx.arrays, {"n_docs": idx.n_docs, "dim": idx.dim,
-                                                         "params": params, "summary_layout": 3})
-    loaded = SeismicIndex.load(tmp_path / "v3")
+    loaded = _saved_without(idx, tmp_path / "v3", "summary_groups", 3)
     for name, arr in idx.arrays.items():
         np.testing.assert_array_equal(np.asarray(loaded.arrays[name]), arr)
-    for backend in ("native", "numba"):
-        got = loaded.search_batch(queries, k=10, query_cut=10, heap_factor=0.8, backend=backend)
-        want = idx.search_batch(queries, k=10, query_cut=10, heap_factor=0.8, backend=backend)
-        np.testing.assert_array_equal(got[0], want[0])
-        np.testing.assert_array_equal(got[1], want[1])
+    _assert_same_answers(loaded, idx, queries, query_cut=10, heap_factor=0.8)
 
 
 def test_small_indexes_hold_u16_postings_and_answer_as_with_i32(synthetic):
@@ -601,7 +610,7 @@ def test_documents_are_numbered_by_their_largest_term_and_results_are_input_rows
             np.testing.assert_array_equal(ids_i, got[i][got[i] >= 0])
 
 
-def test_positions_and_input_rows_are_inverse_maps(synthetic):
+def test_positions_and_input_rows_are_inverse_maps(synthetic, tmp_path):
     docs, _ = synthetic
     idx = SeismicIndex.build(docs[:300], n_postings=100)
     rows = np.arange(300)
@@ -609,6 +618,8 @@ def test_positions_and_input_rows_are_inverse_maps(synthetic):
     np.testing.assert_array_equal(idx.input_rows(pos), rows)
     np.testing.assert_array_equal(np.sort(pos), rows)
     np.testing.assert_array_equal(idx.input_rows(np.array([-1, pos[7]])), [-1, 7])
+    idx.save(tmp_path / "idx")  # a loaded index gets the map its load check built
+    np.testing.assert_array_equal(SeismicIndex.load(tmp_path / "idx").positions(rows), pos)
 
 
 def test_a_damaged_or_missing_document_map_is_reported_as_damage(synthetic, tmp_path):
@@ -619,6 +630,8 @@ def test_a_damaged_or_missing_document_map_is_reported_as_damage(synthetic, tmp_
     dup[1] = dup[0]
     for name, arrays, match in [("dup", {**idx.arrays, "doc_ids": dup}, "not a permutation"),
                                 ("short", {**idx.arrays, "doc_ids": dup[:-1]}, "not a permutation"),
+                                ("range", {**idx.arrays, "doc_ids": np.where(np.arange(300) == 5, np.uint32(300),
+                                                                             idx.doc_ids)}, "not a permutation"),
                                 ("gone", {n: v for n, v in idx.arrays.items() if n != "doc_ids"}, "doc_ids")]:
         save_arrays(tmp_path / name, "seismic", arrays, {"n_docs": idx.n_docs, "dim": idx.dim,
                                                          "params": idx.params.to_dict(), "summary_layout": 4})
@@ -629,16 +642,9 @@ def test_a_damaged_or_missing_document_map_is_reported_as_damage(synthetic, tmp_
 def test_an_index_saved_before_documents_were_reordered_loads_in_input_order(synthetic, tmp_path):
     docs, queries = synthetic
     idx = SeismicIndex.build(docs, n_postings=300, doc_order="input")
-    params = idx.params.to_dict()
-    del params["doc_order"]  # written before the parameter existed
-    save_arrays(tmp_path / "old", "seismic", idx.arrays, {"n_docs": idx.n_docs, "dim": idx.dim,
-                                                          "params": params, "summary_layout": 4})
-    loaded = SeismicIndex.load(tmp_path / "old")
+    loaded = _saved_without(idx, tmp_path / "old", "doc_order", 4)
     assert loaded.params.doc_order == "input" and loaded.doc_ids is None
-    got = loaded.search_batch(queries, k=10, query_cut=8, heap_factor=0.8)
-    want = idx.search_batch(queries, k=10, query_cut=8, heap_factor=0.8)
-    np.testing.assert_array_equal(got[0], want[0])
-    np.testing.assert_array_equal(got[1], want[1])
+    _assert_same_answers(loaded, idx, queries, query_cut=8, heap_factor=0.8)
 
 
 def test_an_unknown_document_order_is_refused():
