@@ -128,7 +128,7 @@ class SeismicKernel {
         // terms is the hottest instruction), so every cache line of a document is requested
         // kPrefetchDocs documents before it is scored, and the misses overlap. Requesting the
         // whole block up front (as Seismic does) measured 1.25-1.36x faster than each
-        // document's first line on the Intel Xeon, but the window is 1.12-1.25x faster again on
+        // document's first line on the Intel Xeon, but the window is 1.11-1.25x faster again on
         // the AMD EPYC at 100k documents (synthetic, -flat; SciFact 0.97-1.01, within noise): a
         // block's lines outrun the L1 and the miss queue (prefetch_read: a plain
         // __builtin_prefetch loop here is deleted by GCC, common.hpp).
