@@ -139,7 +139,8 @@ class CollectionConfig:
                                       "of Seismic: up to ~20k SPLADE-like documents it is about as fast "
                                       "(BENCHMARKS.md), never wrong, and much cheaper to build", ge=0)
     max_segments: int = _option(16, "after a flush leaves more segments than this, small ones are "
-                                "merged (0: no automatic merging)", ge=0)
+                                "merged, and if that is not enough those with the fewest live "
+                                "documents (0: no automatic merging)", ge=0)
     merge_small_docs: int = _option(50_000, "a merge rewrites the segments with fewer live documents "
                                     "than this, automatically once they hold this many together", ge=0)
     merge_deleted_fraction: float = _option(0.2, "... and the segments with at least this fraction of "

@@ -80,7 +80,10 @@ class MaintenancePolicy:
 
     def merge_candidates(self, segments: list, force: bool) -> list:
         """The segments one merge rewrites: the small ones (when two or more) and those with
-        many deleted rows; force: all of them (unless one clean segment is all there is)."""
+        many deleted rows, and, while that would still leave more than max_segments, the
+        segments with the fewest live documents besides (the cheapest merge that brings the
+        count back: without it, segments that each hold merge_small_docs left merge_due() true
+        and nothing to merge); force: all of them (unless one clean segment is all there is)."""
         live = {s: int(np.count_nonzero(s.alive)) for s in segments}
         if force:
             if len(segments) == 1 and live[segments[0]] == segments[0].n_rows:
@@ -89,7 +92,14 @@ class MaintenancePolicy:
         dirty = {s for s in segments if s.n_rows and
                  (s.n_rows - live[s]) / s.n_rows >= self.merge_deleted_fraction}
         small = [s for s in segments if live[s] < self.merge_small_docs]
-        return [s for s in segments if s in dirty or (len(small) >= 2 and s in small)]
+        chosen = {s for s in segments if s in dirty or (len(small) >= 2 and s in small)}
+        if self.max_segments and len(segments) > self.max_segments:
+            # merging m segments into one leaves len - m + 1
+            missing = len(segments) - self.max_segments + 1 - len(chosen)
+            if missing > 0:
+                rest = sorted((s for s in segments if s not in chosen), key=lambda s: live[s])
+                chosen.update(rest[:missing])
+        return [s for s in segments if s in chosen]
 
 
 class _Worker:

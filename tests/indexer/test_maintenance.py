@@ -135,3 +135,32 @@ def test_a_cancelled_merge_changes_nothing(tmp_path):
     assert coll.merge(force=True) == 3 and coll.stats()["segments"] == 1 and len(coll) == 150
     coll.close()
 
+
+
+def test_too_many_segments_merge_even_when_none_is_small(tmp_path):
+    """max_segments holds on its own: segments that each hold merge_small_docs or more (a
+    flush that found more rows than flush_docs, a slow flusher) still merge when there are too
+    many of them — the ones with the fewest live documents, just enough of them."""
+    coll = Collection.create(tmp_path, "c", {"s": sparse_field(DIM, "exact")}, max_segments=2,
+                             merge_small_docs=4, maintenance=False)
+    for b, n in enumerate((10, 6, 8)):
+        coll.upsert([f"d{b}-{i}" for i in range(n)], vectors(n, b))
+        coll.flush()  # without a maintainer, the third flush merges inline
+    policy = MaintenancePolicy.from_config(coll.config)
+    assert sorted(coll.live_per_segment()) == [10, 14]  # the 6 and the 8 merged, not the 10
+    assert not policy.merge_due(coll.live_per_segment())
+    assert coll.merge() == 0  # nothing due: no rewrite of a segment on its own
+    q = vectors(8, 2)[7]
+    assert coll.search(q.indices, q.data, k=1, field="s")[0].id == "d2-7" and len(coll) == 24
+    coll.close()
+
+
+def test_the_maintainer_brings_the_segment_count_back_to_max_segments(tmp_path):
+    coll = Collection.create(tmp_path, "c", {"s": sparse_field(DIM, "exact")}, flush_docs=4,
+                             max_segments=2, merge_small_docs=4)
+    for b in range(5):  # one batch a flush: five segments of four documents, none small
+        coll.upsert([f"d{b}-{i}" for i in range(4)], vectors(4, b))
+        coll.wait_for_maintenance(30)  # TimeoutError while a merge stays due with nothing to merge
+    assert coll.stats()["segments"] <= 2 and len(coll) == 20
+    assert not MaintenancePolicy.from_config(coll.config).merge_due(coll.live_per_segment())
+    coll.close()
