@@ -136,7 +136,6 @@ def test_a_cancelled_merge_changes_nothing(tmp_path):
     coll.close()
 
 
-
 def test_too_many_segments_merge_even_when_none_is_small(tmp_path):
     """max_segments holds on its own: segments that each hold merge_small_docs or more (a
     flush that found more rows than flush_docs, a slow flusher) still merge when there are too
