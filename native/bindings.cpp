@@ -6,6 +6,7 @@
 #include <nanobind/stl/vector.h>
 
 #include <cmath>
+#include <iterator>
 #include <stdexcept>
 #include <string>
 
@@ -314,16 +315,16 @@ NB_MODULE(LSR_MODULE_NAME, m) {
   // without AVX2 refuses the vector modes.
   m.def("scorers", [] {
 #if defined(__AVX2__) && defined(__F16C__)
-    return std::vector<std::string>{"scalar", "gather", "insert"};
+    return std::vector<std::string>(std::begin(kScorerNames), std::end(kScorerNames));
 #else
-    return std::vector<std::string>{"scalar"};
+    return std::vector<std::string>{kScorerNames[lsr::kScalar]};
 #endif
   });
   m.def("scorer", [] { return std::string(kScorerNames[lsr::g_scorer]); });
   m.def("set_scorer", [](const std::string& name) {
     std::string was = kScorerNames[lsr::g_scorer];
     int mode = -1;
-    for (int i = 0; i < 3; ++i)
+    for (int i = 0; i < (int)std::size(kScorerNames); ++i)
       if (name == kScorerNames[i]) mode = i;
 #if !(defined(__AVX2__) && defined(__F16C__))
     if (mode > 0) mode = -1;
