@@ -1,7 +1,7 @@
 """Instruction counts of the native Seismic kernel (callgrind), per document scorer and per build:
 the "profile of one query before and after" that issue 17 asks for, stable on a noisy machine.
 
-    # the index and its queries (query sample 1 of the generator, never the reported queries)
+    # the index and its queries (synthetic: query sample 1, never the reported queries)
     python -m benchmarks.kernel_profile build --dataset synthetic-100k --out /tmp/cg
     # one callgrind run per (native module, scorer); the module may come from another commit's
     # portable build (git worktree add /tmp/before <commit>; cmake -DLSR_PORTABLE=ON ...)
@@ -29,7 +29,8 @@ def build(dataset: str, out: Path, n_queries: int) -> None:
     import scipy.sparse as sp
     from indexer import SeismicIndex
     from .index import load_dataset
-    docs, queries, params = load_dataset(dataset, n_queries, 1)
+    # synthetic: query sample 1, never the reported queries; SciFact has only its test queries
+    docs, queries, params = load_dataset(dataset, n_queries, 0 if dataset == "scifact" else 1)
     out.mkdir(parents=True, exist_ok=True)
     SeismicIndex.build(docs, **params).save(out / "index")
     sp.save_npz(out / "queries.npz", sp.csr_matrix(queries))
@@ -61,6 +62,10 @@ def run_queries(module_path: str, out: Path, mode: str, n: int) -> None:
 
 
 def count(out: Path, modules: list[str], modes: list[str], n: int) -> None:
+    if not (out / "index").is_dir() or not (out / "queries.npz").is_file():
+        raise SystemExit(f"{out} holds no index and queries: run the build step first")
+    if not modules:
+        raise SystemExit("--module label=path: at least one native module to count")
     for spec in modules:
         label, path = spec.split("=", 1)
         for mode in modes:
