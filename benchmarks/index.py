@@ -57,6 +57,12 @@ TUNE_EXPAND = (2, 4, 10, 20)  # ... and scored a top hit
 
 
 # ----------------------------------------------------------------------------- data
+def side_study_sample(name: str) -> int:
+    """The query sample of A/B runs and profiles: synthetic query sample 1, never the reported
+    queries (sample 0); SciFact has only its test queries."""
+    return 0 if name == "scifact" else 1
+
+
 def load_dataset(name: str, n_queries: int, query_sample: int = 0):
     """(docs csr, queries csr, build params) for a dataset name."""
     if name.startswith("synthetic"):

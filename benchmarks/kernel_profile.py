@@ -11,7 +11,7 @@ the "profile of one query before and after" that issue 17 asks for, stable on a 
 
 Valgrind (3.19) cannot decode AVX-512, so the x86-64-v3 (AVX2) portable build is the one counted.
 Only the kernel's search call is counted (--toggle-collect), not Python or the index load.
-Prints Ir a query per (module, scorer), and the kernel's top source lines by file.
+Prints instructions a query per (module, scorer), and the kernel's share by source file and function.
 """
 from __future__ import annotations
 
@@ -28,9 +28,8 @@ QUERY_CUT, HEAP_FACTOR = 10, 0.9  # a point near recall 0.9 on the synthetic col
 def build(dataset: str, out: Path, n_queries: int) -> None:
     import scipy.sparse as sp
     from indexer import SeismicIndex
-    from .index import load_dataset
-    # synthetic: query sample 1, never the reported queries; SciFact has only its test queries
-    docs, queries, params = load_dataset(dataset, n_queries, 0 if dataset == "scifact" else 1)
+    from .index import load_dataset, side_study_sample
+    docs, queries, params = load_dataset(dataset, n_queries, side_study_sample(dataset))
     out.mkdir(parents=True, exist_ok=True)
     SeismicIndex.build(docs, **params).save(out / "index")
     sp.save_npz(out / "queries.npz", sp.csr_matrix(queries))

@@ -19,7 +19,7 @@ import numpy as np
 from indexer import SeismicIndex
 from indexer.native import native_module
 
-from .index import load_dataset
+from .index import load_dataset, side_study_sample
 
 
 def main() -> None:
@@ -35,8 +35,7 @@ def main() -> None:
         raise SystemExit("the native module is not built (make build)")
     modes = args.modes.split(",") if args.modes else module.scorers()
     points = [(int(a), float(b)) for a, b in (p.split("/") for p in args.points.split(","))]
-    sample = 0 if args.dataset == "scifact" else 1
-    docs, queries, params = load_dataset(args.dataset, args.queries, sample)
+    docs, queries, params = load_dataset(args.dataset, args.queries, side_study_sample(args.dataset))
     index = SeismicIndex.build(docs, **params)
     qs = [(queries[i].indices.astype(np.int32), queries[i].data.astype(np.float32))
           for i in range(queries.shape[0])]

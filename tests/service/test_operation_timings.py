@@ -15,10 +15,11 @@ def _wait_for(c, name: str, labels: dict, at_least: float = 1, timeout: float = 
         got = metric(text, name, **labels)
         if got is not None and got >= at_least:
             return text
-        # on failure: the collection's own lines and state, not the tail of the whole exposition
-        mine = "\n".join(x for x in text.splitlines() if f'collection="{labels.get("collection")}"' in x)
-        assert time.monotonic() < deadline, (f"{name}{labels} never reached {at_least}:\n{mine}\n"
-                                             + c.get(f"/collections/{labels.get('collection')}").text)
+        if time.monotonic() >= deadline:  # the collection's own lines and state, not the exposition's tail
+            coll = labels.get("collection")
+            mine = "\n".join(x for x in text.splitlines() if f'collection="{coll}"' in x)
+            raise AssertionError(f"{name}{labels} never reached {at_least}:\n{mine}\n"
+                                 + c.get(f"/collections/{coll}").text)
         time.sleep(0.1)
 
 
