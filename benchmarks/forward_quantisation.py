@@ -5,7 +5,7 @@ index storing such values can reach).
     python -m benchmarks.forward_quantisation --dataset synthetic-100k
 
 Queries come from query sample 1 of the synthetic generator, never the reported ones.
-Prints recall@10 for float16 and per-document linear 8/7/6-bit values (scale = the document's
+Prints recall@10 for float16 and per-document linear 10/9/8/7/6-bit values (scale = the document's
 largest value / (2^bits - 1), round to nearest).
 """
 from __future__ import annotations
@@ -40,7 +40,7 @@ def main() -> None:
     nnz = np.diff(docs.indptr)
     row_peak = np.zeros(docs.shape[0], np.float32)
     row_peak[nnz > 0] = np.maximum.reduceat(docs.data, docs.indptr[:-1][nnz > 0])
-    for bits in (8, 7, 6):
+    for bits in (10, 9, 8, 7, 6):
         scale = np.repeat(row_peak / (2 ** bits - 1), nnz)
         q = docs.copy()
         q.data = (np.round(docs.data / scale) * scale).astype(np.float32)
