@@ -135,7 +135,7 @@ class SeismicKernel {
         // Each document's fwd_ptr entry is requested as the block's ids are read: the window's
         // own prefetches need it, and at 1M documents (8 MB of offsets, read at random) that
         // load was the hottest instruction of the block loop (perf, synthetic-1m); requested
-        // here, queries took 0.89-0.90x the time at 100k and 1M (SciFact: within noise).
+        // here, queries took 0.89-0.92x the time at 100k and 1M (SciFact: within noise).
         int64_t m = 0;
         if (s.unseen.size() < size_t(d_end - d)) s.unseen.resize(d_end - d);
         int32_t* unseen = s.unseen.data();
