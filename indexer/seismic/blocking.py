@@ -3,7 +3,11 @@
 Each list gets max(1, centroid_fraction * len) random centroids (documents of the list); every
 document joins the centroid with the largest dot product, computed on the document's doc_cut
 largest terms against the centroids' full vectors. Clusters of at most min_cluster_size
-documents are dissolved and their documents re-assigned. Each cluster becomes a block; blocks
+documents are dissolved and their documents re-assigned. Then cluster_rounds Lloyd steps: the
+clusters' means over their documents' doc_cut terms become the centroids and every document is
+assigned again (with the same dissolving). Seismic's random centroids alone leave documents in
+clusters seeded by an outlier; one step, measured on the synthetic generators (query sample 1),
+cut the time at recall 0.90 / 0.95 to 0.88-0.98 / 0.82-0.97 for 0-2 % more summary entries. Each cluster becomes a block; blocks
 list their documents in ascending id order so the forward index is read front to back.
 """
 from __future__ import annotations
@@ -42,54 +46,47 @@ def top_terms(indptr, terms, vals, doc_cut):
 
 
 @nb.njit(nogil=True, cache=True)
-def _cluster_list(docs, n_centroids, min_size, seed, fwd_ptr, fwd_terms, fwd_vals,
-                  cut_t, cut_v, head, count, out_docs, out_sizes):
-    """Cluster one list; writes reordered docs and block sizes, returns the number of blocks."""
-    m = docs.shape[0]
-    # centroids: partial Fisher-Yates over positions with a counter-based RNG (deterministic
-    # whatever the thread schedule)
-    pos = np.arange(m)
-    state = np.uint64(seed)
-    for i in range(n_centroids):
-        state = _splitmix64(state)
-        j = i + np.int64(state % np.uint64(m - i))
-        pos[i], pos[j] = pos[j], pos[i]
-    centroids = docs[pos[:n_centroids]]
-
-    # inverted index of the centroids: (term -> centroid, value), grouped by term with the
-    # centroids ascending inside a term (what a stable sort by term gives), by a counting sort:
-    # head[t] is term t's first slot and count[t] its entries. (A merge sort of these entries
-    # was half of the blocking time on SciFact: 256 centroids of ~285 terms a list.)
-    nnz = 0
-    for c in range(n_centroids):
-        d = centroids[c]
-        nnz += fwd_ptr[d + 1] - fwd_ptr[d]
-        for p in range(fwd_ptr[d], fwd_ptr[d + 1]):
-            count[fwd_terms[p]] += 1
+def _invert(n_centroids, c_ptr, c_terms, c_vals, head, count):
+    """Inverted index of centroids given as CSR rows: (term -> centroid, value), grouped by term
+    with the centroids ascending inside a term (what a stable sort by term gives), by a counting
+    sort: head[t] is term t's first slot and count[t] its entries. (A merge sort of these
+    entries was half of the blocking time on SciFact: 256 centroids of ~285 terms a list.)"""
+    nnz = c_ptr[n_centroids]
+    for p in range(nnz):
+        count[c_terms[p]] += 1
     o = 0
-    for c in range(n_centroids):
-        d = centroids[c]
-        for p in range(fwd_ptr[d], fwd_ptr[d + 1]):
-            t = fwd_terms[p]
-            if head[t] < 0:
-                head[t] = o
-                o += count[t]
+    for p in range(nnz):
+        t = c_terms[p]
+        if head[t] < 0:
+            head[t] = o
+            o += count[t]
     tri_c = np.empty(nnz, dtype=np.int32)
     tri_v = np.empty(nnz, dtype=np.float32)
     for c in range(n_centroids - 1, -1, -1):  # backwards, so each term's slots fill from its end
-        d = centroids[c]
-        for p in range(fwd_ptr[d], fwd_ptr[d + 1]):
-            t = fwd_terms[p]
+        for p in range(c_ptr[c], c_ptr[c + 1]):
+            t = c_terms[p]
             count[t] -= 1
             tri_c[head[t] + count[t]] = c
-            tri_v[head[t] + count[t]] = fwd_vals[p]
-    for c in range(n_centroids):  # the counts again (the fill used them up)
-        d = centroids[c]
-        for p in range(fwd_ptr[d], fwd_ptr[d + 1]):
-            count[fwd_terms[p]] += 1
+            tri_v[head[t] + count[t]] = c_vals[p]
+    for p in range(nnz):  # the counts again (the fill used them up)
+        count[c_terms[p]] += 1
+    return tri_c, tri_v
 
+
+@nb.njit(nogil=True, cache=True)
+def _clear(c_terms, head, count):
+    for p in range(c_terms.shape[0]):
+        head[c_terms[p]] = -1
+        count[c_terms[p]] = 0
+
+
+@nb.njit(nogil=True, cache=True)
+def _assign(docs, n_centroids, min_size, cut_t, cut_v, head, count, tri_c, tri_v, assign):
+    """Every document joins the centroid of largest dot product on its cut terms; clusters of at
+    most min_size documents are then dissolved and their documents re-assigned (unless every
+    cluster is that small)."""
+    m = docs.shape[0]
     scores = np.zeros(n_centroids, dtype=np.float32)
-    assign = np.empty(m, dtype=np.int32)
     removed = np.zeros(n_centroids, dtype=np.bool_)
     for rnd in range(2):  # round 1 re-assigns documents of dissolved clusters
         for i in range(m):
@@ -121,11 +118,75 @@ def _cluster_list(docs, n_centroids, min_size, seed, fwd_ptr, fwd_terms, fwd_val
                 break
             for c in range(n_centroids):
                 removed[c] = sizes[c] <= min_size
+
+
+@nb.njit(nogil=True, cache=True)
+def _mean_centroids(docs, n_centroids, assign, cut_t, cut_v, acc):
+    """The mean of each cluster's documents on their cut terms, as CSR rows (empty clusters:
+    empty rows). acc is a zeroed dense scratch vector of dim floats, left zeroed."""
+    m = docs.shape[0]
+    order = np.argsort(assign, kind="mergesort")
+    c_ptr = np.zeros(n_centroids + 1, dtype=np.int64)
+    c_terms = np.empty(m * cut_t.shape[1], dtype=np.int32)
+    c_vals = np.empty(m * cut_t.shape[1], dtype=np.float32)
+    n = 0
+    i = 0
+    for c in range(n_centroids):
+        start = n
+        size = 0
+        while i < m and assign[order[i]] == c:
+            d = docs[order[i]]
+            for j in range(cut_t.shape[1]):
+                t = cut_t[d, j]
+                if t < 0:
+                    break
+                if cut_v[d, j] <= 0.0:  # adds nothing (and a zero sum marks an unseen term)
+                    continue
+                if acc[t] == 0.0:
+                    c_terms[n] = t
+                    n += 1
+                acc[t] += cut_v[d, j]
+            size += 1
+            i += 1
+        for p in range(start, n):
+            c_vals[p] = acc[c_terms[p]] / size
+            acc[c_terms[p]] = 0.0
+        c_ptr[c + 1] = n
+    return c_ptr, c_terms[:n], c_vals[:n]
+
+
+@nb.njit(nogil=True, cache=True)
+def _cluster_list(docs, n_centroids, min_size, seed, refine, fwd_ptr, fwd_terms, fwd_vals,
+                  cut_t, cut_v, head, count, acc, out_docs, out_sizes):
+    """Cluster one list; writes reordered docs and block sizes, returns the number of blocks."""
+    m = docs.shape[0]
+    # centroids: partial Fisher-Yates over positions with a counter-based RNG (deterministic
+    # whatever the thread schedule)
+    pos = np.arange(m)
+    state = np.uint64(seed)
+    for i in range(n_centroids):
+        state = _splitmix64(state)
+        j = i + np.int64(state % np.uint64(m - i))
+        pos[i], pos[j] = pos[j], pos[i]
+    centroids = docs[pos[:n_centroids]]
+    c_ptr = np.zeros(n_centroids + 1, dtype=np.int64)
     for c in range(n_centroids):
         d = centroids[c]
-        for p in range(fwd_ptr[d], fwd_ptr[d + 1]):
-            head[fwd_terms[p]] = -1
-            count[fwd_terms[p]] = 0
+        c_ptr[c + 1] = c_ptr[c] + fwd_ptr[d + 1] - fwd_ptr[d]
+    c_terms = np.empty(c_ptr[n_centroids], dtype=np.int32)
+    c_vals = np.empty(c_ptr[n_centroids], dtype=np.float32)
+    for c in range(n_centroids):
+        d = centroids[c]
+        c_terms[c_ptr[c]:c_ptr[c + 1]] = fwd_terms[fwd_ptr[d]:fwd_ptr[d + 1]]
+        c_vals[c_ptr[c]:c_ptr[c + 1]] = fwd_vals[fwd_ptr[d]:fwd_ptr[d + 1]]
+
+    assign = np.empty(m, dtype=np.int32)
+    for rnd in range(refine + 1):
+        if rnd > 0:  # a Lloyd step: the clusters' means become the centroids
+            c_ptr, c_terms, c_vals = _mean_centroids(docs, n_centroids, assign, cut_t, cut_v, acc)
+        tri_c, tri_v = _invert(n_centroids, c_ptr, c_terms, c_vals, head, count)
+        _assign(docs, n_centroids, min_size, cut_t, cut_v, head, count, tri_c, tri_v, assign)
+        _clear(c_terms, head, count)
 
     # blocks ordered by centroid, documents by id inside a block (docs arrive sorted)
     order = np.argsort(assign, kind="mergesort")
@@ -144,7 +205,7 @@ def _cluster_list(docs, n_centroids, min_size, seed, fwd_ptr, fwd_terms, fwd_val
 
 @nb.njit(nogil=True, parallel=True, cache=True)
 def block_lists(list_ptr, list_docs, fwd_ptr, fwd_terms, fwd_vals, cut_t, cut_v, dim,
-                centroid_fraction, min_size, max_blocks, seed):
+                centroid_fraction, min_size, max_blocks, seed, refine=0):
     """Cluster every list in parallel.
 
     Returns (docs reordered block by block, per-list block counts, block sizes written at the
@@ -158,6 +219,7 @@ def block_lists(list_ptr, list_docs, fwd_ptr, fwd_terms, fwd_vals, cut_t, cut_v,
     for ch in nb.prange(n_chunks):
         head = np.full(dim, -1, dtype=np.int64)
         count = np.zeros(dim, dtype=np.int64)
+        acc = np.zeros(dim, dtype=np.float32)
         for t in range(ch * _CHUNK, min(n_lists, (ch + 1) * _CHUNK)):
             a, b = list_ptr[t], list_ptr[t + 1]
             m = b - a
@@ -170,8 +232,8 @@ def block_lists(list_ptr, list_docs, fwd_ptr, fwd_terms, fwd_vals, cut_t, cut_v,
                 n_blocks[t] = 1
                 continue
             seed_t = _splitmix64(np.uint64(seed) * np.uint64(1000003) + np.uint64(t))
-            n_blocks[t] = _cluster_list(list_docs[a:b], nc, min_size, seed_t, fwd_ptr, fwd_terms,
-                                        fwd_vals, cut_t, cut_v, head, count,
+            n_blocks[t] = _cluster_list(list_docs[a:b], nc, min_size, seed_t, refine, fwd_ptr,
+                                        fwd_terms, fwd_vals, cut_t, cut_v, head, count, acc,
                                         out_docs[a:b], sizes[a:b])
     return out_docs, n_blocks, sizes
 

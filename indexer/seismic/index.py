@@ -89,7 +89,8 @@ class SeismicIndex:
         cut_t, cut_v = top_terms(fwd_ptr, fwd_terms, build_vals, p.doc_cut)
         block_docs, n_blocks, sizes = block_lists(list_ptr, list_docs, fwd_ptr, fwd_terms, build_vals,
                                                   cut_t, cut_v, dim, p.centroid_fraction,
-                                                  p.min_cluster_size, p.max_blocks_per_list, p.seed)
+                                                  p.min_cluster_size, p.max_blocks_per_list, p.seed,
+                                                  p.cluster_rounds)
         del cut_t, cut_v, list_docs
         list_block_ptr, block_doc_ptr = compact_block_sizes(list_ptr, n_blocks, sizes)
         del list_ptr, n_blocks, sizes
@@ -282,6 +283,7 @@ class SeismicIndex:
         params = dict(manifest["params"])
         params.setdefault("knn_source", "search")  # written before block-mate graphs: searched
         params.setdefault("doc_order", "input")  # written before documents were reordered
+        params.setdefault("cluster_rounds", 0)  # written before blocks had a Lloyd step
         pos = _check_doc_ids(path, arrays, int(manifest["n_docs"]), params["doc_order"])
         index = cls(arrays, manifest["n_docs"], manifest["dim"], SeismicParams.from_dict(params))
         index._doc_pos = pos  # the check built positions()'s map already
