@@ -8,8 +8,9 @@ clusters' means over their documents' doc_cut terms become the centroids and eve
 assigned again (with the same dissolving), so that a block's documents agree more with their
 block (tests: mean agreement 0.228 -> 0.236). One step, measured on the synthetic generators
 (query sample 1, one core), cut the time at recall 0.90 / 0.95 to 0.88-0.98 / 0.82-0.97 for
--1..+2 % summary bytes and 0-13 % more build time. Each cluster becomes a block; blocks
-list their documents in ascending id order so the forward index is read front to back.
+-1..+2 % summary bytes and 0-18 % more build CPU (benchmarks/cluster_rounds.py, BENCHMARKS.md).
+Each cluster becomes a block; blocks list their documents in ascending id order so the forward
+index is read front to back.
 """
 from __future__ import annotations
 
