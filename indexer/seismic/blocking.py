@@ -158,7 +158,7 @@ def _mean_centroids(docs, n_centroids, assign, cut_t, cut_v, acc):
 
 
 @nb.njit(nogil=True, cache=True)
-def _cluster_list(docs, n_centroids, min_size, seed, refine, fwd_ptr, fwd_terms, fwd_vals,
+def _cluster_list(docs, n_centroids, min_size, seed, rounds, fwd_ptr, fwd_terms, fwd_vals,
                   cut_t, cut_v, head, count, acc, out_docs, out_sizes):
     """Cluster one list; writes reordered docs and block sizes, returns the number of blocks."""
     m = docs.shape[0]
@@ -183,7 +183,7 @@ def _cluster_list(docs, n_centroids, min_size, seed, refine, fwd_ptr, fwd_terms,
         c_vals[c_ptr[c]:c_ptr[c + 1]] = fwd_vals[fwd_ptr[d]:fwd_ptr[d + 1]]
 
     assign = np.empty(m, dtype=np.int32)
-    for rnd in range(refine + 1):
+    for rnd in range(rounds + 1):
         if rnd > 0:  # a Lloyd step: the clusters' means become the centroids
             c_ptr, c_terms, c_vals = _mean_centroids(docs, n_centroids, assign, cut_t, cut_v, acc)
         tri_c, tri_v = _invert(n_centroids, c_ptr, c_terms, c_vals, head, count)
@@ -207,7 +207,7 @@ def _cluster_list(docs, n_centroids, min_size, seed, refine, fwd_ptr, fwd_terms,
 
 @nb.njit(nogil=True, parallel=True, cache=True)
 def block_lists(list_ptr, list_docs, fwd_ptr, fwd_terms, fwd_vals, cut_t, cut_v, dim,
-                centroid_fraction, min_size, max_blocks, seed, refine=0):
+                centroid_fraction, min_size, max_blocks, seed, rounds):
     """Cluster every list in parallel.
 
     Returns (docs reordered block by block, per-list block counts, block sizes written at the
@@ -234,7 +234,7 @@ def block_lists(list_ptr, list_docs, fwd_ptr, fwd_terms, fwd_vals, cut_t, cut_v,
                 n_blocks[t] = 1
                 continue
             seed_t = _splitmix64(np.uint64(seed) * np.uint64(1000003) + np.uint64(t))
-            n_blocks[t] = _cluster_list(list_docs[a:b], nc, min_size, seed_t, refine, fwd_ptr,
+            n_blocks[t] = _cluster_list(list_docs[a:b], nc, min_size, seed_t, rounds, fwd_ptr,
                                         fwd_terms, fwd_vals, cut_t, cut_v, head, count, acc,
                                         out_docs[a:b], sizes[a:b])
     return out_docs, n_blocks, sizes

@@ -27,9 +27,9 @@ class SeismicParams:
     cluster_rounds:     Lloyd steps after that assignment: each makes the clusters' means (over
                         their documents' doc_cut terms) the centroids and assigns every document
                         again (dissolving small clusters as before); 0 is the paper's shallow
-                        clustering. One step gave tighter blocks and faster queries at the same
-                        recall on the synthetic generators (BENCHMARKS.md), for about the same
-                        summary bytes.
+                        clustering. One step gave blocks whose documents agree more with their
+                        mean and faster queries at the same recall on the synthetic generators
+                        (BENCHMARKS.md), for about the same summary bytes.
     max_blocks_per_list: cap on the blocks of one list (at most 256, so a block id fits one byte
                         in the summaries); lists long enough to reach it get larger blocks.
     summary_energy:     α: a block summary keeps its largest per-term maxima until they hold
