@@ -4,6 +4,9 @@
 #pragma once
 #include <cstring>
 #include <numeric>
+#ifdef __BMI2__
+#include <immintrin.h>
+#endif
 
 #include "common.hpp"
 
@@ -31,10 +34,11 @@ struct SeismicArrays {
   const DocT* block_docs;  // u16 in an index of at most 65,536 documents, else i32
   const float* block_levels;  // kLevels dequantisation levels a block, ascending
   // transposed 2-bit summaries, packed per list (indexer/seismic/summaries.py, summary layout
-  // 4): entries sorted by (term, block), a u16 directory over term >> (list_shift & 0x1F) (two
-  // words a bucket in a list of >= 65536 entries); plain lists: fields
-  // (((low << bb) | block) << kCodeBits) | code; grouped lists (list_shift & 0x80): byte-aligned
-  // buckets of records, a term's low part then its entries (see grouped_dots)
+  // 5): entries sorted by (term, block) in buckets of term >> (list_shift & 0x1F); plain lists:
+  // a u16 directory word (two in a list of >= 65536 entries) per kGroup buckets, the buckets'
+  // sizes in unary, then fields (((low << bb) | block) << kCodeBits) | code (bucket_entries);
+  // grouped lists (list_shift & 0x80): a directory word a bucket, byte-aligned buckets of
+  // records, a term's low part then its entries (see grouped_dots)
   const int64_t* list_entry_ptr;
   const uint8_t* list_shift;
   const int64_t* list_dir_ptr;
@@ -196,6 +200,7 @@ class SeismicKernel {
   static constexpr int64_t kPrefetchDocs = 8;  // measured 4 / 8 / 16 on synthetic-100k(-flat)
   static constexpr int kCodeBits = 2, kLevels = 1 << kCodeBits;
   static constexpr int64_t kWide = 65536;  // summaries.dir_words: lists this long use 2 words
+  static constexpr int64_t kGroup = 64;  // summaries._GROUP: buckets a plain list's directory word covers
 
   // Directory word h of a list (wide: low and high u16 halves).
   static int64_t dir_at(const uint16_t* dir, int64_t h, bool wide) {
@@ -212,28 +217,39 @@ class SeismicKernel {
     return e >= kWide;
   }
 
-  // Directory words of list t for every query term.
+  // Directory word of list t that every query term's lookup reads first (a plain list's: of
+  // the term's group of buckets).
   void prefetch_summary_dir(int64_t t, const int32_t* q_terms, int64_t nq) const {
     int64_t e = a_.list_entry_ptr[t + 1] - a_.list_entry_ptr[t];
     if (e == 0) return;
     const int s = a_.list_shift[t] & kShiftMask;
-    const int64_t words = wide_dir(t, e) ? 2 : 1;
+    const int64_t words = wide_dir(t, e) ? 2 : 1, per = (a_.list_shift[t] & kGrouped) ? 1 : kGroup;
     const uint16_t* dir = a_.summary_dir + a_.list_dir_ptr[t];
-    for (int64_t j = 0; j < nq; ++j) prefetch_read(dir + words * (q_terms[j] >> s));
+    for (int64_t j = 0; j < nq; ++j) prefetch_read(dir + words * ((q_terms[j] >> s) / per));
   }
 
-  // First key of every query term's bucket in list t.
+  // What every query term's lookup in list t reads next: a grouped list's bucket; a plain
+  // list's unary sizes of the term's group and its keys where the group's entries, spread
+  // evenly over its buckets, would put the term's bucket.
   void prefetch_summary_buckets(int64_t t, const int32_t* q_terms, int64_t nq) const {
     int64_t e = a_.list_entry_ptr[t + 1] - a_.list_entry_ptr[t];
     if (e == 0) return;
-    const bool grouped = a_.list_shift[t] & kGrouped;
     const int s = a_.list_shift[t] & kShiftMask;
-    // a plain list's directory counts entries of w bits, a grouped list's counts bytes
-    const int64_t w = grouped ? 8 : s + block_bits(a_.list_block_ptr[t + 1] - a_.list_block_ptr[t]) + kCodeBits;
     const bool wide = wide_dir(t, e);
     const uint16_t* dir = a_.summary_dir + a_.list_dir_ptr[t];
     const uint8_t* keys = a_.entry_key + a_.list_key_ptr[t];
-    for (int64_t j = 0; j < nq; ++j) prefetch_read(keys + ((dir_at(dir, q_terms[j] >> s, wide) * w) >> 3));
+    if (a_.list_shift[t] & kGrouped) {  // its directory counts bytes
+      for (int64_t j = 0; j < nq; ++j) prefetch_read(keys + dir_at(dir, q_terms[j] >> s, wide));
+      return;
+    }
+    const int64_t w = s + block_bits(a_.list_block_ptr[t + 1] - a_.list_block_ptr[t]) + kCodeBits;
+    const uint8_t* k1 = keys + unary_bytes(t);
+    for (int64_t j = 0; j < nq; ++j) {
+      int64_t h = q_terms[j] >> s, g = h / kGroup;
+      int64_t base = dir_at(dir, g, wide), next = dir_at(dir, g + 1, wide);
+      prefetch_read(keys + ((base + kGroup * g) >> 3));
+      prefetch_read(k1 + (((base + (next - base) * (h - kGroup * g) / kGroup) * w) >> 3));
+    }
   }
 
   // dots[b] = sum over the query terms (ascending) that block b's summary holds of
@@ -312,6 +328,55 @@ class SeismicKernel {
     }
   }
 
+  // Position of the r-th (from 0) set bit of x, which has more than r.
+  static int select_bit(uint64_t x, int r) {
+#ifdef __BMI2__
+    return __builtin_ctzll(_pdep_u64(uint64_t(1) << r, x));
+#else
+    int p = 0;
+    for (;; p += 8) {  // whole bytes first
+      int c = __builtin_popcountll((x >> p) & 0xFF);
+      if (c > r) break;
+      r -= c;
+    }
+    uint64_t y = x >> p;
+    for (int i = 0; i < r; ++i) y &= y - 1;
+    return p + __builtin_ctzll(y);
+#endif
+  }
+
+  // Entries [i0, i1) of bucket h of a plain list (summaries.bucket_entries): the directory word
+  // of h's group counts the entries before it, so the group's unary sizes (a one per entry, a
+  // zero ending each bucket) start at bit base + kGroup * group; bucket h starts after
+  // h % kGroup of their zeros and runs to the next zero. Read 56 bits at a time.
+  template <bool kWideDir>
+  static void bucket_entries(const uint16_t* dir, const uint8_t* unary, int64_t h, int64_t& i0,
+                             int64_t& i1) {
+    constexpr uint64_t kWindow = (uint64_t(1) << 56) - 1;
+    const int64_t g = h / kGroup, base = dir_at(dir, g, kWideDir), pos0 = base + kGroup * g;
+    int j = int(h - kGroup * g);
+    int64_t start = pos0;
+    for (int64_t pos = pos0; j > 0; pos += 56) {
+      uint64_t z = ~bits_at(unary, pos) & kWindow;
+      int nz = __builtin_popcountll(z);
+      if (nz >= j) {
+        start = pos + select_bit(z, j - 1) + 1;
+        break;
+      }
+      j -= nz;
+    }
+    int64_t end = start;
+    for (;; end += 56) {
+      uint64_t z = ~bits_at(unary, end) & kWindow;
+      if (z) {
+        end += __builtin_ctzll(z);
+        break;
+      }
+    }
+    i0 = base + (start - pos0) - (h - kGroup * g);
+    i1 = i0 + (end - start);
+  }
+
   template <bool kWideDir>
   void block_dots_list(int64_t t, int64_t b0, int64_t nb, const int32_t* q_terms,
                        const float* q_vals, int64_t nq, float* dots) const {
@@ -322,12 +387,14 @@ class SeismicKernel {
                    cmask = (uint32_t(1) << kCodeBits) - 1;
     const int lshift = bb + kCodeBits;
     const uint16_t* dir = a_.summary_dir + a_.list_dir_ptr[t];
-    const uint8_t* keys = a_.entry_key + a_.list_key_ptr[t];
+    const uint8_t* unary = a_.entry_key + a_.list_key_ptr[t];
+    const uint8_t* keys = unary + unary_bytes(t);
     for (int64_t j = 0; j < nq; ++j) {
       uint32_t qt = (uint32_t)q_terms[j], lo = qt & lmask;
-      int64_t h = qt >> s;
+      int64_t i, end;
+      bucket_entries<kWideDir>(dir, unary, qt >> s, i, end);
       float qv = q_vals[j];
-      for (int64_t i = dir_at(dir, h, kWideDir), end = dir_at(dir, h + 1, kWideDir); i < end; ++i) {
+      for (; i < end; ++i) {
         int64_t bit = i * w;
         uint64_t x;
         std::memcpy(&x, keys + (bit >> 3), 8);  // entry_key has 8 bytes of padding
@@ -339,6 +406,13 @@ class SeismicKernel {
         }
       }
     }
+  }
+
+  // Bytes of plain list t's unary bucket sizes (summaries.unary_bytes), which its keys follow.
+  int64_t unary_bytes(int64_t t) const {
+    int64_t e = a_.list_entry_ptr[t + 1] - a_.list_entry_ptr[t];
+    int64_t n_buckets = ((a_.dim - 1) >> (a_.list_shift[t] & kShiftMask)) + 1;
+    return (e + n_buckets + 7) >> 3;
   }
 
   SeismicArrays<TermT, ValT, DocT> a_;

@@ -34,9 +34,10 @@ class SeismicParams:
                         in the summaries); lists long enough to reach it get larger blocks.
     summary_energy:     α: a block summary keeps its largest per-term maxima until they hold
                         this fraction of the summary's L1 mass (1.0 keeps every term).
-    summary_groups:     how a list's summary entries are stored (summaries.py, layout 4):
-                        "auto" (default) grouped by term where that takes fewer bytes, "never",
-                        "always". Storage only: the same entries, the same results.
+    summary_groups:     how a list's summary entries are stored (summaries.py): "auto"
+                        (default) grouped by term where that takes fewer bytes (rare since
+                        summary layout 5), "never", "always". Storage only: the same entries,
+                        the same results.
     forward_dtype:      "float16" or "float32" values in the forward index.
     doc_order:          how documents are numbered inside the index (ordering.py): "top_term"
                         (default) groups them by their largest term, so that block members sit

@@ -18,7 +18,8 @@ from .blocking import block_lists, compact_block_sizes, top_terms
 from .ordering import inverse, permute_rows, top_term_order, transpose
 from .config import SUMMARY_GROUPS, SeismicParams
 from .pruning import prune_postings
-from .summaries import (SUMMARY_LAYOUT, count_summaries, decode_layout2, encode_entries, fill_summaries,
+from .summaries import (KEY_PAD, SUMMARY_LAYOUT, count_summaries, decode_layout2, decode_layout4, encode_coded,
+                        encode_entries, fill_summaries,
                         layout_ptrs)
 
 DOC_IDS = "doc_ids"  # internal number -> input row, u32 (indexes built with doc_order "top_term")
@@ -29,7 +30,7 @@ _KERNEL_ARRAYS = ("fwd_ptr", "fwd_terms", "fwd_vals", "list_block_ptr", "block_d
                   "list_dir_ptr", "summary_dir", "list_key_ptr", "entry_key")
 _SUMMARY_ARRAYS = ("block_levels", "list_entry_ptr", "list_shift", "list_dir_ptr",
                    "summary_dir", "list_key_ptr", "entry_key")
-# arrays of summary layouts 1 and 2 that layout 3 replaces
+# arrays of summary layouts 1 and 2 that layout 3 (and later) replaces
 _OLD_SUMMARY_ARRAYS = ("entry_term", "entry_block", "entry_value", "block_scale", "list_shift", "list_dir_ptr",
                        "summary_dir", "list_key_ptr", "entry_key")
 
@@ -269,7 +270,10 @@ class SeismicIndex:
         layout = manifest.get("summary_layout", 1)
         if layout in (1, 2):
             _convert_old_summaries(path, arrays, layout, int(manifest["dim"]))
-        elif layout not in (3, SUMMARY_LAYOUT):  # layout 3 is layout 4 without grouped lists
+        elif layout in (3, 4):  # layout 3 is layout 4 without grouped lists
+            groups = manifest.get("params", {}).get("summary_groups", "never")
+            _convert_layout4(path, arrays, int(manifest["dim"]), SUMMARY_GROUPS.index(groups))
+        elif layout != SUMMARY_LAYOUT:
             from ..storage import IndexFormatError
             raise IndexFormatError(f"{path} has Seismic summary layout {layout!r}; this version of "
                                    f"lsr-search reads layouts 1 to {SUMMARY_LAYOUT}. Rebuild the index "
@@ -310,7 +314,7 @@ def _check_doc_ids(path, arrays: dict, n_docs: int, doc_order: str):
 
 
 def _convert_old_summaries(path, arrays: dict, layout: int, dim: int) -> None:
-    """Summary layouts 1 and 2 (u8 codes with a per-block scale) -> layout 4, in memory (the
+    """Summary layouts 1 and 2 (u8 codes with a per-block scale) -> layout 5, in memory (the
     rest stays mapped). The codes are re-quantised from their dequantised values, which are
     upper bounds, so every bound is kept."""
     from ..storage import IndexFormatError
@@ -352,3 +356,34 @@ def _convert_old_summaries(path, arrays: dict, layout: int, dim: int) -> None:
     (arrays["block_levels"], arrays["list_shift"], arrays["list_dir_ptr"],
      arrays["summary_dir"], arrays["list_key_ptr"], arrays["entry_key"]) = encode_entries(
         lep, lbp, terms, blocks, values, dim)
+
+
+def _convert_layout4(path, arrays: dict, dim: int, grouping: int) -> None:
+    """Summary layouts 3 and 4 (a u16 directory word per bucket of a plain list) -> layout 5, in
+    memory (the rest stays mapped). The entries keep their codes and blocks their levels, so the
+    converted index answers exactly as the old one did."""
+    from ..storage import IndexFormatError
+    need = ("list_entry_ptr", "list_block_ptr", "list_shift", "list_dir_ptr", "summary_dir",
+            "list_key_ptr", "entry_key")
+    missing = sorted(set(need) - set(arrays))
+    if missing:
+        raise IndexFormatError(f"{path} (summary layout 4) lacks index arrays {missing}", path=path,
+                               check="missing file")
+    lep, lbp = np.asarray(arrays["list_entry_ptr"]), np.asarray(arrays["list_block_ptr"])
+    dp, kp = np.asarray(arrays["list_dir_ptr"]), np.asarray(arrays["list_key_ptr"])
+    n_lists = lbp.shape[0] - 1
+    ptrs_ok = all(p.shape == (n_lists + 1,) and p[0] == 0 and not np.any(np.diff(p) < 0)
+                  for p in (lep, dp, kp))
+    if (not ptrs_ok or arrays["list_shift"].shape != (n_lists,) or dp[-1] > arrays["summary_dir"].shape[0]
+            or kp[-1] + KEY_PAD > arrays["entry_key"].shape[0]):
+        raise IndexFormatError(f"{path} is damaged: its summary directory does not match its lists",
+                               path=path, check="consistency")
+    terms, blocks, codes, damaged = decode_layout4(lep, lbp, np.asarray(arrays["list_shift"]), dp,
+                                                   np.asarray(arrays["summary_dir"]), kp,
+                                                   np.asarray(arrays["entry_key"]), dim)
+    if damaged.any():
+        raise IndexFormatError(f"{path} is damaged: the summaries of {int(damaged.sum())} posting lists "
+                               f"(first: term {int(np.argmax(damaged))}) do not decode to their entries",
+                               path=path, check="consistency")
+    (arrays["list_shift"], arrays["list_dir_ptr"], arrays["summary_dir"], arrays["list_key_ptr"],
+     arrays["entry_key"]) = encode_coded(lep, lbp, terms, blocks, codes, dim, grouping)

@@ -8,8 +8,8 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from .summaries import (CODE_BITS, GROUPED, LEVELS, SHIFT_MASK, block_bits, list_wide, read_bits, read_dir,
-                        read_key)
+from .summaries import (CODE_BITS, GROUPED, LEVELS, SHIFT_MASK, block_bits, bucket_entries, list_wide, read_bits,
+                        read_dir, read_key, unary_bytes)
 
 
 @nb.njit(nogil=True, cache=True, inline="always")
@@ -66,7 +66,7 @@ def score_doc(q, terms, vals, a, b):
 
 @nb.njit(nogil=True, cache=True)
 def _block_dots(t, b0, nb_, q_terms, q_vals, list_entry_ptr, list_shift, list_dir_ptr,
-                summary_dir, list_key_ptr, entry_key, block_levels, dots):
+                summary_dir, list_key_ptr, entry_key, block_levels, dots, dim):
     """dots[b] = sum over the query terms (ascending) that block b's summary holds of
     q_val * levels_b[code]."""
     dots[:nb_] = 0.0
@@ -86,13 +86,15 @@ def _block_dots(t, b0, nb_, q_terms, q_vals, list_entry_ptr, list_shift, list_di
                           block_levels, dots)
             return
         w = s + bb + CODE_BITS
+        k1 = k0 + unary_bytes(e, ((dim - 1) >> s) + 1)  # the keys follow the unary bucket sizes
         for j in range(q_terms.shape[0]):
             qt = np.int64(q_terms[j])
             h = qt >> s
             lo = qt & lmask
             qv = q_vals[j]
-            for i in range(read_dir(summary_dir, d0, h, wide), read_dir(summary_dir, d0, h + 1, wide)):
-                key = read_key(entry_key, k0, i, w)
+            i0, i1 = bucket_entries(summary_dir, d0, wide, entry_key, k0, h)
+            for i in range(i0, i1):
+                key = read_key(entry_key, k1, i, w)
                 klo = key >> (bb + CODE_BITS)
                 if klo > lo:
                     break
@@ -184,7 +186,7 @@ def search_one(q_terms, q_vals, k, query_cut, heap_factor, q_dense, visited, dot
         if nb_ == 0:
             continue
         _block_dots(t, b0, nb_, q_terms, q_vals, list_entry_ptr, list_shift, list_dir_ptr,
-                    summary_dir, list_key_ptr, entry_key, block_levels, dots)
+                    summary_dir, list_key_ptr, entry_key, block_levels, dots, q_dense.shape[0])
         if li == 0:
             order = np.argsort(-dots[:nb_], kind="mergesort")
         else:

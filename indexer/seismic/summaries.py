@@ -16,26 +16,31 @@ values close to their level (the kept values crowd near the energy cut). Measure
 little higher on -flat; time within noise on -100k, 1-15 % more on -flat (2-bit uniform codes:
 5-24 % more); 4-bit uniform codes (base + code * step) took 34 MB more on -100k.
 
-Layout (summary layout 3), per posting list, transposed (as in Seismic's QuantizedSummary) so
+Layout (summary layout 5), per posting list, transposed (as in Seismic's QuantizedSummary) so
 that a query touches only the summary entries of its own terms. A list's entries are sorted by
 (term, block); a term id is split into a bucket (term >> s) and a low part (term & (2^s - 1)),
-with s chosen per list to minimise the list's bytes (a long list has dense buckets and a small
-s; a one-block list a large s). Per list t, with nb blocks, bb = ceil(log2 nb) bits and E
-entries:
+with s chosen per list to minimise the list's bytes. Per plain list t, with nb blocks,
+bb = ceil(log2 nb) bits, E entries and B = ((dim - 1) >> s) + 1 buckets:
     list_shift[t]                                   s
-    summary_dir, u16 words from list_dir_ptr[t]     first entry (relative to the list) of
-                                                    bucket h, for h = 0 .. (dim-1) >> s, plus
-                                                    E after the last; one word a bucket when
-                                                    E < 65536 (a narrow list), else two (low
+    summary_dir, u16 words from list_dir_ptr[t]     for g = 0 .. ceil(B / _GROUP): the entries
+                                                    before bucket _GROUP * g (the last word: E);
+                                                    one word each when E < 65536, else two (low
                                                     and high half, a wide list)
-    entry_key, from byte list_key_ptr[t]            per entry, (((low << bb) | local block id)
+    entry_key, from byte list_key_ptr[t]            the buckets' sizes in unary: per bucket, a
+                                                    one per entry then a zero (E + B bits,
+                                                    little-endian, padded to a byte); then per
+                                                    entry, (((low << bb) | local block id)
                                                     << CODE_BITS) | code in s + bb + CODE_BITS
-                                                    bits, packed little-endian (read with
-                                                    8-byte loads)
+                                                    bits (read with 8-byte loads)
     block_levels[b * LEVELS + code]                 the dequantised value of a code in block b
-Summary layout 4 adds grouped lists (flag GROUPED in list_shift[t], s in its low 5 bits): a
-list whose blocks share many summary terms (real collections: SciFact's lists hold each of
-their terms in 2.8 blocks on average, synthetic-100k's in 1.3) stores each term's low part once,
+Bucket h's entries start after the h % _GROUP zeros that follow bit base + _GROUP * g of the
+unary sizes (base: directory word g = h // _GROUP; that many ones and _GROUP * g zeros come
+before) and run to the next zero: a select over a few 64-bit words. Layout 4 had a directory
+word per bucket instead; its 16 bits a bucket bound s from below (a fine s made the directory
+large), while the unary sizes cost one bit a bucket and one an entry, so s gets small (2-4 on
+the synthetic collections) and a bucket holds about one entry.
+Grouped lists (flag GROUPED in list_shift[t], s in its low 5 bits; added in layout 4, unchanged
+since): a list whose blocks share many summary terms stores each term's low part once,
 followed by its entries:
     summary_dir, from list_dir_ptr[t]               BYTE offset (relative to the list) of
                                                     bucket h's first record, h = 0 .. nbk, one
@@ -48,17 +53,16 @@ followed by its entries:
                                                     more = 1 when another entry of the term
                                                     follows (bb + CODE_BITS + 1 bits)
 The planner (plan_list) takes, per list, whichever of the two encodings has fewer bytes
-("auto"), so layout 4 is never larger than layout 3, and a layout-3 index is a layout-4 index
-with no grouped list (it loads unchanged). Both encodings hold the same entries, so searches
-return the same results with either.
-A lookup of query term q reads two directory words and scans its bucket (at most _MAX_FILL
-entries on average) until the low part passes q's; the C++ kernel prefetches the directory
-words and buckets of the next lists while it scores documents. Measured on synthetic-100k
-(n_postings 1000, α 0.4, 153M entries): summaries of 282 MB (14.7 bits an entry) against
-418 MB in layout 2 and 500 MB in pyseismic-lsr 0.5.4. Layout 2 (u32 directory, keys of
-s + bb bits, a separate u8 code per entry with a per-block scale) and layout 1 (a u16 term id,
-a u8 block id and a u8 code per entry) are still read: load() converts them (the codes are
-re-quantised from their dequantised values, which keeps every bound).
+("auto"); since layout 5 it is almost always the plain one (SciFact: 9 of 15,742 lists grouped).
+Both encodings hold the same entries, so searches return the same results with either.
+The C++ kernel prefetches the directory words, the unary sizes and the estimated keys of the
+next lists while it scores documents. Summary bytes (synthetic-100k, n_postings 1000, alpha 0.4,
+154M entries; benchmarks/index.py): 283 MB in layout 4 (14.7 bits an entry), 418 MB in layout
+2, 500 MB in pyseismic-lsr 0.5.4; layout 5: see BENCHMARKS.md. Older layouts are still read:
+load() converts layouts 3 and 4 exactly (codes and levels kept), and layouts 2 (u32 directory,
+keys of s + bb bits, a separate u8 code per entry with a per-block scale) and 1 (a u16 term id,
+a u8 block id and a u8 code per entry) by re-quantising their dequantised values, which keeps
+every bound.
 """
 from __future__ import annotations
 
@@ -66,11 +70,12 @@ import numba as nb
 import numpy as np
 
 _CHUNK = 64
-SUMMARY_LAYOUT = 4
-GROUPED = 0x80  # list_shift flag: the list's entries are grouped by term (layout 4)
+SUMMARY_LAYOUT = 5
+GROUPED = 0x80  # list_shift flag: the list's entries are grouped by term
 SHIFT_MASK = 0x1F
 _MAX_SHIFT = 16
 _MAX_FILL = 16
+_GROUP = 64  # buckets a plain list's directory word counts the entries before (layout 5)
 # Grouped records are scanned one after the other (a record's length is in its entries), so a
 # grouped list keeps fewer records a bucket than a plain one has entries. SciFact, one core,
 # query_cut 10 / heap_factor 0.9, against every list plain: at most 8 a bucket on average,
@@ -94,21 +99,34 @@ def block_bits(n_blocks):
 
 @nb.njit(nogil=True, cache=True, inline="always")
 def dir_words(n_entries):
-    """Directory words (u16) a bucket boundary takes in a list of n_entries entries."""
+    """Directory words (u16) a count takes in a list of n_entries entries."""
     return 1 if n_entries < _WIDE else 2
 
 
+@nb.njit(nogil=True, cache=True, inline="always")
+def unary_bytes(n_entries, n_buckets):
+    """Bytes of a plain list's unary bucket sizes (a one per entry, a zero per bucket)."""
+    return (n_entries + n_buckets + 7) >> 3
+
+
+@nb.njit(nogil=True, cache=True, inline="always")
+def plain_size(n_entries, n_blocks, s, dim):
+    """(directory words, bytes) of a plain list (summary layout 5) with bucket shift s."""
+    n_buckets = ((dim - 1) >> s) + 1
+    n_dir = ((n_buckets + _GROUP - 1) // _GROUP + 1) * dir_words(n_entries)
+    w = s + block_bits(n_blocks) + CODE_BITS
+    return n_dir, unary_bytes(n_entries, n_buckets) + (n_entries * w + 7) // 8
+
+
 @nb.njit(nogil=True, cache=True)
-def list_shift(n_entries, dim):
-    """The s that minimises directory bits + low-part bits of a list (ties: the smaller s),
-    among those with at most _MAX_FILL entries a bucket on average (a lookup scans half a
-    bucket; s = 0 is always allowed)."""
+def list_shift(n_entries, n_blocks, dim):
+    """The s that minimises a plain list's bytes (plain_size; ties: the smaller s), among those
+    with at most _MAX_FILL entries a bucket on average (s = 0 is always allowed)."""
     best_s, best = 0, -1
-    dbits = 16 * dir_words(n_entries)
     for s in range(_MAX_SHIFT + 1):
-        n_buckets = ((dim - 1) >> s) + 1
-        cost = (n_buckets + 1) * dbits + n_entries * s
-        if (best < 0 or cost < best) and (s == 0 or n_entries <= _MAX_FILL * n_buckets):
+        n_dir, n_bytes = plain_size(n_entries, n_blocks, s, dim)
+        cost = 2 * n_dir + n_bytes
+        if (best < 0 or cost < best) and (s == 0 or n_entries <= _MAX_FILL * (((dim - 1) >> s) + 1)):
             best_s, best = s, cost
     return best_s
 
@@ -119,9 +137,8 @@ def plan_list(terms, mult, n_terms, n_entries, n_blocks, dim, grouping, bucket_b
     over the n_terms distinct terms terms[:n_terms] (any order), term t holding mult[t] of them.
     grouping: 0 auto, 1 never, 2 always (config.SUMMARY_GROUPS). bucket_bits: dim int64 of scratch."""
     bb = block_bits(n_blocks)
-    s = list_shift(n_entries, dim)
-    p_dir = (((dim - 1) >> s) + 2) * dir_words(n_entries)
-    p_bytes = (n_entries * (s + bb + CODE_BITS) + 7) // 8
+    s = list_shift(n_entries, n_blocks, dim)
+    p_dir, p_bytes = plain_size(n_entries, n_blocks, s, dim)
     if grouping == 1 or n_entries == 0:
         return np.uint8(s), p_dir, p_bytes
     # grouped: the shift by an estimate (half a byte of padding a non-empty bucket), then the
@@ -219,6 +236,37 @@ def read_bits(keys, base, bit, w):
 
 
 @nb.njit(nogil=True, cache=True, inline="always")
+def bucket_entries(summary_dir, d0, wide, keys, k0, h):
+    """Entries [i0, i1) of bucket h of a plain list (summary layout 5) whose directory starts at
+    word d0 and bytes at k0: the directory word of h's group (h // _GROUP) counts the entries
+    before the group, so the group's unary sizes start at bit base + _GROUP * group; bucket h
+    starts after h % _GROUP of their zeros and runs to the next zero."""
+    g = h // _GROUP
+    base = read_dir(summary_dir, d0, g, wide)
+    pos = base + _GROUP * g
+    j = h - _GROUP * g
+    ones = 0
+    while j > 0:
+        bit = (keys[k0 + (pos >> 3)] >> (pos & 7)) & 1
+        ones += bit
+        j -= 1 - bit
+        pos += 1
+    n = 0
+    while (keys[k0 + ((pos + n) >> 3)] >> ((pos + n) & 7)) & 1:
+        n += 1
+    return base + ones, base + ones + n
+
+
+@nb.njit(nogil=True, cache=True, inline="always")
+def _put_dir(summary_dir, d0, g, wide, v):
+    if wide:
+        summary_dir[d0 + 2 * g] = v & 0xFFFF
+        summary_dir[d0 + 2 * g + 1] = v >> 16
+    else:
+        summary_dir[d0 + g] = v
+
+
+@nb.njit(nogil=True, cache=True, inline="always")
 def _put_bits(entry_key, k0, bit, v):
     """Or v into the zero-initialised packed bytes from byte k0, at bit offset `bit` (fields do
     not overlap, so or-ing them in is writing them)."""
@@ -232,25 +280,31 @@ def _put_bits(entry_key, k0, bit, v):
 
 @nb.njit(nogil=True, cache=True)
 def encode_list(terms, blocks, codes, s, bb, dim, summary_dir, d0, entry_key, k0):
-    """Directory and packed keys of one list whose entries are sorted by (term, block)."""
+    """Directory, unary bucket sizes and packed keys of one plain list whose entries are sorted
+    by (term, block) (summary layout 5)."""
     n_buckets = ((dim - 1) >> s) + 1
     e = terms.shape[0]
     wide = dir_words(e) == 2
     j = 0
-    for h in range(n_buckets + 1):
-        while j < e and (np.int64(terms[j]) >> s) < h:
+    bit = 0
+    for h in range(n_buckets):
+        if h % _GROUP == 0:
+            _put_dir(summary_dir, d0, h // _GROUP, wide, j)
+        while j < e and (np.int64(terms[j]) >> s) == h:
+            entry_key[k0 + (bit >> 3)] |= np.uint8(1 << (bit & 7))
+            bit += 1
             j += 1
-        if wide:
-            summary_dir[d0 + 2 * h] = j & 0xFFFF
-            summary_dir[d0 + 2 * h + 1] = j >> 16
-        else:
-            summary_dir[d0 + h] = j
+        bit += 1  # the bucket's zero
+    if j != e:
+        raise ValueError("plain summary list: terms out of order or out of range")
+    _put_dir(summary_dir, d0, (n_buckets + _GROUP - 1) // _GROUP, wide, e)
+    k1 = k0 + unary_bytes(e, n_buckets)
     w = s + bb + CODE_BITS
     lmask = (1 << s) - 1
     for i in range(e):
         key = ((((np.int64(terms[i]) & lmask) << bb) | np.int64(blocks[i])) << CODE_BITS) \
             | np.int64(codes[i])
-        _put_bits(entry_key, k0, i * w, key)
+        _put_bits(entry_key, k1, i * w, key)
 
 
 @nb.njit(nogil=True, cache=True)
@@ -362,12 +416,21 @@ def _quantize_into(vals, scratch, levels, codes):
 
 def encode_entries(list_entry_ptr, list_block_ptr, entry_term, entry_block, entry_val, dim, grouping=0):
     """Entries sorted by (term, block) within each list, with float values (upper bounds) ->
-    the arrays of summary layout 4: (block_levels, list_shift, list_dir_ptr, summary_dir,
+    the arrays of summary layout 5: (block_levels, list_shift, list_dir_ptr, summary_dir,
     list_key_ptr, entry_key). Used to convert older layouts on load."""
+    block_levels, codes = _quantize_entries(list_entry_ptr, list_block_ptr, entry_block, entry_val)
+    return (block_levels,) + encode_coded(list_entry_ptr, list_block_ptr, entry_term, entry_block,
+                                          codes, dim, grouping)
+
+
+def encode_coded(list_entry_ptr, list_block_ptr, entry_term, entry_block, entry_code, dim, grouping=0):
+    """Quantised entries sorted by (term, block) within each list -> (list_shift, list_dir_ptr,
+    summary_dir, list_key_ptr, entry_key) of summary layout 5 (the block levels are unchanged)."""
     shift, n_dir, n_bytes = plan_sorted(list_entry_ptr, list_block_ptr, entry_term, dim, grouping)
     dir_ptr, key_ptr = layout_ptrs(n_dir, n_bytes)
-    return _encode_entries(list_entry_ptr, list_block_ptr, entry_term, entry_block, entry_val, dim,
-                           shift, dir_ptr, key_ptr)
+    summary_dir, entry_key = _encode_coded(list_entry_ptr, list_block_ptr, entry_term, entry_block,
+                                           entry_code, dim, shift, dir_ptr, key_ptr)
+    return shift, dir_ptr, summary_dir, key_ptr, entry_key
 
 
 @nb.njit(nogil=True, cache=True)
@@ -384,13 +447,11 @@ def encode_any(terms, blocks, codes, shift, n_blocks, dim, summary_dir, d0, entr
 
 
 @nb.njit(nogil=True, parallel=True, cache=True)
-def _encode_entries(list_entry_ptr, list_block_ptr, entry_term, entry_block, entry_val, dim,
-                    shift, dir_ptr, key_ptr):
+def _quantize_entries(list_entry_ptr, list_block_ptr, entry_block, entry_val):
+    """(block_levels, codes) of float entries: each block's values quantised together."""
     n_lists = list_entry_ptr.shape[0] - 1
-    n_blocks = list_block_ptr[-1]
-    block_levels = np.zeros(n_blocks * LEVELS, dtype=np.float32)
-    summary_dir = np.zeros(dir_ptr[-1], dtype=np.uint16)
-    entry_key = np.zeros(key_ptr[-1] + KEY_PAD, dtype=np.uint8)
+    block_levels = np.zeros(list_block_ptr[-1] * LEVELS, dtype=np.float32)
+    codes = np.zeros(list_entry_ptr[-1], dtype=np.uint8)
     for t in nb.prange(n_lists):
         e0, e1 = list_entry_ptr[t], list_entry_ptr[t + 1]
         if e1 == e0:
@@ -406,7 +467,6 @@ def _encode_entries(list_entry_ptr, list_block_ptr, entry_term, entry_block, ent
             j = np.int64(entry_block[i])
             pos[fill[j]] = i
             fill[j] += 1
-        codes = np.empty(e1 - e0, dtype=np.uint8)
         for j in range(nb_):
             if ptr[j + 1] == ptr[j]:
                 continue
@@ -414,10 +474,97 @@ def _encode_entries(list_entry_ptr, list_block_ptr, entry_term, entry_block, ent
             lv, c = quantize_block(entry_val[members])
             block_levels[(b0 + j) * LEVELS:(b0 + j + 1) * LEVELS] = lv
             for m in range(members.shape[0]):
-                codes[members[m] - e0] = c[m]
-        encode_any(entry_term[e0:e1], entry_block[e0:e1], codes, shift[t], nb_, dim, summary_dir,
-                   dir_ptr[t], entry_key, key_ptr[t], key_ptr[t + 1] - key_ptr[t])
-    return block_levels, shift, dir_ptr, summary_dir, key_ptr, entry_key
+                codes[members[m]] = c[m]
+    return block_levels, codes
+
+
+@nb.njit(nogil=True, parallel=True, cache=True)
+def _encode_coded(list_entry_ptr, list_block_ptr, entry_term, entry_block, entry_code, dim,
+                  shift, dir_ptr, key_ptr):
+    summary_dir = np.zeros(dir_ptr[-1], dtype=np.uint16)
+    entry_key = np.zeros(key_ptr[-1] + KEY_PAD, dtype=np.uint8)
+    for t in nb.prange(list_entry_ptr.shape[0] - 1):
+        e0, e1 = list_entry_ptr[t], list_entry_ptr[t + 1]
+        if e1 == e0:
+            continue
+        encode_any(entry_term[e0:e1], entry_block[e0:e1], entry_code[e0:e1], shift[t],
+                   list_block_ptr[t + 1] - list_block_ptr[t], dim, summary_dir, dir_ptr[t],
+                   entry_key, key_ptr[t], key_ptr[t + 1] - key_ptr[t])
+    return summary_dir, entry_key
+
+
+@nb.njit(nogil=True, parallel=True, cache=True)
+def decode_layout4(list_entry_ptr, list_block_ptr, list_shift, list_dir_ptr, summary_dir,
+                   list_key_ptr, entry_key, dim):
+    """(entry_term, entry_block, entry_code, damaged) of summary layouts 3 and 4 (plain lists:
+    a directory word per bucket; grouped lists as in layout 5). damaged[t]: list t's directory
+    or records do not add up to its entries (nothing is read outside the list)."""
+    n_lists = list_entry_ptr.shape[0] - 1
+    n = list_entry_ptr[-1]
+    term = np.zeros(n, dtype=np.int32)
+    blk = np.zeros(n, dtype=np.int32)
+    code = np.zeros(n, dtype=np.uint8)
+    damaged = np.zeros(n_lists, dtype=np.bool_)
+    for t in nb.prange(n_lists):
+        e0, e1 = list_entry_ptr[t], list_entry_ptr[t + 1]
+        e = e1 - e0
+        if e == 0:
+            continue
+        sb = np.int64(list_shift[t])
+        s = sb & SHIFT_MASK
+        bb = block_bits(list_block_ptr[t + 1] - list_block_ptr[t])
+        d0, k0 = list_dir_ptr[t], list_key_ptr[t]
+        n_bytes = list_key_ptr[t + 1] - k0
+        wide = list_wide(sb, e, n_bytes)
+        n_buckets = ((dim - 1) >> s) + 1
+        if (d0 + (n_buckets + 1) * (2 if wide else 1) > list_dir_ptr[t + 1] or s > _MAX_SHIFT
+                or bb > 16):
+            damaged[t] = True
+            continue
+        o = 0
+        prev = np.int64(0)
+        unit = 8 * n_bytes if sb & GROUPED else e  # a directory word counts bytes or entries
+        for h in range(n_buckets + 1):
+            d = read_dir(summary_dir, d0, h, wide)
+            if d < prev or d > unit:
+                damaged[t] = True
+                break
+            prev = d
+        if damaged[t]:
+            continue
+        if sb & GROUPED:
+            ew = bb + CODE_BITS + 1
+            hw = s + ew
+            for h in range(n_buckets):
+                pos = 8 * read_dir(summary_dir, d0, h, wide)
+                end = 8 * read_dir(summary_dir, d0, h + 1, wide)
+                while pos + hw <= end and o < e:
+                    f = read_bits(entry_key, k0, pos, hw)
+                    low = f & ((1 << s) - 1)
+                    ent = f >> s
+                    pos += hw
+                    while True:
+                        term[e0 + o] = (h << s) | low
+                        blk[e0 + o] = ent >> (CODE_BITS + 1)
+                        code[e0 + o] = (ent >> 1) & ((1 << CODE_BITS) - 1)
+                        o += 1
+                        if (ent & 1) == 0 or o == e or pos + ew > end:
+                            break
+                        ent = read_bits(entry_key, k0, pos, ew)
+                        pos += ew
+            damaged[t] = o != e
+        else:
+            w = s + bb + CODE_BITS
+            if (e * w + 7) // 8 > n_bytes or read_dir(summary_dir, d0, n_buckets, wide) != e:
+                damaged[t] = True
+                continue
+            for h in range(n_buckets):
+                for i in range(read_dir(summary_dir, d0, h, wide), read_dir(summary_dir, d0, h + 1, wide)):
+                    key = read_key(entry_key, k0, i, w)
+                    term[e0 + i] = (h << s) | (key >> (bb + CODE_BITS))
+                    blk[e0 + i] = (key >> CODE_BITS) & ((1 << bb) - 1)
+                    code[e0 + i] = key & ((1 << CODE_BITS) - 1)
+    return term, blk, code, damaged
 
 
 @nb.njit(nogil=True, parallel=True, cache=True)

@@ -271,7 +271,7 @@ def _field(bits, pos, w):
 
 
 def unpack_summaries(idx):
-    """Per list: (term ids, local block ids, codes) decoded from the packed layout (4), plain
+    """Per list: (term ids, local block ids, codes) decoded from the packed layout (5), plain
     and grouped lists alike; written apart from the kernels, from the format's description."""
     a, out = idx.arrays, []
     keys = np.asarray(a["entry_key"])
@@ -304,9 +304,20 @@ def unpack_summaries(idx):
             assert len(terms) == e1 - e0
             out.append((np.array(terms, np.int64), np.array(blocks, np.int64), np.array(codes, np.int64)))
             continue
+        # plain list (layout 5): unary bucket sizes (a one per entry, a zero ending each
+        # bucket), then the keys from the next byte; directory word g = entries before bucket 64g
+        n_buckets = ((idx.dim - 1) >> s) + 1 if e1 > e0 else 0
+        zeros = np.flatnonzero(bits[:e1 - e0 + n_buckets] == 0)
+        assert zeros.size == n_buckets
+        sizes = np.diff(np.r_[-1, zeros]) - 1
+        assert sizes.sum() == e1 - e0
+        starts = np.r_[0, np.cumsum(sizes)]
+        if e1 > e0:
+            np.testing.assert_array_equal(d, starts[np.r_[np.arange(0, n_buckets, 64), n_buckets]])
+        bits = bits[8 * ((e1 - e0 + n_buckets + 7) // 8):]
         w = s + bb + CODE_BITS
         fields = np.array([_field(bits, i * w, w) for i in range(e1 - e0)], np.int64)
-        bucket = np.repeat(np.arange(max(0, len(d) - 1)), np.diff(d)) if len(d) else np.zeros(0, int)
+        bucket = np.repeat(np.arange(n_buckets), sizes)
         terms = (bucket << s) | (fields >> (bb + CODE_BITS))
         out.append((terms, (fields >> CODE_BITS) & ((1 << bb) - 1), fields & ((1 << CODE_BITS) - 1)))
     return out
@@ -488,7 +499,7 @@ def test_the_summary_layout_is_recorded_in_the_manifest(synthetic, tmp_path):
     docs, _ = synthetic
     SeismicIndex.build(docs[:200], n_postings=100).save(tmp_path / "s")
     manifest = json.loads((tmp_path / "s" / "manifest.json").read_text())
-    assert manifest["summary_layout"] == SUMMARY_LAYOUT == 4
+    assert manifest["summary_layout"] == SUMMARY_LAYOUT == 5
 
 
 def test_grouped_and_plain_summary_lists_hold_the_same_entries_and_answer_alike(synthetic):
@@ -499,7 +510,8 @@ def test_grouped_and_plain_summary_lists_hold_the_same_entries_and_answer_alike(
     built = {g: SeismicIndex.build(docs, n_postings=1000, summary_groups=g) for g in ("never", "always", "auto")}
     grouped = {g: int(np.count_nonzero(i.arrays["list_shift"] & GROUPED)) for g, i in built.items()}
     lists = np.count_nonzero(np.diff(built["never"].arrays["list_entry_ptr"]))
-    assert grouped["never"] == 0 and grouped["always"] == lists and 0 < grouped["auto"] < lists
+    # layout 5's plain lists are small enough that "auto" rarely groups one (SciFact: 9 of 15,742)
+    assert grouped["never"] == 0 and grouped["always"] == lists and grouped["auto"] < lists
     size = {g: i.space_usage()["summaries_bytes"] for g, i in built.items()}
     assert size["auto"] <= min(size["never"], size["always"])
     ref = unpack_summaries(built["never"])
@@ -535,14 +547,75 @@ def _assert_same_answers(a, b, queries, **search):
         np.testing.assert_array_equal(got[1], want[1])
 
 
-def test_an_index_in_summary_layout_3_loads_unchanged_and_answers_alike(synthetic, tmp_path):
-    # layout 3 is layout 4 without grouped lists: its arrays are read as they are
+def _as_layout4(idx):
+    """idx's summary arrays as layout 4 stored them, written from that format's description:
+    a plain list has a u16 directory word a bucket (two when it has >= 65536 entries) and its
+    keys at once; grouped lists are stored as in layout 5 (copied)."""
+    a, out = idx.arrays, {}
+    dirs, keys, dir_ptr, key_ptr = [], [], [0], [0]
+    for t, (terms, blocks, codes) in enumerate(unpack_summaries(idx)):
+        if terms.size and a["list_shift"][t] & GROUPED:
+            d = a["summary_dir"][a["list_dir_ptr"][t]:a["list_dir_ptr"][t + 1]]
+            k = a["entry_key"][a["list_key_ptr"][t]:a["list_key_ptr"][t + 1]]
+        elif terms.size:
+            s = int(a["list_shift"][t])
+            bb = block_bits(a["list_block_ptr"][t + 1] - a["list_block_ptr"][t])
+            bounds = np.searchsorted(terms >> s, np.arange(((idx.dim - 1) >> s) + 2))
+            d = np.stack([bounds & 0xFFFF, bounds >> 16], 1).ravel() if terms.size >= 65536 else bounds
+            w = s + bb + CODE_BITS
+            fields = ((((terms & ((1 << s) - 1)) << bb) | blocks) << CODE_BITS) | codes
+            k = np.packbits(((fields[:, None] >> np.arange(w)) & 1).astype(np.uint8).ravel(), bitorder="little")
+        else:
+            d, k = np.zeros(0), np.zeros(0)
+        dirs.append(np.asarray(d, np.uint16))
+        keys.append(np.asarray(k, np.uint8))
+        dir_ptr.append(dir_ptr[-1] + d.size)
+        key_ptr.append(key_ptr[-1] + k.size)
+    out.update(a, summary_dir=np.concatenate(dirs), entry_key=np.concatenate(keys + [np.zeros(8, np.uint8)]),
+               list_dir_ptr=np.array(dir_ptr, np.int64), list_key_ptr=np.array(key_ptr, np.int64))
+    return out
+
+
+def _summary_bytes(arrays):
+    return sum(arrays[n].nbytes for n in ("summary_dir", "entry_key", "list_dir_ptr", "list_key_ptr"))
+
+
+@pytest.mark.parametrize("groups, layout", [("never", 3), ("auto", 4)])
+def test_an_index_in_summary_layout_3_or_4_is_converted_and_answers_exactly_alike(synthetic, tmp_path,
+                                                                                 groups, layout):
+    # layouts 3 and 4 (a directory word a bucket of a plain list) are converted to layout 5 on
+    # load: the same entries, codes and levels, so the same arrays as a fresh build and the
+    # same answers; layout 3 predates summary_groups (its lists are all plain)
     docs, queries = synthetic
-    idx = SeismicIndex.build(docs, n_postings=300, summary_groups="never")
-    loaded = _saved_without(idx, tmp_path / "v3", "summary_groups", 3)
+    idx = SeismicIndex.build(docs, n_postings=300, summary_groups=groups)
+    old = _as_layout4(idx)
+    assert _summary_bytes(old) > _summary_bytes(idx.arrays)  # what layout 5 saves
+    params = idx.params.to_dict()
+    if layout == 3:
+        del params["summary_groups"]
+    save_arrays(tmp_path / "old", "seismic", old, {"n_docs": idx.n_docs, "dim": idx.dim,
+                                                   "params": params, "summary_layout": layout})
+    loaded = SeismicIndex.load(tmp_path / "old")
     for name, arr in idx.arrays.items():
         np.testing.assert_array_equal(np.asarray(loaded.arrays[name]), arr)
     _assert_same_answers(loaded, idx, queries, query_cut=10, heap_factor=0.8)
+
+
+def test_a_damaged_layout_4_directory_is_reported_as_damage(synthetic, tmp_path):
+    from indexer.storage import IndexFormatError
+    docs, _ = synthetic
+    idx = SeismicIndex.build(docs[:400], n_postings=100, summary_groups="never")
+    old = _as_layout4(idx)
+    t = int(np.argmax(np.diff(old["list_entry_ptr"])))  # the longest list: its directory ...
+    bad = np.array(old["summary_dir"])
+    bad[old["list_dir_ptr"][t + 1] - 1] += 1  # ... ends one entry past its entries
+    meta = {"n_docs": idx.n_docs, "dim": idx.dim, "params": idx.params.to_dict(), "summary_layout": 4}
+    save_arrays(tmp_path / "bad", "seismic", {**old, "summary_dir": bad}, meta)
+    with pytest.raises(IndexFormatError, match=f"damaged.*first: term {t}"):
+        SeismicIndex.load(tmp_path / "bad")
+    save_arrays(tmp_path / "short", "seismic", {**old, "entry_key": old["entry_key"][:-9]}, meta)
+    with pytest.raises(IndexFormatError, match="damaged"):
+        SeismicIndex.load(tmp_path / "short")
 
 
 def test_small_indexes_hold_u16_postings_and_answer_as_with_i32(synthetic):
@@ -636,7 +709,8 @@ def test_a_damaged_or_missing_document_map_is_reported_as_damage(synthetic, tmp_
                                                                              idx.doc_ids)}, "not a permutation"),
                                 ("gone", {n: v for n, v in idx.arrays.items() if n != "doc_ids"}, "doc_ids")]:
         save_arrays(tmp_path / name, "seismic", arrays, {"n_docs": idx.n_docs, "dim": idx.dim,
-                                                         "params": idx.params.to_dict(), "summary_layout": 4})
+                                                         "params": idx.params.to_dict(),
+                                                         "summary_layout": SUMMARY_LAYOUT})
         with pytest.raises(IndexFormatError, match=match):
             SeismicIndex.load(tmp_path / name)
 
@@ -644,7 +718,7 @@ def test_a_damaged_or_missing_document_map_is_reported_as_damage(synthetic, tmp_
 def test_an_index_saved_before_documents_were_reordered_loads_in_input_order(synthetic, tmp_path):
     docs, queries = synthetic
     idx = SeismicIndex.build(docs, n_postings=300, doc_order="input")
-    loaded = _saved_without(idx, tmp_path / "old", "doc_order", 4)
+    loaded = _saved_without(idx, tmp_path / "old", "doc_order", SUMMARY_LAYOUT)
     assert loaded.params.doc_order == "input" and loaded.doc_ids is None
     _assert_same_answers(loaded, idx, queries, query_cut=8, heap_factor=0.8)
 
@@ -707,7 +781,7 @@ def test_a_lloyd_step_makes_blocks_agree_more_with_their_members():
 def test_an_index_saved_before_lloyd_steps_reports_none(synthetic, tmp_path):
     docs, queries = synthetic
     idx = SeismicIndex.build(docs, n_postings=300, cluster_rounds=0)
-    loaded = _saved_without(idx, tmp_path / "old", "cluster_rounds", 4)
+    loaded = _saved_without(idx, tmp_path / "old", "cluster_rounds", SUMMARY_LAYOUT)
     assert loaded.params.cluster_rounds == 0 and SeismicIndex.build(docs[:50]).params.cluster_rounds == 1
     _assert_same_answers(loaded, idx, queries, query_cut=8, heap_factor=0.8)
 

@@ -5,6 +5,7 @@ import pytest
 from indexer import ExactIndex, SeismicIndex
 from indexer.errors import InvalidInputError
 from indexer.seismic.knn import ARRAY
+from indexer.seismic.summaries import SUMMARY_LAYOUT
 from indexer.storage import IndexFormatError, save_arrays
 
 from .conftest import random_csr
@@ -105,7 +106,7 @@ def test_an_index_saved_before_graphs_loads_and_ignores_expansion(synthetic, tmp
     assert ARRAY not in idx.arrays and idx.knn == 0
     params = {n: v for n, v in idx.params.to_dict().items() if not n.startswith("knn")}
     save_arrays(tmp_path / "old", "seismic", idx.arrays,
-                {"n_docs": idx.n_docs, "dim": idx.dim, "params": params, "summary_layout": 3})
+                {"n_docs": idx.n_docs, "dim": idx.dim, "params": params, "summary_layout": SUMMARY_LAYOUT})
     old = SeismicIndex.load(tmp_path / "old")
     assert old.knn == 0 and old.space_usage()["knn_bytes"] == 0
     for backend in ("native", "numba"):
@@ -173,7 +174,7 @@ def test_a_damaged_graph_is_refused(synthetic, graph_index, tmp_path):
     bad[3] = graph_index.n_docs  # out of range: the kernels would read past the forward index
     arrays[ARRAY] = bad
     meta = {"n_docs": graph_index.n_docs, "dim": graph_index.dim, "params": graph_index.params.to_dict(),
-            "summary_layout": 3}
+            "summary_layout": SUMMARY_LAYOUT}
     save_arrays(tmp_path / "bad", "seismic", arrays, meta)
     with pytest.raises(IndexFormatError, match="κ-NN graph"):
         SeismicIndex.load(tmp_path / "bad")
