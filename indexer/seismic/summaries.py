@@ -523,7 +523,7 @@ def decode_layout4(list_entry_ptr, list_block_ptr, list_shift, list_dir_ptr, sum
             continue
         o = 0
         prev = np.int64(0)
-        unit = 8 * n_bytes if sb & GROUPED else e  # a directory word counts bytes or entries
+        unit = n_bytes if sb & GROUPED else e  # a directory word counts bytes or entries
         for h in range(n_buckets + 1):
             d = read_dir(summary_dir, d0, h, wide)
             if d < prev or d > unit:

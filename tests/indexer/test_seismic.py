@@ -601,14 +601,15 @@ def test_an_index_in_summary_layout_3_or_4_is_converted_and_answers_exactly_alik
     _assert_same_answers(loaded, idx, queries, query_cut=10, heap_factor=0.8)
 
 
-def test_a_damaged_layout_4_directory_is_reported_as_damage(synthetic, tmp_path):
+@pytest.mark.parametrize("groups", ["never", "always"])
+def test_a_damaged_layout_4_directory_is_reported_as_damage(synthetic, tmp_path, groups):
     from indexer.storage import IndexFormatError
     docs, _ = synthetic
-    idx = SeismicIndex.build(docs[:400], n_postings=100, summary_groups="never")
+    idx = SeismicIndex.build(docs[:400], n_postings=100, summary_groups=groups)
     old = _as_layout4(idx)
     t = int(np.argmax(np.diff(old["list_entry_ptr"])))  # the longest list: its directory ...
     bad = np.array(old["summary_dir"])
-    bad[old["list_dir_ptr"][t + 1] - 1] += 1  # ... ends one entry past its entries
+    bad[old["list_dir_ptr"][t + 1] - 1] += 1  # ... ends one entry (plain) or byte (grouped) past its end
     meta = {"n_docs": idx.n_docs, "dim": idx.dim, "params": idx.params.to_dict(), "summary_layout": 4}
     save_arrays(tmp_path / "bad", "seismic", {**old, "summary_dir": bad}, meta)
     with pytest.raises(IndexFormatError, match=f"damaged.*first: term {t}"):
