@@ -272,6 +272,10 @@ class SeismicIndex:
             _convert_old_summaries(path, arrays, layout, int(manifest["dim"]))
         elif layout in (3, 4):  # layout 3 is layout 4 without grouped lists
             groups = manifest.get("params", {}).get("summary_groups", "never")
+            if groups not in SUMMARY_GROUPS:
+                from ..storage import IndexFormatError
+                raise IndexFormatError(f"{path} is damaged: its manifest names summary_groups {groups!r}, "
+                                       f"not one of {SUMMARY_GROUPS}", path=path, check="consistency")
             _convert_layout4(path, arrays, int(manifest["dim"]), SUMMARY_GROUPS.index(groups))
         elif layout != SUMMARY_LAYOUT:
             from ..storage import IndexFormatError
@@ -367,7 +371,7 @@ def _convert_layout4(path, arrays: dict, dim: int, grouping: int) -> None:
             "list_key_ptr", "entry_key")
     missing = sorted(set(need) - set(arrays))
     if missing:
-        raise IndexFormatError(f"{path} (summary layout 4) lacks index arrays {missing}", path=path,
+        raise IndexFormatError(f"{path} (summary layout 3 or 4) lacks index arrays {missing}", path=path,
                                check="missing file")
     lep, lbp = np.asarray(arrays["list_entry_ptr"]), np.asarray(arrays["list_block_ptr"])
     dp, kp = np.asarray(arrays["list_dir_ptr"]), np.asarray(arrays["list_key_ptr"])

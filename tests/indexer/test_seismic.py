@@ -617,6 +617,10 @@ def test_a_damaged_layout_4_directory_is_reported_as_damage(synthetic, tmp_path,
     save_arrays(tmp_path / "short", "seismic", {**old, "entry_key": old["entry_key"][:-9]}, meta)
     with pytest.raises(IndexFormatError, match="damaged"):
         SeismicIndex.load(tmp_path / "short")
+    odd = {**meta, "params": {**meta["params"], "summary_groups": "sometimes"}}
+    save_arrays(tmp_path / "odd", "seismic", old, odd)
+    with pytest.raises(IndexFormatError, match="summary_groups 'sometimes'"):
+        SeismicIndex.load(tmp_path / "odd")
 
 
 def test_small_indexes_hold_u16_postings_and_answer_as_with_i32(synthetic):
