@@ -183,8 +183,8 @@ class Segment:
         if field not in self._forward:
             idx = self.indexes[field]
             if isinstance(idx, SeismicIndex):
-                a = idx.arrays
-                fwd = (a["fwd_ptr"], a["fwd_terms"], np.asarray(a["fwd_vals"], dtype=np.float32))
+                ptr, terms, vals = idx.forward()
+                fwd = (ptr, terms, np.asarray(vals, dtype=np.float32))
             else:
                 csr = idx.to_csr()
                 fwd = (csr.indptr.astype(np.int64), csr.indices, csr.data)
@@ -204,7 +204,7 @@ class Segment:
         """(ptr, terms) of a sparse field without touching its values (index numbering)."""
         idx = self.indexes[field]
         if isinstance(idx, SeismicIndex):
-            return idx.arrays["fwd_ptr"], idx.arrays["fwd_terms"]
+            return idx.forward()[:2]
         ptr, terms, _ = self.forward(field)
         return ptr, terms
 

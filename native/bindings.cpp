@@ -113,9 +113,9 @@ struct SeismicBase {
                             int, int, int32_t*, float*) = 0;
 };
 
-template <class TermT, class ValT, class DocT>
+template <class Fwd, class DocT>
 struct SeismicImpl : SeismicBase {
-  explicit SeismicImpl(const lsr::SeismicArrays<TermT, ValT, DocT>& a) : k(a) {}
+  explicit SeismicImpl(const lsr::SeismicArrays<Fwd, DocT>& a) : k(a) {}
   int search(const int32_t* t, const float* v, int64_t n, int kk, int qc, float hf, int kx,
              int32_t* ids, float* sc) override {
     return k.search(t, v, n, kk, qc, hf, kx, ids, sc);
@@ -124,22 +124,17 @@ struct SeismicImpl : SeismicBase {
                     float hf, int kx, int th, int32_t* ids, float* sc) override {
     k.search_batch(p, t, v, nq, kk, qc, hf, kx, th, ids, sc);
   }
-  lsr::SeismicKernel<TermT, ValT, DocT> k;
+  lsr::SeismicKernel<Fwd, DocT> k;
 };
 
-template <class TermT, class ValT, class DocT>
-SeismicBase* make_seismic(nb::dict a, int64_t n_docs, int64_t dim, int64_t max_blocks) {
+template <class Fwd, class DocT>
+SeismicBase* make_seismic(nb::dict a, const Fwd& fwd, int64_t n_docs, int64_t dim, int64_t max_blocks) {
   auto g = [&](const char* name) { return nb::cast<Arr>(a[name]); };
-  lsr::SeismicArrays<TermT, ValT, DocT> s;
+  lsr::SeismicArrays<Fwd, DocT> s;
   s.n_docs = n_docs;
   s.dim = dim;
   s.max_blocks_per_list = max_blocks;
-  s.fwd_ptr = ptr<int64_t>(g("fwd_ptr"), "fwd_ptr");
-  s.fwd_terms = ptr<TermT>(g("fwd_terms"), "fwd_terms");
-  if constexpr (std::is_same_v<ValT, lsr::Half>)
-    s.fwd_vals = reinterpret_cast<const lsr::Half*>(g("fwd_vals").data());
-  else
-    s.fwd_vals = ptr<float>(g("fwd_vals"), "fwd_vals");
+  s.fwd = fwd;
   s.list_block_ptr = ptr<int64_t>(g("list_block_ptr"), "list_block_ptr");
   s.block_doc_ptr = ptr<int64_t>(g("block_doc_ptr"), "block_doc_ptr");
   s.block_docs = ptr<DocT>(g("block_docs"), "block_docs");
@@ -155,15 +150,39 @@ SeismicBase* make_seismic(nb::dict a, int64_t n_docs, int64_t dim, int64_t max_b
     s.knn = ptr<uint32_t>(knn, "knn_neighbors");
     s.knn_k = n_docs > 0 ? (int64_t)knn.shape(0) / n_docs : 0;
   }
-  return new SeismicImpl<TermT, ValT, DocT>(s);
+  return new SeismicImpl<Fwd, DocT>(s);
 }
 
 // Posting lists of an index of at most 65,536 documents hold u16 ids (index.py), others i32.
-template <class TermT, class ValT>
-SeismicBase* make_seismic(nb::dict a, int64_t n_docs, int64_t dim, int64_t max_blocks) {
+template <class Fwd>
+SeismicBase* make_seismic(nb::dict a, const Fwd& fwd, int64_t n_docs, int64_t dim, int64_t max_blocks) {
   if (nb::cast<Arr>(a["block_docs"]).dtype() == nb::dtype<uint16_t>())
-    return make_seismic<TermT, ValT, uint16_t>(a, n_docs, dim, max_blocks);
-  return make_seismic<TermT, ValT, int32_t>(a, n_docs, dim, max_blocks);
+    return make_seismic<Fwd, uint16_t>(a, fwd, n_docs, dim, max_blocks);
+  return make_seismic<Fwd, int32_t>(a, fwd, n_docs, dim, max_blocks);
+}
+
+// forward_layout "arrays" (term ids u16 or u32, values f16 or f32).
+template <class TermT, class ValT>
+SeismicBase* make_plain(nb::dict a, int64_t n_docs, int64_t dim, int64_t max_blocks) {
+  lsr::PlainForward<TermT, ValT> f;
+  f.ptr = ptr<int64_t>(nb::cast<Arr>(a["fwd_ptr"]), "fwd_ptr");
+  f.terms = ptr<TermT>(nb::cast<Arr>(a["fwd_terms"]), "fwd_terms");
+  if constexpr (std::is_same_v<ValT, lsr::Half>)
+    f.vals = reinterpret_cast<const lsr::Half*>(nb::cast<Arr>(a["fwd_vals"]).data());
+  else
+    f.vals = ptr<float>(nb::cast<Arr>(a["fwd_vals"]), "fwd_vals");
+  return make_seismic(a, f, n_docs, dim, max_blocks);
+}
+
+// forward_layout "records" (values f16 or f32; offsets checked on load, forward.check_records).
+template <class ValT>
+SeismicBase* make_records(nb::dict a, int64_t n_docs, int64_t dim, int64_t max_blocks) {
+  lsr::RecordForward<ValT> f;
+  f.off = ptr<int64_t>(nb::cast<Arr>(a["fwd_off"]), "fwd_off");
+  f.rec = ptr<uint8_t>(nb::cast<Arr>(a["fwd_rec"]), "fwd_rec");
+  f.zeros = ((dim - 1) >> 8) + 1;
+  if (dim > 65536) throw std::invalid_argument("forward records need dim <= 65536");
+  return make_seismic(a, f, n_docs, dim, max_blocks);
 }
 
 // Owns the kernel and keeps the numpy arrays it points into alive (they may be memory-mapped).
@@ -171,12 +190,20 @@ class Seismic {
  public:
   Seismic(nb::dict arrays, int64_t n_docs, int64_t dim, int64_t max_blocks)
       : keep_(arrays), dim_(dim) {
-    bool u16 = nb::cast<Arr>(arrays["fwd_terms"]).dtype() == nb::dtype<uint16_t>();
-    bool f16 = is_f16(nb::cast<Arr>(arrays["fwd_vals"]));
-    if (u16 && f16) impl_.reset(make_seismic<uint16_t, lsr::Half>(arrays, n_docs, dim, max_blocks));
-    else if (u16) impl_.reset(make_seismic<uint16_t, float>(arrays, n_docs, dim, max_blocks));
-    else if (f16) impl_.reset(make_seismic<uint32_t, lsr::Half>(arrays, n_docs, dim, max_blocks));
-    else impl_.reset(make_seismic<uint32_t, float>(arrays, n_docs, dim, max_blocks));
+    if (arrays.contains("fwd_rec")) {
+      // value bytes from the record layout's parameter, passed as the key "fwd_value_bytes"
+      int vb = nb::cast<int>(arrays["fwd_value_bytes"]);
+      if (vb == 2) impl_.reset(make_records<lsr::Half>(arrays, n_docs, dim, max_blocks));
+      else if (vb == 4) impl_.reset(make_records<float>(arrays, n_docs, dim, max_blocks));
+      else throw std::invalid_argument("fwd_value_bytes must be 2 or 4");
+    } else {
+      bool u16 = nb::cast<Arr>(arrays["fwd_terms"]).dtype() == nb::dtype<uint16_t>();
+      bool f16 = is_f16(nb::cast<Arr>(arrays["fwd_vals"]));
+      if (u16 && f16) impl_.reset(make_plain<uint16_t, lsr::Half>(arrays, n_docs, dim, max_blocks));
+      else if (u16) impl_.reset(make_plain<uint16_t, float>(arrays, n_docs, dim, max_blocks));
+      else if (f16) impl_.reset(make_plain<uint32_t, lsr::Half>(arrays, n_docs, dim, max_blocks));
+      else impl_.reset(make_plain<uint32_t, float>(arrays, n_docs, dim, max_blocks));
+    }
     if (arrays.contains("doc_ids")) {
       Arr ids = nb::cast<Arr>(arrays["doc_ids"]);
       if ((int64_t)ids.shape(0) != n_docs)

@@ -150,14 +150,35 @@ inline Scorer detect_scorer() {
 }
 inline Scorer g_scorer = detect_scorer();
 
-#if defined(__AVX2__) && defined(__F16C__)
+// A document's term ids for score_doc: plain (a u16 or u32 array) or split in a forward
+// record's low bytes and decoded high parts (forward.hpp), which become u16 ids as they load.
 template <class TermT>
-inline __m256i load_terms8(const TermT* t) {
-  if constexpr (sizeof(TermT) == 2)
-    return _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(t)));
-  else
-    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(t));
-}
+struct PlainTerms {
+  const TermT* t;
+  int64_t operator[](int64_t i) const { return t[i]; }
+#if defined(__AVX2__) && defined(__F16C__)
+  __m256i load8(int64_t i) const {
+    if constexpr (sizeof(TermT) == 2)
+      return _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(t + i)));
+    else
+      return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(t + i));
+  }
+#endif
+};
+struct SplitTerms {
+  const uint8_t* low;
+  const uint8_t* high;
+  int64_t operator[](int64_t i) const { return low[i] | (int64_t(high[i]) << 8); }
+#if defined(__AVX2__) && defined(__F16C__)
+  __m256i load8(int64_t i) const {  // eight (high << 8 | low) u16 ids, widened
+    __m128i lo = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(low + i));
+    __m128i hi = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(high + i));
+    return _mm256_cvtepu16_epi32(_mm_unpacklo_epi8(lo, hi));
+  }
+#endif
+};
+
+#if defined(__AVX2__) && defined(__F16C__)
 template <class ValT>
 inline __m256 load_vals8(const ValT* v) {
   if constexpr (std::is_same_v<ValT, Half>)
@@ -167,8 +188,8 @@ inline __m256 load_vals8(const ValT* v) {
 }
 #endif
 
-template <class TermT, class ValT>
-inline float score_doc(const float* q, const TermT* t, const ValT* v, int64_t n) {
+template <class Terms, class ValT>
+inline float score_terms(const float* q, Terms t, const ValT* v, int64_t n) {
   // Eight independent accumulators hide the add latency. The gather path keeps the same lanes
   // (lane j: elements i % 8 == j, multiply then add, no FMA), so both give the same floats.
   alignas(32) float lanes[8];
@@ -177,8 +198,7 @@ inline float score_doc(const float* q, const TermT* t, const ValT* v, int64_t n)
   if (g_scorer == kGather) {
     __m256 acc = _mm256_setzero_ps();
     for (; i + 8 <= n; i += 8)
-      acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_i32gather_ps(q, load_terms8(t + i), 4),
-                                             load_vals8(v + i)));
+      acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_i32gather_ps(q, t.load8(i), 4), load_vals8(v + i)));
     _mm256_store_ps(lanes, acc);
     for (int j = 0; i < n; ++i, ++j) lanes[j] += q[t[i]] * to_float(v[i]);
     return reduce8(lanes);
@@ -210,6 +230,11 @@ inline float score_doc(const float* q, const TermT* t, const ValT* v, int64_t n)
   lanes[4] = l4, lanes[5] = l5, lanes[6] = l6, lanes[7] = l7;
   for (int j = 0; i < n; ++i, ++j) lanes[j] += q[t[i]] * to_float(v[i]);
   return reduce8(lanes);
+}
+
+template <class TermT, class ValT>
+inline float score_doc(const float* q, const TermT* t, const ValT* v, int64_t n) {
+  return score_terms(q, PlainTerms<TermT>{t}, v, n);
 }
 
 // Bitset of visited documents, cleared word by word after each query.

@@ -9,6 +9,7 @@
 #endif
 
 #include "common.hpp"
+#include "forward.hpp"
 
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "packed summary keys are little-endian");
 
@@ -21,13 +22,10 @@ inline int block_bits(int64_t nb) {
   return bb;
 }
 
-template <class TermT, class ValT, class DocT = int32_t>
+template <class Fwd, class DocT = int32_t>
 struct SeismicArrays {
   int64_t n_docs = 0, dim = 0;
-  // forward index
-  const int64_t* fwd_ptr;
-  const TermT* fwd_terms;
-  const ValT* fwd_vals;
+  Fwd fwd;  // forward index (forward.hpp: PlainForward or RecordForward)
   // posting lists split into blocks
   const int64_t* list_block_ptr;
   const int64_t* block_doc_ptr;
@@ -52,9 +50,10 @@ struct SeismicArrays {
 };
 
 struct SeismicScratch {
-  SeismicScratch(int64_t dim, int64_t n_docs, int64_t max_blocks)
-      : q_dense(dim, 0.0f), visited(n_docs), dots(max_blocks), order(max_blocks) {}
+  SeismicScratch(int64_t q_size, int64_t n_docs, int64_t max_blocks)
+      : q_dense(q_size, 0.0f), visited(n_docs), dots(max_blocks), order(max_blocks) {}
   std::vector<float> q_dense;
+  ForwardScratch fwd;
   Visited visited;
   std::vector<float> dots;
   std::vector<int32_t> order;
@@ -63,16 +62,16 @@ struct SeismicScratch {
   std::vector<int32_t> unseen;  // a block's documents not scored yet
 };
 
-template <class TermT, class ValT, class DocT = int32_t>
+template <class Fwd, class DocT = int32_t>
 class SeismicKernel {
  public:
-  explicit SeismicKernel(const SeismicArrays<TermT, ValT, DocT>& a) : a_(a) {}
+  explicit SeismicKernel(const SeismicArrays<Fwd, DocT>& a) : a_(a) {}
 
   // q_terms ascending and unique, q_vals finite. Returns the number of hits written (<= k).
   // knn_expand: stored neighbours of each top hit scored after the inverted-index phase (0: none).
   int search(const int32_t* q_terms, const float* q_vals, int64_t nq, int k, int query_cut,
              float heap_factor, int knn_expand, int32_t* out_ids, float* out_scores) {
-    auto s = pool_.acquire(a_.dim, a_.n_docs, a_.max_blocks_per_list);
+    auto s = pool_.acquire(Fwd::q_size(a_.dim), a_.n_docs, a_.max_blocks_per_list);
     int n = search_with(*s, q_terms, q_vals, nq, k, query_cut, heap_factor, knn_expand, out_ids,
                         out_scores);
     pool_.release(std::move(s));
@@ -83,7 +82,7 @@ class SeismicKernel {
   void search_batch(const int64_t* q_ptr, const int32_t* q_terms, const float* q_vals,
                     int64_t n_queries, int k, int query_cut, float heap_factor, int knn_expand,
                     int n_threads, int32_t* out_ids, float* out_scores) {
-    search_all(pool_, [&] { return pool_.acquire(a_.dim, a_.n_docs, a_.max_blocks_per_list); },
+    search_all(pool_, [&] { return pool_.acquire(Fwd::q_size(a_.dim), a_.n_docs, a_.max_blocks_per_list); },
                n_queries, k, n_threads, out_ids, out_scores,
                [&](SeismicScratch& s, int64_t i, int32_t* ids, float* sc) {
                  return search_with(s, q_terms + q_ptr[i], q_vals + q_ptr[i],
@@ -136,7 +135,7 @@ class SeismicKernel {
         // the AMD EPYC at 100k documents (synthetic, -flat; SciFact 0.97-1.01, within noise): a
         // block's lines outrun the L1 and the miss queue (prefetch_read: a plain
         // __builtin_prefetch loop here is deleted by GCC, common.hpp).
-        // Each document's fwd_ptr entry is requested as the block's ids are read: the window's
+        // Each document's forward pointer is requested as the block's ids are read: the window's
         // own prefetches need it, and at 1M documents (8 MB of offsets, read at random) that
         // load was the hottest instruction of the block loop (perf, synthetic-1m); requested
         // here, queries took 0.89-0.92x the time at 100k and 1M (SciFact: within noise).
@@ -145,10 +144,10 @@ class SeismicKernel {
         int32_t* unseen = s.unseen.data();
         for (const DocT* p = d; p < d_end; ++p)
           if (!s.visited.test_and_set(*p)) {
-            prefetch_read(a_.fwd_ptr + *p);
+            a_.fwd.prefetch_entry(*p);
             unseen[m++] = *p;
           }
-        score_all(q, unseen, m, heap);
+        score_all(s, q, unseen, m, heap);
       }
     }
     int64_t kx = std::min<int64_t>(knn_expand, a_.knn_k);
@@ -167,34 +166,22 @@ class SeismicKernel {
     for (int32_t t : s.tops)
       for (const uint32_t* p = a_.knn + int64_t(t) * a_.knn_k, *e = p + kx; p < e; ++p)
         if (!s.visited.test_and_set(int32_t(*p))) {
-          prefetch_read(a_.fwd_ptr + *p);
+          a_.fwd.prefetch_entry(int32_t(*p));
           s.unseen.push_back(int32_t(*p));
         }
-    score_all(q, s.unseen.data(), int64_t(s.unseen.size()), heap);
+    score_all(s, q, s.unseen.data(), int64_t(s.unseen.size()), heap);
   }
 
   // Scores docs[0..m) in order into the heap, with the prefetch window described above.
-  void score_all(const float* q, const int32_t* docs, int64_t m, TopK& heap) const {
+  // (docs may be s.unseen itself: only s.fwd is written here.)
+  void score_all(SeismicScratch& s, const float* q, const int32_t* docs, int64_t m, TopK& heap) const {
     int64_t w = std::min<int64_t>(kPrefetchDocs, m);
-    for (int64_t j = 0; j < w; ++j) prefetch_doc(docs[j]);
+    for (int64_t j = 0; j < w; ++j) a_.fwd.prefetch(docs[j]);
     for (int64_t j = 0; j < m; ++j) {
-      if (j + w < m) prefetch_doc(docs[j + w]);
+      if (j + w < m) a_.fwd.prefetch(docs[j + w]);
       int32_t doc = docs[j];
-      int64_t f0 = a_.fwd_ptr[doc];
-      heap.push(Hit{score_doc(q, a_.fwd_terms + f0, a_.fwd_vals + f0, a_.fwd_ptr[doc + 1] - f0), doc});
+      heap.push(Hit{a_.fwd.score(q, doc, s.fwd), doc});
     }
-  }
-
-  // Every cache line of a document's forward entries (line-aligned, so the last one is not missed).
-  void prefetch_doc(int32_t doc) const {
-    prefetch_lines(a_.fwd_terms + a_.fwd_ptr[doc], a_.fwd_terms + a_.fwd_ptr[doc + 1]);
-    prefetch_lines(a_.fwd_vals + a_.fwd_ptr[doc], a_.fwd_vals + a_.fwd_ptr[doc + 1]);
-  }
-  template <class T>
-  static void prefetch_lines(const T* begin, const T* end) {
-    auto c = reinterpret_cast<uintptr_t>(begin) & ~uintptr_t(63);
-    for (auto e = reinterpret_cast<uintptr_t>(end); c < e; c += 64)
-      prefetch_read(reinterpret_cast<const void*>(c));
   }
 
   static constexpr int64_t kPrefetchDocs = 8;  // measured 4 / 8 / 16 on synthetic-100k(-flat)
@@ -415,7 +402,7 @@ class SeismicKernel {
     return (e + n_buckets + 7) >> 3;
   }
 
-  SeismicArrays<TermT, ValT, DocT> a_;
+  SeismicArrays<Fwd, DocT> a_;
   ScratchPool<SeismicScratch> pool_;
 };
 

@@ -8,6 +8,7 @@ from ..errors import InvalidInputError
 
 SUMMARY_GROUPS = ("auto", "never", "always")  # summary_groups; the kernels take the index
 DOC_ORDERS = ("top_term", "input")  # doc_order (ordering.py)
+FORWARD_LAYOUTS = ("records", "arrays")  # forward_layout (forward.py)
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,11 @@ class SeismicParams:
                         summary layout 5), "never", "always". Storage only: the same entries,
                         the same results.
     forward_dtype:      "float16" or "float32" values in the forward index.
+    forward_layout:     how the forward index is stored (forward.py): "records" (default), one
+                        byte record a document with Elias-Fano-coded term ids (3.1 bytes an
+                        entry with f16 values instead of 4); "arrays", separate term id and
+                        value arrays. Storage only: the same results. A vocabulary larger than
+                        65,536 terms always uses "arrays".
     doc_order:          how documents are numbered inside the index (ordering.py): "top_term"
                         (default) groups them by their largest term, so that block members sit
                         together in the forward index; "input" keeps the input order. Results
@@ -68,6 +74,7 @@ class SeismicParams:
     summary_energy: float = 0.4
     summary_groups: str = "auto"
     forward_dtype: str = "float16"
+    forward_layout: str = "records"
     doc_order: str = "top_term"
     seed: int = 42
     knn: int = 0
@@ -115,6 +122,8 @@ class SeismicParams:
             raise InvalidInputError(f"summary_groups must be one of {SUMMARY_GROUPS}, got {self.summary_groups!r}")
         if self.doc_order not in DOC_ORDERS:
             raise InvalidInputError(f"doc_order must be one of {DOC_ORDERS}, got {self.doc_order!r}")
+        if self.forward_layout not in FORWARD_LAYOUTS:
+            raise InvalidInputError(f"forward_layout must be one of {FORWARD_LAYOUTS}, got {self.forward_layout!r}")
         if self.forward_dtype not in ("float16", "float32"):
             raise InvalidInputError(f"forward_dtype must be 'float16' or 'float32', got {self.forward_dtype!r}")
 

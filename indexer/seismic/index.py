@@ -17,6 +17,7 @@ from . import search_numba
 from .blocking import block_lists, compact_block_sizes, top_terms
 from .ordering import inverse, permute_rows, top_term_order, transpose
 from .config import SUMMARY_GROUPS, SeismicParams
+from .forward import MAX_DIM, check_records, decode_records, encode_records
 from .pruning import prune_postings
 from .summaries import (KEY_PAD, SUMMARY_LAYOUT, count_summaries, decode_layout2, decode_layout4, encode_coded,
                         encode_entries, fill_summaries,
@@ -24,10 +25,11 @@ from .summaries import (KEY_PAD, SUMMARY_LAYOUT, count_summaries, decode_layout2
 
 DOC_IDS = "doc_ids"  # internal number -> input row, u32 (indexes built with doc_order "top_term")
 _U16_DOCS = 65536  # posting lists of an index of at most this many documents hold u16 ids
-# Arrays that make up an index, in the order the Numba kernel takes them.
-_KERNEL_ARRAYS = ("fwd_ptr", "fwd_terms", "fwd_vals", "list_block_ptr", "block_doc_ptr",
-                  "block_docs", "block_levels", "list_entry_ptr", "list_shift",
-                  "list_dir_ptr", "summary_dir", "list_key_ptr", "entry_key")
+# The forward index's arrays by forward_layout (forward.py), then the rest of an index, in the
+# order the Numba kernel takes them (it reads the forward index as plain arrays: forward()).
+_FORWARD_ARRAYS = {"arrays": ("fwd_ptr", "fwd_terms", "fwd_vals"), "records": ("fwd_off", "fwd_rec")}
+_LIST_ARRAYS = ("list_block_ptr", "block_doc_ptr", "block_docs", "block_levels", "list_entry_ptr", "list_shift",
+                "list_dir_ptr", "summary_dir", "list_key_ptr", "entry_key")
 _SUMMARY_ARRAYS = ("block_levels", "list_entry_ptr", "list_shift", "list_dir_ptr",
                    "summary_dir", "list_key_ptr", "entry_key")
 # arrays of summary layouts 1 and 2 that layout 3 (and later) replaces
@@ -55,8 +57,10 @@ class SeismicIndex:
         self.max_blocks_per_list = int(nblocks.max()) if nblocks.size else 0
         self.knn = knn_graph.stored_k(arrays, self.n_docs)
         self.doc_ids = arrays.get(DOC_IDS)  # None: internal numbers are input rows
+        self.forward_layout = "records" if "fwd_rec" in arrays else "arrays"
         self._doc_pos = None
         self._kernel = None
+        self._forward = None
         self._f32_values = None
 
     # ---------------------------------------------------------------- build
@@ -107,8 +111,16 @@ class SeismicIndex:
 
         if n_docs <= _U16_DOCS:  # half the posting bytes of a small index (SciFact: 5.9 -> 3.0 MB)
             block_docs = block_docs.astype(np.uint16)
+        if p.forward_layout == "records" and dim > MAX_DIM:
+            p = dataclasses.replace(p, forward_layout="arrays")  # a high part must fit a byte
+        if p.forward_layout == "records":
+            fwd_off, fwd_rec = encode_records(fwd_ptr, fwd_terms, stored_vals, dim)
+            forward = {"fwd_off": fwd_off, "fwd_rec": fwd_rec}
+        else:
+            forward = {"fwd_ptr": fwd_ptr, "fwd_terms": fwd_terms, "fwd_vals": stored_vals}
+        del fwd_ptr, fwd_terms, stored_vals
         arrays = {
-            "fwd_ptr": fwd_ptr, "fwd_terms": fwd_terms, "fwd_vals": stored_vals,
+            **forward,
             "list_block_ptr": list_block_ptr, "block_doc_ptr": block_doc_ptr,
             "block_docs": block_docs, "block_levels": block_levels,
             "list_entry_ptr": list_entry_ptr, "list_shift": list_shift, "list_dir_ptr": list_dir_ptr,
@@ -132,6 +144,7 @@ class SeismicIndex:
                                 knn_heap_factor=self.params.knn_heap_factor if heap_factor is None else heap_factor)
         base = SeismicIndex({n: a for n, a in self.arrays.items() if n != knn_graph.ARRAY},
                             self.n_docs, self.dim, dataclasses.replace(p, knn=0))
+        base._forward = self._forward  # decoded records, if any, shared too
         arrays = dict(base.arrays)
         if knn:
             arrays[knn_graph.ARRAY] = knn_graph.build_graph(base, knn, p.knn_query_cut, p.knn_heap_factor,
@@ -149,7 +162,7 @@ class SeismicIndex:
     def space_usage(self) -> dict[str, int]:
         """Bytes per component: forward index, posting lists (blocks), summaries."""
         a = self.arrays
-        groups = {"forward": ("fwd_ptr", "fwd_terms", "fwd_vals"),
+        groups = {"forward": _FORWARD_ARRAYS[self.forward_layout],
                   "postings": ("list_block_ptr", "block_doc_ptr", "block_docs"),
                   "summaries": _SUMMARY_ARRAYS, "knn": (knn_graph.ARRAY,)}
         out = {f"{g}_bytes": int(sum(a[n].nbytes for n in names if n in a)) for g, names in groups.items()}
@@ -161,6 +174,19 @@ class SeismicIndex:
         return {"documents": self.n_docs, "dim": self.dim, "postings": int(a["block_docs"].shape[0]),
                 "blocks": int(a["list_block_ptr"][-1]),
                 "summary_entries": int(a["list_entry_ptr"][-1]), "knn": self.knn, **self.space_usage()}
+
+    def forward(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The forward index as plain arrays (ptr int64, terms, vals as stored), in the
+        index's numbering; records are decoded once, on first use (the Numba kernel, merges,
+        κ-NN graphs)."""
+        if self._forward is None:
+            a = self.arrays
+            if self.forward_layout == "records":
+                vals = np.float16 if self.params.forward_dtype == "float16" else np.float32
+                self._forward = decode_records(a["fwd_off"], a["fwd_rec"], self.dim, vals)
+            else:
+                self._forward = (a["fwd_ptr"], a["fwd_terms"], a["fwd_vals"])
+        return self._forward
 
     # ---------------------------------------------------------------- numbering
     def positions(self, rows):
@@ -196,19 +222,22 @@ class SeismicIndex:
     def _native(self):
         if self._kernel is None:
             # the kernel maps its results to input rows itself (doc_ids), off the GIL
-            names = (_KERNEL_ARRAYS + ((knn_graph.ARRAY,) if self.knn else ())
+            names = (_FORWARD_ARRAYS[self.forward_layout] + _LIST_ARRAYS + ((knn_graph.ARRAY,) if self.knn else ())
                      + ((DOC_IDS,) if self.doc_ids is not None else ()))
-            self._kernel = native_module().SeismicKernel(
-                {n: self.arrays[n] for n in names}, self.n_docs, self.dim, self.max_blocks_per_list)
+            arrays = {n: self.arrays[n] for n in names}
+            if self.forward_layout == "records":
+                arrays["fwd_value_bytes"] = 2 if self.params.forward_dtype == "float16" else 4
+            self._kernel = native_module().SeismicKernel(arrays, self.n_docs, self.dim, self.max_blocks_per_list)
         return self._kernel
 
     def _numba_arrays(self):
         # The Numba kernel reads f32 values (f16 -> f32 is exact, so scores are unchanged).
+        ptr, terms, vals = self.forward()
         if self._f32_values is None:
-            self._f32_values = np.asarray(self.arrays["fwd_vals"], dtype=np.float32)
+            self._f32_values = np.asarray(vals, dtype=np.float32)
         graph = self.arrays[knn_graph.ARRAY] if self.knn else np.zeros(0, np.uint32)
-        return tuple(self._f32_values if n == "fwd_vals" else self.arrays[n]
-                     for n in _KERNEL_ARRAYS) + (graph, np.int64(self.knn))
+        return ((ptr, terms, self._f32_values) + tuple(self.arrays[n] for n in _LIST_ARRAYS)
+                + (graph, np.int64(self.knn)))
 
     def _knn_expand(self, knn_expand) -> int:
         return min(check_knn_expand(knn_expand), self.knn)
@@ -282,13 +311,23 @@ class SeismicIndex:
             raise IndexFormatError(f"{path} has Seismic summary layout {layout!r}; this version of "
                                    f"lsr-search reads layouts 1 to {SUMMARY_LAYOUT}. Rebuild the index "
                                    f"from its documents.", path=path, check="format version")
-        missing = set(_KERNEL_ARRAYS) - set(arrays)
-        if missing:
-            from ..storage import IndexFormatError
-            raise IndexFormatError(f"{path} lacks index arrays {sorted(missing)}", path=path,
-                                   check="missing file")
-        knn_graph.check_graph(path, arrays, int(manifest["n_docs"]))
         params = dict(manifest["params"])
+        params.setdefault("forward_layout", "arrays")  # written before forward records
+        layout = params["forward_layout"]
+        missing = set(_FORWARD_ARRAYS.get(layout, ()) + _LIST_ARRAYS) - set(arrays)
+        if missing or layout not in _FORWARD_ARRAYS:
+            from ..storage import IndexFormatError
+            raise IndexFormatError(f"{path} lacks index arrays {sorted(missing)}" if missing else
+                                   f"{path} is damaged: its manifest names forward_layout {layout!r}",
+                                   path=path, check="missing file" if missing else "consistency")
+        if layout == "records":
+            vb = 2 if params.get("forward_dtype", "float16") == "float16" else 4
+            problem = check_records(arrays["fwd_off"], arrays["fwd_rec"], int(manifest["n_docs"]),
+                                    int(manifest["dim"]), vb)
+            if problem:
+                from ..storage import IndexFormatError
+                raise IndexFormatError(f"{path} is damaged: {problem}", path=path, check="consistency")
+        knn_graph.check_graph(path, arrays, int(manifest["n_docs"]))
         params.setdefault("knn_source", "search")  # written before block-mate graphs: searched
         params.setdefault("doc_order", "input")  # written before documents were reordered
         params.setdefault("cluster_rounds", 0)  # written before blocks had a Lloyd step

@@ -37,12 +37,9 @@ def build_graph(index, k: int, query_cut: int, heap_factor: float,
         return block_graph(index, k, lists)
     if source != "search":
         raise ValueError(f"unknown κ-NN graph source {source!r}; known: {SOURCES}")
-    a = index.arrays
     n = index.n_docs
     out = np.empty((n, k), dtype=np.uint32)
-    ptr = np.asarray(a["fwd_ptr"])
-    terms = np.asarray(a["fwd_terms"])
-    vals = np.asarray(a["fwd_vals"])
+    ptr, terms, vals = (np.asarray(x) for x in index.forward())
     for lo in range(0, n, batch):  # batches bound the f32 copies of the query rows
         hi = min(n, lo + batch)
         p0, p1 = int(ptr[lo]), int(ptr[hi])
@@ -77,11 +74,12 @@ def block_graph(index, k: int, lists: int) -> np.ndarray:
     that has them): 6.5 against 12.8 CPU s at synthetic-100k, where the expansion reached the
     same recall@10 with either graph (0.9557 / 0.9563 at query_cut 3, equal at 5 and 8)."""
     a = index.arrays
-    vals = np.asarray(a["fwd_vals"], dtype=np.float32)
-    tops, _ = top_terms(a["fwd_ptr"], a["fwd_terms"], vals, lists)
+    ptr, terms, vals = index.forward()
+    vals = np.asarray(vals, dtype=np.float32)
+    tops, _ = top_terms(ptr, terms, vals, lists)
     pos = _member_blocks(a["list_block_ptr"], a["block_doc_ptr"], a["block_docs"], tops)
     return _block_mates(a["list_block_ptr"], a["block_doc_ptr"], a["block_docs"], pos,
-                        a["fwd_ptr"], a["fwd_terms"], vals, index.dim, k).reshape(-1)
+                        ptr, terms, vals, index.dim, k).reshape(-1)
 
 
 @nb.njit(nogil=True, parallel=True, cache=True)

@@ -102,8 +102,8 @@ def _flip(path, offset=None):
     ("segments/seg-000001/segment.json", "truncate", "segment manifest .* corrupted"),
     ("segments/seg-000001/docs.arrow", "flip", "docs.arrow is corrupted"),
     ("segments/seg-000001/docs.arrow", "truncate", "docs.arrow is missing or truncated"),
-    ("segments/seg-000002/sparse/fwd_vals.npy", "flip", "fwd_vals.npy is corrupted"),
-    ("segments/seg-000002/sparse/fwd_vals.npy", "truncate", "missing or truncated"),
+    ("segments/seg-000002/sparse/fwd_rec.npy", "flip", "fwd_rec.npy is corrupted"),
+    ("segments/seg-000002/sparse/fwd_rec.npy", "truncate", "missing or truncated"),
     ("tombstones", "flip", "rows.npy is corrupted"),
 ])
 def test_corrupted_files_are_refused_with_a_clear_error(tmp_path, target, damage, message, record_property):
@@ -130,9 +130,9 @@ def _set_format_version(path, version):
 @pytest.mark.parametrize("target,damage,check", [
     ("MANIFEST.json", "truncate", "json"),
     ("MANIFEST.json", "delete", "missing file"),
-    ("segments/seg-000002/sparse/fwd_vals.npy", "flip", "checksum"),
-    ("segments/seg-000002/sparse/fwd_vals.npy", "truncate", "size"),
-    ("segments/seg-000002/sparse/fwd_vals.npy", "delete", "missing file"),
+    ("segments/seg-000002/sparse/fwd_rec.npy", "flip", "checksum"),
+    ("segments/seg-000002/sparse/fwd_rec.npy", "truncate", "size"),
+    ("segments/seg-000002/sparse/fwd_rec.npy", "delete", "missing file"),
     ("segments/seg-000002/sparse/manifest.json", "truncate", "json"),
     ("segments/seg-000002/sparse/manifest.json", "version", "format version"),
 ])

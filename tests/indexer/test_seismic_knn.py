@@ -139,11 +139,12 @@ def test_block_mate_neighbours_are_scored_block_mates_best_first(synthetic):
     g = idx.arrays[ARRAY].reshape(-1, 6).astype(np.int64)
     np.testing.assert_array_equal(g, SeismicIndex.build(docs, n_postings=150, knn=6).arrays[ARRAY].reshape(-1, 6))
     a = idx.arrays
+    fwd_ptr, fwd_terms, fwd_vals = idx.forward()
     dense = np.zeros((idx.n_docs, idx.dim), np.float32)
     for d in range(idx.n_docs):
-        lo, hi = a["fwd_ptr"][d], a["fwd_ptr"][d + 1]
-        dense[d, a["fwd_terms"][lo:hi]] = np.asarray(a["fwd_vals"][lo:hi], np.float32)
-    tops, _ = top_terms(a["fwd_ptr"], a["fwd_terms"], np.asarray(a["fwd_vals"], np.float32), 3)
+        lo, hi = fwd_ptr[d], fwd_ptr[d + 1]
+        dense[d, fwd_terms[lo:hi]] = np.asarray(fwd_vals[lo:hi], np.float32)
+    tops, _ = top_terms(fwd_ptr, fwd_terms, np.asarray(fwd_vals, np.float32), 3)
     mates = [set() for _ in range(idx.n_docs)]
     lbp, bdp, bd = a["list_block_ptr"], a["block_doc_ptr"], a["block_docs"]
     for d in range(idx.n_docs):
