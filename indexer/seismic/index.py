@@ -313,14 +313,14 @@ class SeismicIndex:
                                    f"from its documents.", path=path, check="format version")
         params = dict(manifest["params"])
         params.setdefault("forward_layout", "arrays")  # written before forward records
-        layout = params["forward_layout"]
-        missing = set(_FORWARD_ARRAYS.get(layout, ()) + _LIST_ARRAYS) - set(arrays)
-        if missing or layout not in _FORWARD_ARRAYS:
+        fwd_layout = params["forward_layout"]
+        missing = set(_FORWARD_ARRAYS.get(fwd_layout, ()) + _LIST_ARRAYS) - set(arrays)
+        if missing or fwd_layout not in _FORWARD_ARRAYS:
             from ..storage import IndexFormatError
             raise IndexFormatError(f"{path} lacks index arrays {sorted(missing)}" if missing else
-                                   f"{path} is damaged: its manifest names forward_layout {layout!r}",
+                                   f"{path} is damaged: its manifest names forward_layout {fwd_layout!r}",
                                    path=path, check="missing file" if missing else "consistency")
-        if layout == "records":
+        if fwd_layout == "records":
             vb = 2 if params.get("forward_dtype", "float16") == "float16" else 4
             problem = check_records(arrays["fwd_off"], arrays["fwd_rec"], int(manifest["n_docs"]),
                                     int(manifest["dim"]), vb)
