@@ -11,7 +11,7 @@ A document's entries (term ids ascending, values) are one contiguous record:
   padded to a byte ((n + Z + 7) >> 3 bytes); high_i is the number of zeros before entry i's one.
 
 An entry costs its value, 8 bits and a unary bit instead of the value and a u16 term id: 3.1
-bytes instead of 4 with f16 values (synthetic-1m forward index 487 -> 399 MB). A document's
+bytes instead of 4 with f16 values (synthetic-1m forward index 486.8 -> 398.0 MB). A document's
 entries are one run of bytes, so the scorer requests one run of cache lines (with separate
 term and value arrays it spans two). `fwd_off` (int64, n_docs + 1) holds each record's first
 byte; a record's entry count follows from its size (record_entries), so the index keeps no
