@@ -182,8 +182,7 @@ class SeismicIndex:
         if self._forward is None:
             a = self.arrays
             if self.forward_layout == "records":
-                vals = np.float16 if self.params.forward_dtype == "float16" else np.float32
-                self._forward = decode_records(a["fwd_off"], a["fwd_rec"], self.dim, vals)
+                self._forward = decode_records(a["fwd_off"], a["fwd_rec"], self.dim, self.params.forward_dtype)
             else:
                 self._forward = (a["fwd_ptr"], a["fwd_terms"], a["fwd_vals"])
         return self._forward
@@ -226,7 +225,7 @@ class SeismicIndex:
                      + ((DOC_IDS,) if self.doc_ids is not None else ()))
             arrays = {n: self.arrays[n] for n in names}
             if self.forward_layout == "records":
-                arrays["fwd_value_bytes"] = 2 if self.params.forward_dtype == "float16" else 4
+                arrays["fwd_value_bytes"] = np.dtype(self.params.forward_dtype).itemsize
             self._kernel = native_module().SeismicKernel(arrays, self.n_docs, self.dim, self.max_blocks_per_list)
         return self._kernel
 
@@ -321,7 +320,7 @@ class SeismicIndex:
                                    f"{path} is damaged: its manifest names forward_layout {fwd_layout!r}",
                                    path=path, check="missing file" if missing else "consistency")
         if fwd_layout == "records":
-            vb = 2 if params.get("forward_dtype", "float16") == "float16" else 4
+            vb = np.dtype(params.get("forward_dtype", "float16")).itemsize
             problem = check_records(arrays["fwd_off"], arrays["fwd_rec"], int(manifest["n_docs"]),
                                     int(manifest["dim"]), vb)
             if problem:
