@@ -51,7 +51,7 @@ def record_entries(size, dim: int, value_bytes: int):
 
 
 @nb.njit(nogil=True, parallel=True, cache=True)
-def _encode(ptr, terms, vals_bytes, vb, z, off, rec):
+def _encode(ptr, terms, vals_bytes, vb, off, rec):
     n_docs = ptr.shape[0] - 1
     for d in nb.prange(n_docs):
         a, n = ptr[d], ptr[d + 1] - ptr[d]
@@ -78,7 +78,7 @@ def encode_records(ptr: np.ndarray, terms: np.ndarray, vals: np.ndarray, dim: in
     off = np.zeros(ptr.shape[0], np.int64)
     np.cumsum(sizes, out=off[1:])
     rec = np.zeros(int(off[-1]) + RECORD_PAD, np.uint8)
-    _encode(ptr, terms, vals.view(np.uint8), vb, zeros_per_record(dim), off, rec)
+    _encode(ptr, terms, vals.view(np.uint8), vb, off, rec)
     return off, rec
 
 
